@@ -1,0 +1,209 @@
+"""The control loop: read telemetry, keep the flex-budget account, plan, act."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from gridflex.control.budget import FlexBudget
+from gridflex.drivers.base import Driver, JobActions, Telemetry
+from gridflex.errors import InputError
+from gridflex.model.events import GridEvent
+from gridflex.model.fleet import JobFleet
+from gridflex.model.scenario import ControlSettings
+from gridflex.model.site import Site
+from gridflex.plan.base import Plan, PlanInput, Planner
+from gridflex.plan.targets import ResolvedEvent, TargetTimeline
+
+#: Time constant [s] of the controller's estimate of how far the plant departs from the model.
+MODEL_RATIO_TAU_S = 30.0
+#: Resolution [s] of the look-ahead over the target timeline used to pace flex budgets.
+LOOKAHEAD_STEP_S = 60.0
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """What the controller saw and chose at one tick."""
+
+    t_s: float
+    site_power_w: float  # measured
+    target_w: float  # site ceiling now (inf: none)
+    it_ceiling_w: float  # IT power the planner was asked to stay under
+    model_ratio: float  # measured / modelled IT power
+    floor_throughput: np.ndarray
+    plan: Plan
+    active_events: tuple[str, ...]
+
+
+class Journal(Protocol):
+    """Where the controller writes what it saw and decided, before it acts."""
+
+    def telemetry(self, tel: Telemetry) -> None: ...
+
+    def decision(self, decision: Decision) -> None: ...
+
+
+class Controller:
+    def __init__(
+        self,
+        fleet: JobFleet,
+        site: Site,
+        settings: ControlSettings,
+        driver: Driver,
+        planner: Planner,
+        window_s: tuple[np.ndarray, np.ndarray],
+        start_s: float,
+        journal: Journal | None = None,
+    ):
+        self.fleet, self.site, self.settings = fleet, site, settings
+        self.driver, self.planner, self.journal = driver, planner, journal
+        self.win_start_s, self.win_end_s = window_s
+        self.budget = FlexBudget(fleet.flex_factor, *window_s)
+        self.model_ratio = 1.0
+        self.baselines_w: dict[str, float] = {}  # frozen at each event's start
+        self._events: dict[str, tuple[GridEvent, float]] = {}  # id -> (event, known from [epoch s])
+        self._history = _RunningWindow(settings.baseline_window_s)
+        self._last_t_s = start_s
+        self._lookahead: tuple[float, np.ndarray, np.ndarray] | None = None  # (computed at, grid, cumulative)
+        self._applied: tuple[np.ndarray, np.ndarray] | None = None  # last actions sent to the driver
+
+    # --- events ----------------------------------------------------------------------------
+    def add_event(self, event: GridEvent, known_from_s: float | None = None) -> None:
+        if event.id in self._events:
+            raise InputError(f"event id {event.id!r} already exists; cancel it first or use another id")
+        self._events[event.id] = (event, self._last_t_s if known_from_s is None else known_from_s)
+        self._lookahead = None
+
+    def add_events(self, events: Iterable[GridEvent], scenario_start_s: float) -> None:
+        for ev in events:
+            self.add_event(ev, ev.known_from_s(scenario_start_s))
+
+    def cancel_event(self, event_id: str) -> None:
+        if self._events.pop(event_id, None) is None:
+            raise InputError(f"no event {event_id!r}; known: {', '.join(self._events) or 'none'}")
+        self._lookahead = None
+
+    def timeline(self, t_s: float) -> TargetTimeline:
+        """Targets as known at `t_s`."""
+        resolved = [
+            ResolvedEvent(ev, self._baseline_w(ev, t_s))
+            for ev, known_s in self._events.values()
+            if known_s <= t_s
+        ]
+        return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings.snapback_guard_s)
+
+    def _baseline_w(self, ev: GridEvent, t_s: float) -> float:
+        if ev.baseline_w is not None:
+            return ev.baseline_w
+        if ev.id in self.baselines_w:
+            return self.baselines_w[ev.id]
+        estimate = self._history.mean() if self._history else self._unconstrained_site_w(t_s)
+        if t_s >= ev.start.timestamp():
+            self.baselines_w[ev.id] = estimate
+            self._lookahead = None
+        return estimate
+
+    # --- the loop ----------------------------------------------------------------------------
+    def step(self, t_s: float) -> Decision:
+        tel = self.driver.read()
+        self.budget.record(self._last_t_s, t_s, tel.throughput)
+        self._last_t_s = t_s
+        if self.journal:
+            self.journal.telemetry(tel)
+        running = (t_s >= self.win_start_s) & (t_s < self.win_end_s)
+        self._update_model_ratio(tel, running)
+        timeline = self.timeline(t_s)
+        self._history.add(t_s, tel.site_power_w)
+        target_w = float(timeline.ceiling_at(t_s))
+        it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
+        floors = self.budget.floor(self._constrained_left_s(t_s, timeline))
+        plan = self.planner.plan(
+            PlanInput(t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s)
+        )
+        decision = Decision(
+            t_s, tel.site_power_w, target_w, it_ceiling_w, self.model_ratio, floors, plan,
+            tuple(e.event.id for e in timeline.active(t_s)),
+        )
+        if self.journal:
+            self.journal.decision(decision)
+        if self._applied is None or not (
+            np.array_equal(self._applied[0], plan.cap_w) and np.array_equal(self._applied[1], plan.active)
+        ):
+            self.driver.apply(JobActions(self.fleet.ids, plan.cap_w, plan.active))
+            self._applied = (plan.cap_w, plan.active)
+        return decision
+
+    def shutdown(self) -> None:
+        """Return every job to normal."""
+        self.driver.restore()
+        self._applied = None
+
+    # --- internals ---------------------------------------------------------------------------
+    def _update_model_ratio(self, tel: Telemetry, running: np.ndarray) -> None:
+        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active, running).sum())
+        measured = float(np.sum(tel.job_power_w))
+        if modelled <= 0 or measured <= 0:
+            return
+        alpha = min(1.0, self.settings.interval_s / MODEL_RATIO_TAU_S)
+        self.model_ratio += alpha * (measured / modelled - self.model_ratio)
+
+    def _unconstrained_site_w(self, t_s: np.ndarray | float) -> np.ndarray:
+        """Modelled site power if no job were slowed, at each time."""
+        f = self.fleet
+        t = np.atleast_1d(np.asarray(t_s, float))
+        extra = f.gpus * (f.full_w - f.idle_w)
+        running_extra = _interval_sum(self.win_start_s, self.win_end_s, extra, t)
+        it = (float((f.gpus * f.idle_w).sum()) + running_extra) * self.model_ratio
+        out = self.site.site_power_w(it)
+        return out if np.ndim(t_s) else float(out[0])
+
+    def _constrained_left_s(self, t_s: float, timeline: TargetTimeline) -> np.ndarray:
+        """Seconds left in each job's window during which the known targets call for cuts."""
+        if not timeline.events and timeline.limit_w is None:
+            return np.zeros(len(self.fleet))
+        if self._lookahead is None or t_s - self._lookahead[0] >= LOOKAHEAD_STEP_S:
+            horizon_s = max(float(self.win_end_s.max()), t_s) - t_s
+            grid = t_s + np.arange(0.0, horizon_s + LOOKAHEAD_STEP_S, LOOKAHEAD_STEP_S)
+            ceiling = timeline.ceiling_at(grid) * (1 - self.site.margin)
+            constrained = ceiling < self._unconstrained_site_w(grid)
+            cumulative = np.concatenate([[0.0], np.cumsum(constrained[:-1] * LOOKAHEAD_STEP_S)])
+            self._lookahead = (t_s, grid, cumulative)
+        _, grid, cum = self._lookahead
+        lo = np.interp(np.maximum(t_s, self.win_start_s), grid, cum)
+        hi = np.interp(self.win_end_s, grid, cum)
+        return np.clip(hi - lo, 0.0, None)
+
+
+def _interval_sum(starts: np.ndarray, ends: np.ndarray, weight: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Σ weight_j over jobs with start_j ≤ t < end_j, for each t (O((J + T) log J))."""
+    o_start, o_end = np.argsort(starts), np.argsort(ends)
+    cum_start = np.concatenate([[0.0], np.cumsum(weight[o_start])])
+    cum_end = np.concatenate([[0.0], np.cumsum(weight[o_end])])
+    started = cum_start[np.searchsorted(starts[o_start], t, side="right")]
+    ended = cum_end[np.searchsorted(ends[o_end], t, side="right")]
+    return started - ended
+
+
+class _RunningWindow:
+    """Mean of (t, value) samples over the last `window_s` seconds, O(1) per sample."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque()
+        self._sum = 0.0
+
+    def add(self, t_s: float, value: float) -> None:
+        self._samples.append((t_s, value))
+        self._sum += value
+        while self._samples and self._samples[0][0] < t_s - self.window_s:
+            self._sum -= self._samples.popleft()[1]
+
+    def mean(self) -> float:
+        return self._sum / len(self._samples)
+
+    def __bool__(self) -> bool:
+        return bool(self._samples)

@@ -1,0 +1,138 @@
+"""Jobs as NumPy arrays, one row per job, so planners and the twin work on whole fleets at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from gridflex.model.curves import CurveLibrary, PowerCurve
+from gridflex.model.site import Action, Job
+
+
+@dataclass(frozen=True, eq=False)
+class JobFleet:
+    """Static per-job arrays. Curve tables are padded to a common width by repeating
+    their last point, which adds zero-width segments that change nothing."""
+
+    ids: tuple[str, ...]
+    gpus: np.ndarray  # [J] int
+    flex_tier: np.ndarray  # [J] int
+    flex_factor: np.ndarray  # [J]
+    may_cap: np.ndarray  # [J] bool
+    may_pause: np.ndarray  # [J] bool
+    may_resize: np.ndarray  # [J] bool
+    cap_w: np.ndarray  # [J, M] measured caps
+    power_w: np.ndarray  # [J, M] per-GPU power at those caps
+    throughput: np.ndarray  # [J, M]
+    paused_w: np.ndarray  # [J]
+    idle_w: np.ndarray  # [J]
+    hull_w: np.ndarray  # [J, K] per-GPU power at the vertices of the reachable concave hull
+    hull_throughput: np.ndarray  # [J, K]
+
+    @classmethod
+    def build(cls, jobs: Sequence[Job], curves: CurveLibrary) -> JobFleet:
+        used = [curves[j.workload] for j in jobs]
+        flex0 = np.array([j.flex_tier == 0 for j in jobs])
+        may_cap = np.array([Action.power_cap in j.actions for j in jobs]) & ~flex0
+        may_pause = np.array([Action.pause in j.actions for j in jobs]) & ~flex0
+        hulls = [_reachable_hull(c, bool(c_ok), bool(p_ok)) for c, c_ok, p_ok in zip(used, may_cap, may_pause)]
+        return cls(
+            ids=tuple(j.id for j in jobs),
+            gpus=np.array([j.gpus for j in jobs], dtype=np.int64),
+            flex_tier=np.array([j.flex_tier for j in jobs]),
+            flex_factor=np.array([j.flex_factor for j in jobs]),
+            may_cap=may_cap,
+            may_pause=may_pause,
+            may_resize=np.array([Action.resize in j.actions for j in jobs]) & ~flex0,
+            cap_w=_pad([c.cap_w for c in used]),
+            power_w=_pad([c.power_w for c in used]),
+            throughput=_pad([c.throughput for c in used]),
+            paused_w=np.array([c.paused_w for c in used]),
+            idle_w=np.array([c.idle_w for c in used]),
+            hull_w=_pad([h[0] for h in hulls]),
+            hull_throughput=_pad([h[1] for h in hulls]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def full_w(self) -> np.ndarray:
+        """Per-GPU power of each job running uncapped."""
+        return self.power_w[:, -1]
+
+    @property
+    def max_cap_w(self) -> np.ndarray:
+        return self.cap_w[:, -1]
+
+    @property
+    def controllable(self) -> np.ndarray:
+        return self.may_cap | self.may_pause
+
+    def index(self, job_id: str) -> int:
+        try:
+            return self.ids.index(job_id)
+        except ValueError:
+            raise KeyError(f"unknown job {job_id!r}") from None
+
+    @cached_property
+    def throughput_at_cap(self) -> RowInterp:
+        return RowInterp(self.cap_w, self.throughput)
+
+    @cached_property
+    def power_at_cap(self) -> RowInterp:
+        return RowInterp(self.cap_w, self.power_w)
+
+    @cached_property
+    def cap_at_power(self) -> RowInterp:
+        return RowInterp(self.power_w, self.cap_w)
+
+    @cached_property
+    def level_at_throughput(self) -> RowInterp:
+        """Least per-GPU power on the reachable hull that gives a throughput."""
+        return RowInterp(self.hull_throughput, self.hull_w)
+
+    def job_power_w(self, cap_w: np.ndarray, active: np.ndarray, running: np.ndarray) -> np.ndarray:
+        """Modelled power of each job [W]: `active` fraction of GPUs at the cap, the rest paused;
+        idle when not running."""
+        per_gpu = active * self.power_at_cap(cap_w) + (1 - active) * self.paused_w
+        return self.gpus * np.where(running, per_gpu, self.idle_w)
+
+
+def _reachable_hull(curve: PowerCurve, may_cap: bool, may_pause: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(per-GPU power, throughput) vertices a job can reach with the actions it allows."""
+    if may_cap:
+        return curve.hull(with_pause=may_pause)
+    full = (np.array([curve.full_power_w]), np.array([1.0]))
+    if not may_pause:
+        return full
+    return np.array([curve.paused_w, curve.full_power_w]), np.array([0.0, 1.0])
+
+
+def _pad(rows: Sequence[Sequence[float]]) -> np.ndarray:
+    width = max(len(r) for r in rows)
+    out = np.empty((len(rows), width))
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+        out[i, len(r) :] = r[-1]
+    return out
+
+
+class RowInterp:
+    """`np.interp` applied row by row: xp and fp [J, K] with xp non-decreasing in each row,
+    called with x [J]; values outside a row's range are clamped. The rows are laid end to end,
+    each shifted past the previous one, so that one `np.interp` call serves them all."""
+
+    def __init__(self, xp: np.ndarray, fp: np.ndarray):
+        self.lo, self.hi = xp[:, 0], xp[:, -1]
+        self.shift = np.arange(len(xp)) * (float(np.max(self.hi - self.lo, initial=0.0)) + 1.0) - self.lo
+        self.flat_xp = (xp + self.shift[:, None]).ravel()
+        self.flat_fp = np.asarray(fp, float).ravel()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.minimum(np.maximum(x, self.lo), self.hi)
+        return np.interp(x + self.shift, self.flat_xp, self.flat_fp)
+

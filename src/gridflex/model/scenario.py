@@ -1,0 +1,81 @@
+"""A scenario: a site, its jobs and the grid events over a stretch of time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gridflex.model.events import GridEvent
+from gridflex.model.site import Job, Site, require_aware
+
+
+class TwinSettings(BaseModel):
+    """How the digital twin departs from the planner's model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    curve_error: float = Field(0.04, ge=0, le=0.5, description="std of per-job true-curve error")
+    power_noise: float = Field(0.02, ge=0, le=0.5, description="std of per-job power fluctuation")
+    noise_correlation_s: float = Field(10.0, gt=0, description="time constant of the fluctuation")
+
+
+class ControlSettings(BaseModel):
+    """How the controller runs and how events are turned into targets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_s: float = Field(2.0, gt=0, description="seconds between control ticks")
+    baseline_window_s: float = Field(3600.0, gt=0, description="window before an event for its baseline")
+    snapback_guard_s: float = Field(
+        3600.0, ge=0, description="after an event, hold power at or below its baseline this long"
+    )
+    tolerance: float = Field(0.01, ge=0, lt=0.2, description="compliance band above target")
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    start: datetime
+    end: datetime
+    step_s: float = Field(1.0, gt=0, le=60)
+    curves: str | None = Field(None, description="CSV of extra power curves, relative to the scenario file")
+    site: Site = Site()
+    jobs: tuple[Job, ...] = Field(min_length=1)
+    events: tuple[GridEvent, ...] = ()
+    twin: TwinSettings = TwinSettings()
+    control: ControlSettings = ControlSettings()
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        return require_aware(v)
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        seen: set[str] = set()
+        for job in self.jobs:
+            if job.id in seen:
+                raise ValueError(f"jobs: duplicate id {job.id!r}")
+            seen.add(job.id)
+        seen.clear()
+        for ev in self.events:
+            if ev.id in seen:
+                raise ValueError(f"events: duplicate id {ev.id!r}")
+            seen.add(ev.id)
+        if self.control.interval_s < self.step_s:
+            raise ValueError(
+                f"control.interval_s ({self.control.interval_s}) must be at least step_s ({self.step_s})"
+            )
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    def job_window(self, job: Job) -> tuple[datetime, datetime]:
+        return (job.start or self.start, job.end or self.end)

@@ -1,0 +1,101 @@
+"""The optimizing planner.
+
+Each tick it solves, exactly, the linear program
+
+    maximise   Σ_j value_j · throughput_j(level_j)
+    subject to Σ_j gpus_j · level_j ≤ IT ceiling,   floor_j ≤ level_j ≤ full_j
+
+where throughput_j is the concave hull of job j's curve (capping, and pausing part of the job).
+With one coupling constraint and concave piecewise-linear objectives, the LP's optimum is the
+greedy one: shed the hull segments in order of value lost per watt. That runs in
+O(segments · log segments) NumPy time, so a 100,000-GPU site plans in milliseconds; the tests
+check it against SciPy's HiGHS on random instances.
+
+Time enters through the floors: the controller's flex-budget account spreads each job's
+allowed slowdown over the constrained part of its remaining window, and `value_j` is the job's
+flex weight per second of its window (a second of a short job's window is worth more).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gridflex.model.fleet import JobFleet
+from gridflex.plan.base import Plan, PlanInput, level_to_actions
+
+#: Weight of a job's performance in the site score, by flex tier (the Phoenix study's scoring).
+TIER_WEIGHT = {0: 1.0, 1: 0.9, 2: 0.75, 3: 0.5}
+
+
+def job_value(fleet: JobFleet, window_s: np.ndarray) -> np.ndarray:
+    """Score lost per second of one job's full throughput: tier weight over window length."""
+    weight = np.array([TIER_WEIGHT[int(t)] for t in fleet.flex_tier])
+    return weight / np.maximum(window_s, 1.0)
+
+
+def shed_greedy(
+    fleet: JobFleet,
+    value: np.ndarray,
+    floor_w: np.ndarray,
+    start_w: np.ndarray,
+    running: np.ndarray,
+    shed_w: float,
+) -> tuple[np.ndarray, float]:
+    """Per-GPU power level of each job after shedding `shed_w` watts, from levels `start_w`
+    down to at most `floor_w`, at least value lost.
+
+    Returns the levels and the part of `shed_w` that could not be shed."""
+    hull_w, hull_t = fleet.hull_w, fleet.hull_throughput
+    lo, hi = hull_w[:, :-1], hull_w[:, 1:]
+    seg_lo = np.maximum(lo, floor_w[:, None])
+    seg_hi = np.minimum(hi, start_w[:, None])
+    width_w = np.clip(seg_hi - seg_lo, 0.0, None) * fleet.gpus[:, None]
+    width_w[~(running & fleet.controllable)] = 0.0
+    dw = hi - lo
+    slope = np.divide(hull_t[:, 1:] - hull_t[:, :-1], dw, out=np.zeros_like(dw), where=dw > 0)
+    cost = (value / fleet.gpus)[:, None] * slope
+    if shed_w <= 0:
+        return start_w.copy(), 0.0
+    flat_cost, flat_w = cost.ravel(), width_w.ravel()
+    usable = np.flatnonzero(flat_w > 0)
+    order = usable[np.argsort(flat_cost[usable], kind="stable")]
+    cum = np.cumsum(flat_w[order])
+    total = cum[-1] if len(cum) else 0.0
+    n_full = int(np.searchsorted(cum, shed_w))  # segments shed entirely before the cut
+    taken = np.zeros(flat_w.shape)
+    taken[order[:n_full]] = flat_w[order[:n_full]]
+    if n_full < len(order):
+        before = cum[n_full - 1] if n_full else 0.0
+        taken[order[n_full]] = shed_w - before
+    shed_per_job = taken.reshape(width_w.shape).sum(axis=1)
+    return start_w - shed_per_job / fleet.gpus, max(0.0, shed_w - total)
+
+
+class OptimalPlanner:
+    """Least flex-weighted performance lost per watt shed, within every job's flex budget."""
+
+    name = "optimal"
+
+    def plan(self, inp: PlanInput) -> Plan:
+        fleet = inp.fleet
+        base = Plan.unconstrained(inp)
+        need_w = base.it_power_w - inp.it_ceiling_w
+        if not np.isfinite(inp.it_ceiling_w) or need_w <= 0:
+            return base
+        value = job_value(fleet, inp.window_s)
+        floor_w = fleet.level_at_throughput(inp.floor_throughput)
+        level, short = shed_greedy(fleet, value, floor_w, fleet.full_w, inp.running, need_w)
+        broken: tuple[str, ...] = ()
+        notes: tuple[str, ...] = ()
+        if short > 0 and inp.site.priority == "grid":
+            # The target cannot be met within the tiers: go on below the floors, cheapest first.
+            level, short = shed_greedy(fleet, value, fleet.hull_w[:, 0], level, inp.running, short)
+            below = inp.running & (level < floor_w - 1e-6)
+            broken = tuple(np.asarray(fleet.ids)[below])
+            notes = (f"target needs {need_w:.0f} W shed; flex tiers allow less: slowing {', '.join(broken)} below tier",)
+        elif short > 0:
+            notes = (f"target missed by {short:.0f} W: flex tiers allow no more (priority 'sla')",)
+        cap, active = level_to_actions(fleet, level)
+        power = float(fleet.job_power_w(cap, active, inp.running).sum())
+        return Plan(cap, active, power, max(0.0, power - inp.it_ceiling_w) if short > 0 else 0.0, broken, notes)
+

@@ -1,0 +1,20 @@
+"""Planners by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gridflex.errors import InputError
+from gridflex.plan.base import Planner
+from gridflex.plan.optimal import OptimalPlanner
+
+PLANNERS: dict[str, Callable[[], Planner]] = {
+    "optimal": OptimalPlanner,
+}
+
+
+def make_planner(name: str) -> Planner:
+    try:
+        return PLANNERS[name]()
+    except KeyError:
+        raise InputError(f"unknown planner {name!r}; choose one of: {', '.join(PLANNERS)}") from None

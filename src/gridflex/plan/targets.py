@@ -1,0 +1,82 @@
+"""Target timelines: the site's power ceiling over time after merging events and limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gridflex.model.events import GridEvent
+
+
+@dataclass(frozen=True)
+class ResolvedEvent:
+    """An event with its baseline fixed; times in epoch seconds."""
+
+    event: GridEvent
+    baseline_w: float
+    ceiling_w: float = field(init=False)
+    start_s: float = field(init=False)
+    end_s: float = field(init=False)
+    hold_start_s: float = field(init=False)
+    hold_end_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        ev = self.event
+        for name, value in (
+            ("ceiling_w", ev.target.ceiling_w(self.baseline_w)),
+            ("start_s", ev.start.timestamp()),
+            ("end_s", ev.end.timestamp()),
+            ("hold_start_s", ev.hold_start.timestamp()),
+            ("hold_end_s", ev.hold_end.timestamp()),
+        ):
+            object.__setattr__(self, name, value)
+
+    def ceiling_at(self, t_s: np.ndarray, snapback_guard_s: float) -> np.ndarray:
+        """Site power ceiling [W] this event sets at epoch times `t_s` (inf where it sets none)."""
+        b, c = self.baseline_w, self.ceiling_w
+        ramp = self.event.ramp_s
+        down = b + (c - b) * _ramp_fraction(t_s - self.start_s, ramp)
+        up = c + (b - c) * _ramp_fraction(t_s - self.hold_end_s, ramp)
+        out = np.full(np.shape(t_s), np.inf)
+        out = np.where((t_s >= self.start_s) & (t_s < self.hold_start_s), down, out)
+        out = np.where((t_s >= self.hold_start_s) & (t_s <= self.hold_end_s), c, out)
+        out = np.where((t_s > self.hold_end_s) & (t_s <= self.end_s), up, out)
+        guard = (t_s > self.end_s) & (t_s <= self.end_s + snapback_guard_s)
+        return np.where(guard, b, out)
+
+
+def _ramp_fraction(dt_s: np.ndarray, ramp_s: float) -> np.ndarray:
+    if ramp_s <= 0:
+        return np.ones(np.shape(dt_s))
+    return np.clip(dt_s / ramp_s, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class TargetTimeline:
+    """The minimum of every event's ceiling and the interconnection limit."""
+
+    events: tuple[ResolvedEvent, ...] = ()
+    limit_w: float | None = None
+    snapback_guard_s: float = 3600.0
+
+    @classmethod
+    def build(
+        cls,
+        events: Sequence[ResolvedEvent],
+        limit_w: float | None = None,
+        snapback_guard_s: float = 3600.0,
+    ) -> TargetTimeline:
+        return cls(tuple(events), limit_w, snapback_guard_s)
+
+    def ceiling_at(self, t_s: float | np.ndarray) -> np.ndarray:
+        t = np.asarray(t_s, float)
+        out = np.full(t.shape, np.inf if self.limit_w is None else self.limit_w)
+        for ev in self.events:
+            out = np.minimum(out, ev.ceiling_at(t, self.snapback_guard_s))
+        return out
+
+    def active(self, t_s: float) -> list[ResolvedEvent]:
+        """Events whose ramp or hold covers `t_s`."""
+        return [e for e in self.events if e.start_s <= t_s <= e.end_s]

@@ -1,0 +1,110 @@
+"""Finding, reading and checking scenario files (YAML or JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from gridflex.errors import InputError
+from gridflex.model.curves import CurveLibrary
+from gridflex.model.scenario import Scenario
+from gridflex.sim.curve_csv import builtin_curves, load_curves
+
+DEFAULT_SCENARIO = "phoenix-srp"
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    scenario: Scenario
+    curves: CurveLibrary
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """Built-in scenario names and their one-line descriptions."""
+    out = {}
+    for f in sorted(_builtin_dir().iterdir(), key=lambda f: f.name):
+        if f.name.endswith(".yaml"):
+            data = yaml.safe_load(f.read_text())
+            out[f.name.removesuffix(".yaml")] = str(data.get("description", "")).strip().splitlines()[0]
+    return out
+
+
+def load_scenario(name_or_path: str = DEFAULT_SCENARIO) -> LoadedScenario:
+    """Load a built-in scenario by name, or a scenario file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise InputError(f"cannot read scenario {path}: {e.strerror}") from None
+        return parse_scenario(text, str(path), base_dir=path.parent)
+    builtin = _builtin_dir().joinpath(f"{name_or_path}.yaml")
+    if not builtin.is_file():
+        raise InputError(
+            f"unknown scenario {name_or_path!r}: not a file, nor one of {', '.join(builtin_scenarios())}"
+        )
+    return parse_scenario(builtin.read_text(), name_or_path, base_dir=None)
+
+
+def parse_scenario(text: str, source: str, base_dir: Path | None) -> LoadedScenario:
+    data = _parse_document(text, source)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as e:
+        raise InputError(f"{source}: invalid scenario\n{format_validation_error(e)}") from None
+    curves = builtin_curves()
+    if scenario.curves:
+        if base_dir is None:
+            raise InputError(f"{source}: 'curves' needs a scenario file on disk")
+        curves = curves.merged(load_curves(base_dir / scenario.curves))
+    for i, job in enumerate(scenario.jobs):
+        if job.workload not in curves:
+            raise InputError(
+                f"{source}: jobs.{i}.workload: unknown workload {job.workload!r}; allowed: {', '.join(sorted(curves))}"
+                " (or add a curve CSV with 'curves:')"
+            )
+    _check_targets(scenario, curves, source)
+    return LoadedScenario(scenario, curves)
+
+
+def _parse_document(text: str, source: str) -> dict:
+    try:
+        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise InputError(f"{source}: not valid YAML/JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: a scenario must be a mapping with keys name, start, end, jobs, ...")
+    return data
+
+
+def _check_targets(scenario: Scenario, curves: CurveLibrary, source: str) -> None:
+    """An absolute target must lie below what the site draws with nothing slowed."""
+    full_it_w = sum(j.gpus * curves[j.workload].full_power_w for j in scenario.jobs)
+    full_w = scenario.site.site_power_w(full_it_w)
+    for i, ev in enumerate(scenario.events):
+        baseline = ev.baseline_w or full_w
+        if ev.target.power_w is not None and ev.target.power_w >= baseline:
+            raise InputError(
+                f"{source}: events.{i}.target.power_w: {ev.target.power_w:.0f} W is not below the baseline"
+                f" ({baseline:.0f} W); allowed: a ceiling below the baseline, or use 'reduction'"
+            )
+
+
+def format_validation_error(e: ValidationError) -> str:
+    """One line per problem: the field's path, what is wrong, and the value given."""
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        given = err.get("input")
+        shown = "" if isinstance(given, dict | list) else f" (given: {given!r})"
+        lines.append(f"  {loc}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _builtin_dir():
+    return resources.files("gridflex.data").joinpath("scenarios")
