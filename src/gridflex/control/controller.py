@@ -94,7 +94,7 @@ class Controller:
             for ev, known_s in self._events.values()
             if known_s <= t_s
         ]
-        return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings.snapback_guard_s)
+        return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings)
 
     def _baseline_w(self, ev: GridEvent, t_s: float) -> float:
         if ev.baseline_w is not None:
