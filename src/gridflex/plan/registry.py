@@ -8,10 +8,12 @@ from gridflex.errors import InputError
 from gridflex.plan.base import Planner
 from gridflex.plan.baselines import BASELINES
 from gridflex.plan.optimal import OptimalPlanner
+from gridflex.plan.oracle import OraclePlanner
 
 PLANNERS: dict[str, Callable[[], Planner]] = {
     "optimal": OptimalPlanner,
     **{p.name: p for p in BASELINES},
+    "oracle": OraclePlanner,
 }
 
 

@@ -84,7 +84,10 @@ def run_scenario(
     start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
     twin = TwinDriver(sc.jobs, fleet, sc.site, windows, start_s, sc.step_s, sc.twin, seed)
     trace = TraceJournal(keep_jobs=keep_jobs)
-    controller = Controller(fleet, sc.site, sc.control, twin, make_planner(planner), windows, start_s, trace)
+    chosen = make_planner(planner)
+    if hasattr(chosen, "bind_scenario"):  # an offline planner (the oracle) sees the whole scenario ahead
+        chosen.bind_scenario(loaded, seed)
+    controller = Controller(fleet, sc.site, sc.control, twin, chosen, windows, start_s, trace)
     trace.budget_source = controller.budget.used
     controller.add_events(sc.events, start_s)
     ticks = np.arange(start_s, end_s, sc.control.interval_s)
