@@ -132,7 +132,7 @@ class DvfsPauseFair(OpenLoopPlanner):
                 powers = [self._power(inp, floor, pause_set, i, ceiling) for i in range(n)]
                 if max(powers) > ceiling + 1e-6:
                     continue
-                key = (sum(full_w - p for p in powers), n, pause_set)
+                key = (full_w - float(np.mean(powers)), n, pause_set)
                 best = key if best is None or key[:2] < best[:2] else best
         return best[2] if best else ()
 

@@ -48,7 +48,7 @@ def load_scenario(name_or_path: str = DEFAULT_SCENARIO) -> LoadedScenario:
         raise InputError(
             f"unknown scenario {name_or_path!r}: not a file, nor one of {', '.join(builtin_scenarios())}"
         )
-    return parse_scenario(builtin.read_text(), name_or_path, base_dir=None)
+    return parse_scenario(builtin.read_text(), name_or_path, base_dir=Path(str(builtin)).parent)
 
 
 def parse_scenario(text: str, source: str, base_dir: Path | None) -> LoadedScenario:
