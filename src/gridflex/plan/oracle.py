@@ -15,7 +15,9 @@ It leaves out noise and actuation latency, so its weighted performance is an upp
 every planner at full compliance. Baselines are the expected true power over each event's
 baseline window (what the controller measures, less the noise).
 
-`OraclePlanner` drives the twin with the LP's levels; the scenario runner gives it the scenario
+`OraclePlanner` drives the twin with the levels of the same LP solved with a little in hand (the
+site's margin below each target for noise, a little SLA safety for actuation latency), open loop;
+the scenario runner gives it the scenario
 and seed through `bind_scenario` (an offline planner needs the future, which `PlanInput` lacks).
 """
 
@@ -38,6 +40,8 @@ from gridflex.sim.scenarios import LoadedScenario
 
 #: Longest period inside a ramp, over which the ramping target is averaged.
 RAMP_PIECE_S = 60.0
+#: Performance the oracle planner keeps above each job's flex factor, for actuation latency.
+PLANNER_SLA_SAFETY = 0.005
 #: Cost of a watt-second above a target, relative to the dearest watt-second shed (the LP stays
 #: solvable when the tiers cannot meet a target).
 SHORTFALL_COST = 1e3
@@ -96,7 +100,9 @@ def expected_timeline(loaded: LoadedScenario, fleet: JobFleet, windows: tuple[np
     return TargetTimeline.build(resolved, sc.site.interconnection_limit_w, sc.control)
 
 
-def solve_oracle(loaded: LoadedScenario, seed: int = 0) -> OracleSolution:
+def solve_oracle(loaded: LoadedScenario, seed: int = 0, sla_safety: float = 0.0, margin: float = 0.0) -> OracleSolution:
+    """The LP's optimum. The planner keeps a little in hand: `sla_safety` raises every flexible
+    job's required performance, `margin` lowers every target by that fraction (noise)."""
     from gridflex.sim.run import job_windows
 
     sc = loaded.scenario
@@ -104,7 +110,7 @@ def solve_oracle(loaded: LoadedScenario, seed: int = 0) -> OracleSolution:
     windows = job_windows(loaded)
     timeline = expected_timeline(loaded, fleet, windows)
     start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
-    t0, t1, ceiling_w, running = _constrained_periods(sc, fleet, timeline, windows, start_s, end_s)
+    t0, t1, ceiling_w, running = _constrained_periods(sc, fleet, timeline, windows, start_s, end_s, margin)
     n_p, n_j = len(t0), len(fleet)
     hull_w, hull_t = fleet.hull_w, fleet.hull_throughput
     width_w = np.diff(hull_w, axis=1)  # [J, K] per GPU
@@ -128,7 +134,8 @@ def solve_oracle(loaded: LoadedScenario, seed: int = 0) -> OracleSolution:
     power = coo_matrix((-np.ones(n_x + n_p), (rows, cols)), shape=(n_p, n_x + n_p))
     # SLA rows: throughput-seconds lost by each job ≤ what its tier allows (inside the scenario).
     in_scenario_s = np.clip(np.minimum(windows[1], end_s) - np.maximum(windows[0], start_s), 0, None)
-    allowance_s = np.maximum(in_scenario_s - fleet.flex_factor * window_s, 0.0)
+    required = np.minimum(fleet.flex_factor + sla_safety * fleet.controllable, 1.0)
+    allowance_s = np.maximum(in_scenario_s - required * window_s, 0.0)
     sla = coo_matrix((loss_per_w, (jj, np.arange(n_x))), shape=(n_j, n_x + n_p))
     upper = np.concatenate([width_w[jj, kk] * fleet.gpus[jj], np.full(n_p, np.inf)])
 
@@ -158,7 +165,7 @@ def solve_oracle(loaded: LoadedScenario, seed: int = 0) -> OracleSolution:
     )
 
 
-def _constrained_periods(sc, fleet, timeline, windows, start_s, end_s):
+def _constrained_periods(sc, fleet, timeline, windows, start_s, end_s, margin):
     """Periods in which the target is below the true unconstrained power: start, end, IT ceiling
     (the target's mean over the period) and which jobs run [P, J]."""
     edges = [start_s, end_s, *windows[0], *windows[1]]
@@ -171,7 +178,7 @@ def _constrained_periods(sc, fleet, timeline, windows, start_s, end_s):
     mid = 0.5 * (t0 + t1)
     # Mean of a piecewise-linear target over a period: Simpson's rule is exact for it.
     site_w = (timeline.ceiling_at(t0 + 1e-6) + 4 * timeline.ceiling_at(mid) + timeline.ceiling_at(t1 - 1e-6)) / 6
-    ceiling = sc.site.it_power_w(site_w)
+    ceiling = sc.site.it_power_w(site_w * (1 - margin))
     running = (mid[:, None] >= windows[0]) & (mid[:, None] < windows[1])
     full_it_w = np.where(running, fleet.gpus * fleet.full_w, fleet.gpus * fleet.idle_w).sum(axis=1)
     keep = np.isfinite(ceiling) & (ceiling < full_it_w)
@@ -187,7 +194,7 @@ class OraclePlanner:
         self.solution: OracleSolution | None = None
 
     def bind_scenario(self, loaded: LoadedScenario, seed: int) -> None:
-        self.solution = solve_oracle(loaded, seed)
+        self.solution = solve_oracle(loaded, seed, PLANNER_SLA_SAFETY, loaded.scenario.site.margin)
 
     def plan(self, inp: PlanInput) -> Plan:
         if self.solution is None:
