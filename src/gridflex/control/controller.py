@@ -120,7 +120,8 @@ class Controller:
         self._history.add(t_s, tel.site_power_w)
         target_w = float(timeline.ceiling_at(t_s))
         it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
-        floors = self.budget.floor(self._constrained_left_s(t_s, timeline))
+        # The tick under way counts as constrained: it is if the planner has anything to shed.
+        floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
         plan = self.planner.plan(
             PlanInput(t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s)
         )
