@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflex.plan.optimal import TIER_WEIGHT
-from gridflex.plan.targets import ResolvedEvent, TargetTimeline
+from gridflex.plan.targets import ResolvedEvent
 
 INTERVAL_S = 60.0
 RESPONSE_SMOOTHING_S = 10.0
@@ -40,17 +40,16 @@ class EventScore:
 
 def score_event(
     ev: ResolvedEvent,
-    timeline: TargetTimeline,
     t_s: np.ndarray,
     power_w: np.ndarray,
     step_s: float,
     tolerance: float,
 ) -> EventScore:
-    """Score one event on a trace of site power sampled every `step_s` at times `t_s`."""
+    """Score one event, against its own target, on site power sampled every `step_s` at times `t_s`."""
     in_hold = (t_s > ev.hold_start_s) & (t_s <= ev.hold_end_s)
     per = max(1, int(round(INTERVAL_S / step_s)))
     hold_p, hold_t = power_w[in_hold], t_s[in_hold]
-    target = timeline.ceiling_at(hold_t) if len(hold_t) else hold_t
+    target = ev.ceiling_at(hold_t, 0.0, 0.0)
     n = len(hold_p) // per
     minute_p = hold_p[: n * per].reshape(n, per).mean(axis=1)
     minute_target = target[: n * per].reshape(n, per).mean(axis=1)
@@ -62,13 +61,13 @@ def score_event(
         target_w=ev.ceiling_w,
         compliance=float(ok.mean()) if n else 1.0,
         intervals=n,
-        response_s=_response_s(ev, timeline, t_s, power_w, step_s, tolerance),
+        response_s=_response_s(ev, t_s, power_w, step_s, tolerance),
         over_delivery=float(over),
         mean_power_w=float(hold_p.mean()) if len(hold_p) else float("nan"),
     )
 
 
-def _response_s(ev, timeline, t_s, power_w, step_s, tolerance) -> float | None:
+def _response_s(ev: ResolvedEvent, t_s: np.ndarray, power_w: np.ndarray, step_s: float, tolerance: float) -> float | None:
     span = (t_s > ev.start_s) & (t_s <= ev.hold_end_s)
     if not span.any():
         return None
@@ -76,7 +75,7 @@ def _response_s(ev, timeline, t_s, power_w, step_s, tolerance) -> float | None:
     p = power_w[span]
     smooth = np.convolve(p, np.ones(k) / k, mode="full")[: len(p)]
     smooth[: k - 1] = p[: k - 1]
-    out = smooth > timeline.ceiling_at(t_s[span]) * (1 + tolerance)
+    out = smooth > ev.ceiling_at(t_s[span], 0.0, 0.0) * (1 + tolerance)
     if not out.any():
         return 0.0
     last_out = int(np.flatnonzero(out)[-1])

@@ -12,7 +12,7 @@ from gridflex.sim.run import RunResult
 def summarize(result: RunResult) -> dict:
     sc = result.scenario
     events = [
-        score_event(ev, result.timeline, result.step_times_s, result.site_power_w, sc.step_s, sc.control.tolerance)
+        score_event(ev, result.step_times_s, result.site_power_w, sc.step_s, sc.control.tolerance)
         for ev in result.timeline.events
     ]
     performance = result.throughput_s / result.window_s
@@ -45,7 +45,7 @@ def summarize(result: RunResult) -> dict:
             }
             for j, p, w in zip(sc.jobs, performance, within)
         ],
-        "warnings": list(result.trace.notes),
+        "warnings": result.trace.warnings(sc.start.tzinfo),
     }
 
 
