@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -70,12 +71,26 @@ class TargetTimeline:
         return cls(tuple(events), limit_w, settings.snapback_guard_s, settings.snapback_band)
 
     def ceiling_at(self, t_s: float | np.ndarray) -> np.ndarray:
-        """Site power ceiling [W] at epoch times `t_s` (inf where none)."""
+        """Site power ceiling [W] at epoch times `t_s` (inf where none). Each event is evaluated
+        only at the times it covers, so long series of events stay cheap."""
         t = np.asarray(t_s, float)
-        out = np.full(t.shape, np.inf if self.limit_w is None else self.limit_w)
-        for ev in self.events:
-            out = np.minimum(out, ev.ceiling_at(t, self.snapback_guard_s, self.snapback_band))
-        return out
+        flat = t.ravel()
+        order = np.argsort(flat, kind="stable")
+        ts = flat[order]
+        out = np.full(ts.shape, np.inf if self.limit_w is None else self.limit_w)
+        if len(ts):
+            first, last = np.searchsorted(ts, self._spans_s, side="left"), np.searchsorted(ts, self._spans_s, side="right")
+            for ev, i0, i1 in zip(self.events, first[:, 0], last[:, 1]):
+                if i1 > i0:
+                    out[i0:i1] = np.minimum(out[i0:i1], ev.ceiling_at(ts[i0:i1], self.snapback_guard_s, self.snapback_band))
+        result = np.empty_like(out)
+        result[order] = out
+        return result.reshape(t.shape)
+
+    @cached_property
+    def _spans_s(self) -> np.ndarray:
+        """[E, 2] first and last epoch second each event sets a ceiling (its guard included)."""
+        return np.array([(e.start_s, e.end_s + self.snapback_guard_s) for e in self.events]).reshape(-1, 2)
 
     def active(self, t_s: float) -> list[ResolvedEvent]:
         """Events whose ramp or hold covers `t_s`."""

@@ -51,6 +51,8 @@ LONG_HOURS = (2, 3, 4, 6, 8, 10)
 SHORT_HOURS = (0.75, 1.75)
 MIN_GAP_S = 2 * 3600
 STEP_RAMP_S = 60
+#: Control tick: five days of 2-s ticks make a slow benchmark, and 5 s is ample for 15-min targets.
+CONTROL_INTERVAL_S = 5
 
 
 def scaled_curves_csv() -> str:
@@ -89,6 +91,7 @@ def generate(seed: int = SEED) -> dict:
         "step_s": 1,
         "curves": f"{NAME}-curves.csv",
         "site": {"name": "london-cluster", "pue": PUE, "overhead_w": overhead_w},
+        "control": {"interval_s": CONTROL_INTERVAL_S},
         "jobs": jobs,
         "events": events,
     }
