@@ -122,5 +122,9 @@ class _progress:
         self.bar.stop()
 
 
+from gridflex.sim.compare import compare  # noqa: E402  (registered here; it uses the helpers above)
+
+app.command()(compare)
+
 if __name__ == "__main__":
     app()
