@@ -34,8 +34,6 @@ def test_compare_writes_one_entry_per_planner_with_simulate_keys(tmp_path):
     assert "<img" in out_html.read_text() and "pause-by-tier" in out_html.read_text()
 
 
-
-
 def test_compare_rejects_an_unknown_planner():
     result = runner.invoke(app, ["compare", "--planners", "optimal,nope"])
     assert result.exit_code == 2
