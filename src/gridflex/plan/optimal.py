@@ -29,7 +29,7 @@ TIER_WEIGHT = {0: 1.0, 1: 0.9, 2: 0.75, 3: 0.5}
 
 def job_value(fleet: JobFleet, window_s: np.ndarray) -> np.ndarray:
     """Score lost per second of one job's full throughput: tier weight over window length."""
-    weight = np.array([TIER_WEIGHT[int(t)] for t in fleet.flex_tier])
+    weight = np.array([TIER_WEIGHT[t] for t in range(4)])[fleet.flex_tier]
     return weight / np.maximum(window_s, 1.0)
 
 
@@ -56,19 +56,47 @@ def shed_greedy(
     cost = (value / fleet.gpus)[:, None] * slope
     if shed_w <= 0:
         return start_w.copy(), 0.0
-    flat_cost, flat_w = cost.ravel(), width_w.ravel()
-    usable = np.flatnonzero(flat_w > 0)
-    order = usable[np.argsort(flat_cost[usable], kind="stable")]
-    cum = np.cumsum(flat_w[order])
-    total = cum[-1] if len(cum) else 0.0
-    n_full = int(np.searchsorted(cum, shed_w))  # segments shed entirely before the cut
-    taken = np.zeros(flat_w.shape)
-    taken[order[:n_full]] = flat_w[order[:n_full]]
-    if n_full < len(order):
-        before = cum[n_full - 1] if n_full else 0.0
-        taken[order[n_full]] = shed_w - before
+    flat_w = width_w.ravel()
+    taken = cheapest_first(cost.ravel(), flat_w, shed_w)
     shed_per_job = taken.reshape(width_w.shape).sum(axis=1)
-    return start_w - shed_per_job / fleet.gpus, max(0.0, shed_w - total)
+    return start_w - shed_per_job / fleet.gpus, max(0.0, shed_w - float(flat_w.sum()))
+
+
+#: Candidate segments few enough to sort outright.
+SORT_MAX = 1024
+
+
+def cheapest_first(cost: np.ndarray, width: np.ndarray, amount: float) -> np.ndarray:
+    """How much of each item is taken when taking `amount` from the items in order of cost (ties by
+    position), each up to its `width`. Linear time: median pivots (np.partition) split off the
+    items surely taken whole or surely not reached, and only the few around the cut are sorted."""
+    taken = np.zeros(width.shape)
+    cand = np.flatnonzero(width > 0)  # ascending positions: boolean selection keeps the order
+    base = 0.0  # width of the items already taken whole
+    while len(cand) > SORT_MAX:
+        c = cost[cand]
+        pivot = np.partition(c, len(c) // 2)[len(c) // 2]
+        cheaper, tied = c < pivot, c == pivot
+        cheaper_w = float(width[cand[cheaper]].sum())
+        if base + cheaper_w > amount:  # the cut is among the cheaper ones
+            cand = cand[cheaper]
+            continue
+        taken[cand[cheaper]] = width[cand[cheaper]]  # all the cheaper ones are taken whole
+        base += cheaper_w
+        tied_w = float(width[cand[tied]].sum())
+        if base + tied_w > amount:  # the cut is among items of one cost: position order decides
+            cand = cand[tied]
+            break
+        taken[cand[tied]] = width[cand[tied]]
+        base += tied_w
+        cand = cand[c > pivot]
+    order = cand[np.argsort(cost[cand], kind="stable")]
+    cum = base + np.cumsum(width[order])
+    n_full = int(np.searchsorted(cum, amount))  # items taken whole before the cut
+    taken[order[:n_full]] = width[order[:n_full]]
+    if n_full < len(order):
+        taken[order[n_full]] = amount - (cum[n_full - 1] if n_full else base)
+    return taken
 
 
 class OptimalPlanner:
