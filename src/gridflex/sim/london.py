@@ -38,7 +38,7 @@ WORKLOADS = ("pt_mpt_7b_fast", "pt_mpt_13b_sm", "pt_mpt_13b_lg", "ft_llama_8b_p3
 #: GPUs of each slot of the cluster (96 in all); each slot runs jobs back to back.
 SLOTS = (32, 16, 16, 8, 8, 8, 8)
 TIER_P = (0.05, 0.25, 0.40, 0.30)
-JOB_HOURS = (8, 60)
+JOB_HOURS = (36, 120)
 STEP_S = 900
 #: (kind, notice [s] or None for a random 5-15 minutes, first-step ramp [s], how many, how many long)
 DISPATCHES = (
