@@ -79,6 +79,12 @@ class JobFleet:
             raise KeyError(f"unknown job {job_id!r}") from None
 
     @cached_property
+    def hull_slope(self) -> np.ndarray:
+        """[J, K-1] throughput gained per watt per GPU along each hull segment (0 on padding)."""
+        dw = np.diff(self.hull_w, axis=1)
+        return np.divide(np.diff(self.hull_throughput, axis=1), dw, out=np.zeros_like(dw), where=dw > 0)
+
+    @cached_property
     def throughput_at_cap(self) -> RowInterp:
         return RowInterp(self.cap_w, self.throughput)
 

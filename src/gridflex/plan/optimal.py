@@ -45,17 +45,14 @@ def shed_greedy(
     down to at most `floor_w`, at least value lost.
 
     Returns the levels and the part of `shed_w` that could not be shed."""
-    hull_w, hull_t = fleet.hull_w, fleet.hull_throughput
-    lo, hi = hull_w[:, :-1], hull_w[:, 1:]
-    seg_lo = np.maximum(lo, floor_w[:, None])
-    seg_hi = np.minimum(hi, start_w[:, None])
-    width_w = np.clip(seg_hi - seg_lo, 0.0, None) * fleet.gpus[:, None]
-    width_w[~(running & fleet.controllable)] = 0.0
-    dw = hi - lo
-    slope = np.divide(hull_t[:, 1:] - hull_t[:, :-1], dw, out=np.zeros_like(dw), where=dw > 0)
-    cost = (value / fleet.gpus)[:, None] * slope
     if shed_w <= 0:
         return start_w.copy(), 0.0
+    hull_w = fleet.hull_w
+    width_w = np.minimum(hull_w[:, 1:], start_w[:, None])
+    width_w -= np.maximum(hull_w[:, :-1], floor_w[:, None])
+    np.maximum(width_w, 0.0, out=width_w)
+    width_w *= np.where(running & fleet.controllable, fleet.gpus, 0)[:, None]
+    cost = (value / fleet.gpus)[:, None] * fleet.hull_slope
     flat_w = width_w.ravel()
     taken = cheapest_first(cost.ravel(), flat_w, shed_w)
     shed_per_job = taken.reshape(width_w.shape).sum(axis=1)
