@@ -82,7 +82,9 @@ def resize_fair_active(
     return active
 
 
-def pause_in_order(fleet: JobFleet, running: np.ndarray, order: np.ndarray, active: np.ndarray, ceiling_w: float) -> np.ndarray:
+def pause_in_order(
+    fleet: JobFleet, running: np.ndarray, order: np.ndarray, active: np.ndarray, ceiling_w: float
+) -> np.ndarray:
     """Pause jobs of `order`, in turn, until the modelled power meets `ceiling_w` (or none is left)."""
     need_w = model_power_w(fleet, fleet.max_cap_w, active, running) - ceiling_w
     active = active.copy()

@@ -83,7 +83,9 @@ def true_fleet(loaded: LoadedScenario, seed: int) -> JobFleet:
     )
 
 
-def expected_timeline(loaded: LoadedScenario, fleet: JobFleet, windows: tuple[np.ndarray, np.ndarray]) -> TargetTimeline:
+def expected_timeline(
+    loaded: LoadedScenario, fleet: JobFleet, windows: tuple[np.ndarray, np.ndarray]
+) -> TargetTimeline:
     """Every event, each with the baseline the controller would measure, less the noise."""
     sc = loaded.scenario
     start_s = sc.start.timestamp()
@@ -126,7 +128,8 @@ def solve_oracle(loaded: LoadedScenario, seed: int = 0, sla_safety: float = 0.0,
     # Costs scaled to at most 1 (HiGHS' tolerances are absolute); a watt short costs more than any shed.
     per_w_s = value[jj] * slope[jj, kk] / fleet.gpus[jj]  # score lost per watt shed for a second
     dur_rel = dur_s / dur_s.max(initial=1.0)
-    cost = np.concatenate([per_w_s / max(float(per_w_s.max(initial=0.0)), 1e-300) * dur_rel[pp], SHORTFALL_COST * dur_rel])
+    shed_cost = per_w_s / max(float(per_w_s.max(initial=0.0)), 1e-300) * dur_rel[pp]
+    cost = np.concatenate([shed_cost, SHORTFALL_COST * dur_rel])
     # Power rows: -Σ shed - shortfall ≤ ceiling - unconstrained.
     full_it_w = np.where(running, fleet.gpus * fleet.full_w, fleet.gpus * fleet.idle_w).sum(axis=1)
     rows = np.concatenate([pp, np.arange(n_p)])
@@ -172,7 +175,8 @@ def _constrained_periods(sc, fleet, timeline, windows, start_s, end_s, margin):
     guard_s = sc.control.snapback_guard_s
     for ev in timeline.events:
         edges += [ev.start_s, ev.hold_start_s, ev.hold_end_s, ev.end_s, ev.end_s + guard_s]
-        edges += [*np.arange(ev.start_s, ev.hold_start_s, RAMP_PIECE_S), *np.arange(ev.hold_end_s, ev.end_s, RAMP_PIECE_S)]
+        edges += [*np.arange(ev.start_s, ev.hold_start_s, RAMP_PIECE_S)]
+        edges += [*np.arange(ev.hold_end_s, ev.end_s, RAMP_PIECE_S)]
     e = np.unique(np.clip(edges, start_s, end_s))
     t0, t1 = e[:-1], e[1:]
     mid = 0.5 * (t0 + t1)

@@ -79,10 +79,12 @@ class TargetTimeline:
         ts = flat[order]
         out = np.full(ts.shape, np.inf if self.limit_w is None else self.limit_w)
         if len(ts):
-            first, last = np.searchsorted(ts, self._spans_s, side="left"), np.searchsorted(ts, self._spans_s, side="right")
-            for ev, i0, i1 in zip(self.events, first[:, 0], last[:, 1]):
+            first = np.searchsorted(ts, self._spans_s[:, 0], side="left")
+            last = np.searchsorted(ts, self._spans_s[:, 1], side="right")
+            for ev, i0, i1 in zip(self.events, first, last):
                 if i1 > i0:
-                    out[i0:i1] = np.minimum(out[i0:i1], ev.ceiling_at(ts[i0:i1], self.snapback_guard_s, self.snapback_band))
+                    ceiling = ev.ceiling_at(ts[i0:i1], self.snapback_guard_s, self.snapback_band)
+                    out[i0:i1] = np.minimum(out[i0:i1], ceiling)
         result = np.empty_like(out)
         result[order] = out
         return result.reshape(t.shape)
