@@ -50,11 +50,16 @@ def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
 
 
 def build_driver(cfg: DriverConfig, spec: SiteSpec, fleet: JobFleet, start_s: float) -> Driver:
-    """The plant driver named by the config. The twin runs every job from its start to its end."""
+    """The plant driver named by the config. The twin runs every job from its start to its end,
+    and has run one step already so that its first reading is a real one."""
     jobs = spec.jobs
     run_start = np.array([j.start.timestamp() if j.start else 0.0 for j in jobs])
     run_end = np.array([j.end.timestamp() if j.end else np.inf for j in jobs])
-    return TwinDriver(jobs, fleet, spec.site, (run_start, run_end), start_s, cfg.step_s, cfg.twin, cfg.seed, record=False)
+    twin = TwinDriver(
+        jobs, fleet, spec.site, (run_start, run_end), start_s - cfg.step_s, cfg.step_s, cfg.twin, cfg.seed, record=False
+    )
+    twin.advance_to(start_s)
+    return twin
 
 
 def advance(driver: Driver, t_s: float) -> None:
