@@ -5,6 +5,7 @@ Mapping (per event interval):
 - LOAD_DISPATCH, signal type `setpoint`: a ceiling on site power (`target.power_w`); the value's
   unit is the signal's itemBase scale (W, kW, MW), else `openadr.setpoint_unit_w`.
 - SIMPLE, level 1..3: a reduction from the baseline, per `openadr.simple_levels`; level 0: none.
+The event's ramp-up period becomes the ramp of its first interval.
 - ELECTRICITY_PRICE: recorded as a price signal, not acted on.
 Anything else, or an event the site cannot carry out, is answered with an opt-out and a logged
 reason; an event is applied whole (every interval) or not at all.
@@ -50,7 +51,7 @@ def translate(event: dict, cfg: OpenAdrConfig) -> Translation:
         signals = event["event_signals"]
         signals = signals if isinstance(signals, list) else signals["event_signals"]
         start = _aware(period["dtstart"])
-        ramp_s = _seconds(period.get("ramp_up_period"))
+        ramp_s = _seconds(period.get("ramp_up"))
         mod = int(desc.get("modification_number", 0))
         base_id = f"{event_id_prefix(desc['event_id'])}{mod}"
     except (KeyError, TypeError, ValueError) as e:
@@ -79,8 +80,9 @@ def translate(event: dict, cfg: OpenAdrConfig) -> Translation:
             else:
                 return Translation(reason=f"signal {name}/{kind} is not supported; supported: LOAD_DISPATCH/setpoint,"
                                           " SIMPLE/level, ELECTRICITY_PRICE")
+            ramp = ramp_s if not out.events else 0.0  # the event's ramp leads into its first interval
             try:
-                out.events.append(GridEvent(id=ev_id, start=t0, end=t1, ramp_s=min(ramp_s, (t1 - t0).total_seconds() / 2), target=target))
+                out.events.append(GridEvent(id=ev_id, start=t0, end=t1, ramp_s=ramp, target=target))
             except ValidationError as e:
                 first = e.errors()[0]
                 return Translation(reason=f"{name}: {'.'.join(map(str, first['loc']))}: {first['msg']}")
@@ -156,6 +158,8 @@ class Ven:
                 self.service.cancel_event(ev_id, f"OpenADR event {desc.get('event_status')}")
             return "optIn"
         tr = translate(event, self.cfg)
+        if tr.events and {e.id for e in tr.events} <= set(superseded):
+            return "optIn"  # already in force (e.g. re-sent after a restart)
         if not tr.reason:
             now = self.service.clock()
             try:
@@ -167,8 +171,6 @@ class Ven:
             log.warning("opting out of OpenADR event %s: %s", oadr_id, tr.reason)
             self.service.metrics.opt_outs.inc()
             return "optOut"
-        for ev_id in superseded:
-            self.service.cancel_event(ev_id, "superseded by a modified OpenADR event")
         added: list[str] = []
         try:
             for ev in tr.events:
@@ -182,5 +184,7 @@ class Ven:
             log.warning("opting out of OpenADR event %s: %s", oadr_id, e)
             self.service.metrics.opt_outs.inc()
             return "optOut"
+        for ev_id in superseded:
+            self.service.cancel_event(ev_id, "superseded by a modified OpenADR event")
         log.info("opted in to OpenADR event %s (%d interval(s))", oadr_id, len(tr.events))
         return "optIn"
