@@ -89,7 +89,7 @@ async function refresh() {
     const plan = Object.fromEntries(status.jobs.map((j) => [j.id, j]));
     fillTable("jobs", jobs.map((j) => [j.id, j.flex_tier, j.gpus,
       plan[j.id] ? plan[j.id].cap_w.toFixed(0) + " W" : "–", plan[j.id] ? (plan[j.id].active * 100).toFixed(0) + " %" : "–",
-      plan[j.id] ? kw(plan[j.id].power_w) : "–", (j.flex_budget_used * 100).toFixed(1) + " %"]));
+      plan[j.id] ? kw(plan[j.id].power_w) : "–", (j.flex_budget_used * 100).toFixed(2) + " %"]));
     if (status.miners && status.miners.length) {
       document.getElementById("miners-section").hidden = false;
       fillTable("miners", status.miners.map((m) => [m.id, kw(m.power_w), m.mode]));
