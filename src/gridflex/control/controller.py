@@ -21,6 +21,8 @@ from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 
 #: Time constant [s] of the controller's estimate of how far the plant departs from the model.
 MODEL_RATIO_TAU_S = 30.0
+#: Seconds a power cap needs to take effect, allowed for when anticipating a step in the target.
+ACTUATION_S = 1.0
 #: Resolution [s] of the look-ahead over the target timeline used to pace flex budgets.
 LOOKAHEAD_STEP_S = 60.0
 
@@ -94,7 +96,7 @@ class Controller:
             for ev, known_s in self._events.values()
             if known_s <= t_s
         ]
-        return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings.snapback_guard_s)
+        return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings)
 
     def _baseline_w(self, ev: GridEvent, t_s: float) -> float:
         if ev.baseline_w is not None:
@@ -118,9 +120,12 @@ class Controller:
         self._update_model_ratio(tel, running)
         timeline = self.timeline(t_s)
         self._history.add(t_s, tel.site_power_w)
-        target_w = float(timeline.ceiling_at(t_s))
+        # Aim for the lowest ceiling until the next tick's actions can take effect, so that
+        # known steps down are met on time.
+        target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
         it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
-        floors = self.budget.floor(self._constrained_left_s(t_s, timeline))
+        # The tick under way counts as constrained: it is if the planner has anything to shed.
+        floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
         plan = self.planner.plan(
             PlanInput(t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s)
         )

@@ -100,7 +100,7 @@ def run_scenario(
     final = TargetTimeline.build(
         [ResolvedEvent(ev, controller.baselines_w.get(ev.id, ev.baseline_w or np.nan)) for ev in sc.events],
         sc.site.interconnection_limit_w,
-        sc.control.snapback_guard_s,
+        sc.control,
     )
     site = twin.site_power_trace()
     return RunResult(
