@@ -71,3 +71,10 @@ def run_ticks(service, clock, n: int, interval_s: float = 2.0) -> None:
     for _ in range(n):
         clock.t_s += interval_s
         service.tick(clock.t_s)
+
+
+def serve_argv(config_path, port: int) -> list[str]:
+    """`gridflex serve` as a subprocess command line (with this interpreter)."""
+    import sys
+
+    return [sys.executable, "-m", "gridflex.cli", "serve", "--config", str(config_path), "--port", str(port)]

@@ -4,7 +4,6 @@ the API appears without a reload. GRIDFLEX_UPDATE_SCREENSHOT=1 refreshes docs/da
 import os
 import shutil
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,13 +11,20 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from service_support import TOKEN, free_port
 
 from gridflex.service.config import TOKEN_ENV
+from tests.service_support import TOKEN, free_port, serve_argv
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 pytestmark = pytest.mark.slow
 
@@ -29,8 +35,10 @@ def service_url(tmp_path):
     cfg = tmp_path / "site.yaml"
     cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path}/gf.db"}, "control": {"interval_s": 1.0}}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gridflex.service.cli_serve", "--config", str(cfg), "--port", str(port)],
-        stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT, env={**os.environ, TOKEN_ENV: TOKEN},
+        serve_argv(cfg, port),
+        stdout=open(tmp_path / "serve.log", "wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, TOKEN_ENV: TOKEN},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 40
@@ -63,8 +71,13 @@ def test_dashboard_updates_live(service_url, tmp_path):
         assert page.locator("#jobs tbody tr").count() == 6
 
         now = datetime.now(timezone.utc)
-        event = {"id": "browser-dispatch", "start": now.isoformat(), "end": (now + timedelta(minutes=30)).isoformat(),
-                 "ramp_s": 0, "target": {"power_w": 72000}}
+        event = {
+            "id": "browser-dispatch",
+            "start": now.isoformat(),
+            "end": (now + timedelta(minutes=30)).isoformat(),
+            "ramp_s": 0,
+            "target": {"power_w": 72000},
+        }
         r = httpx.post(f"{service_url}/api/v1/events", json=event, headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 201
         page.wait_for_selector("#events tbody tr:has-text('browser-dispatch')", timeout=15000)

@@ -5,7 +5,6 @@ import asyncio
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -16,10 +15,10 @@ import pytest
 import yaml
 from openleadr import OpenADRServer
 from openleadr.messaging import parse_message
-from service_support import TOKEN, FakeClock, free_port, make_service, run_ticks
 
 from gridflex.service.config import TOKEN_ENV, OpenAdrConfig
 from gridflex.service.openadr import Ven, translate
+from tests.service_support import TOKEN, FakeClock, free_port, make_service, run_ticks, serve_argv
 
 SAMPLES = Path(os.environ.get("GRIDFLEX_SHARED", "/work/shared")) / "data" / "openadr-samples"
 CFG = OpenAdrConfig()
@@ -31,20 +30,32 @@ def _sample(name: str) -> dict:
     if not path.is_file():
         pytest.skip(f"shared data not found: {path}")
     xml = re.sub(r"<\?xml[^>]*\?>|<!--.*?-->", "", path.read_text(), flags=re.S)
-    envelope = ('<oadr:oadrPayload xmlns:oadr="http://openadr.org/oadr-2.0b/2012/07"><oadr:oadrSignedObject>'
-                f"{xml}</oadr:oadrSignedObject></oadr:oadrPayload>")
+    envelope = (
+        '<oadr:oadrPayload xmlns:oadr="http://openadr.org/oadr-2.0b/2012/07"><oadr:oadrSignedObject>'
+        f"{xml}</oadr:oadrSignedObject></oadr:oadrPayload>"
+    )
     kind, payload = parse_message(envelope)
     assert kind == "oadrDistributeEvent"
     return payload["events"][0]
 
 
-def _event(signal: str, kind: str, values: list[float], start: datetime, ramp_s: float = 0, status: str = "far") -> dict:
+def _event(
+    signal: str, kind: str, values: list[float], start: datetime, ramp_s: float = 0, status: str = "far"
+) -> dict:
     return {
         "event_descriptor": {"event_id": "ev1", "modification_number": 0, "event_status": status},
-        "active_period": {"dtstart": start, "duration": timedelta(minutes=10 * len(values)),
-                          "ramp_up": timedelta(seconds=ramp_s)},
-        "event_signals": [{"signal_name": signal, "signal_type": kind,
-                           "intervals": [{"duration": timedelta(minutes=10), "signal_payload": v} for v in values]}],
+        "active_period": {
+            "dtstart": start,
+            "duration": timedelta(minutes=10 * len(values)),
+            "ramp_up": timedelta(seconds=ramp_s),
+        },
+        "event_signals": [
+            {
+                "signal_name": signal,
+                "signal_type": kind,
+                "intervals": [{"duration": timedelta(minutes=10), "signal_payload": v} for v in values],
+            }
+        ],
         "response_required": "always",
     }
 
@@ -110,8 +121,13 @@ class Vtn:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=20)
 
     async def _start(self, port: int) -> OpenADRServer:
-        server = OpenADRServer(vtn_id="GRIDFLEX_TEST_VTN", http_host="127.0.0.1", http_port=port,
-                               requested_poll_freq=timedelta(seconds=1), show_fingerprint=False)
+        server = OpenADRServer(
+            vtn_id="GRIDFLEX_TEST_VTN",
+            http_host="127.0.0.1",
+            http_port=port,
+            requested_poll_freq=timedelta(seconds=1),
+            show_fingerprint=False,
+        )
         server.add_handler("on_create_party_registration", self._on_registration)
         server.add_handler("on_register_report", self._on_register_report)
         await server.run()
@@ -121,18 +137,27 @@ class Vtn:
         self.registered.set()
         return "ven-gridflex", "reg-1"
 
-    def _on_register_report(self, ven_id, resource_id, measurement, unit, scale, min_sampling_interval,
-                            max_sampling_interval):
+    def _on_register_report(
+        self, ven_id, resource_id, measurement, unit, scale, min_sampling_interval, max_sampling_interval
+    ):
         return self.reports.extend, min_sampling_interval, min_sampling_interval
 
     def dispatch(self, setpoint_kw: float, minutes: float) -> None:
         async def add():
             self.server.add_event(
-                ven_id="ven-gridflex", signal_name="LOAD_DISPATCH", signal_type="setpoint",
-                intervals=[{"dtstart": datetime.now(timezone.utc), "duration": timedelta(minutes=minutes),
-                            "signal_payload": setpoint_kw}],
+                ven_id="ven-gridflex",
+                signal_name="LOAD_DISPATCH",
+                signal_type="setpoint",
+                intervals=[
+                    {
+                        "dtstart": datetime.now(timezone.utc),
+                        "duration": timedelta(minutes=minutes),
+                        "signal_payload": setpoint_kw,
+                    }
+                ],
                 callback=lambda ven_id, event_id, opt_type: self.responses.append(opt_type),
             )
+
         self._call(add())
 
     def stop(self) -> None:
@@ -145,14 +170,24 @@ def test_vtn_dispatch_is_met_and_reported(tmp_path):
     vtn_port, api_port = free_port(), free_port()
     vtn = Vtn(vtn_port)
     cfg = tmp_path / "site.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "store": {"url": f"sqlite:///{tmp_path}/gf.db"}, "control": {"interval_s": 1.0},
-        "openadr": {"enabled": True, "vtn_url": f"http://127.0.0.1:{vtn_port}/OpenADR2/Simple/2.0b",
-                    "report_interval_s": 2},
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "store": {"url": f"sqlite:///{tmp_path}/gf.db"},
+                "control": {"interval_s": 1.0},
+                "openadr": {
+                    "enabled": True,
+                    "vtn_url": f"http://127.0.0.1:{vtn_port}/OpenADR2/Simple/2.0b",
+                    "report_interval_s": 2,
+                },
+            }
+        )
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gridflex.service.cli_serve", "--config", str(cfg), "--port", str(api_port)],
-        stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT, env={**os.environ, TOKEN_ENV: TOKEN},
+        serve_argv(cfg, api_port),
+        stdout=open(tmp_path / "serve.log", "wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, TOKEN_ENV: TOKEN},
     )
     base = f"http://127.0.0.1:{api_port}"
     try:

@@ -5,11 +5,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from service_support import TOKEN, FakeClock, make_service, run_ticks
 
 from gridflex.errors import InputError
 from gridflex.service.app import create_app
 from gridflex.service.config import TOKEN_ENV
+from tests.service_support import TOKEN, FakeClock, make_service, run_ticks
 
 T0 = datetime(2026, 5, 3, 16, 0, tzinfo=timezone.utc)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -27,7 +27,10 @@ def env(tmp_path, monkeypatch):
 
 def _body(ev_id="dispatch-1", minutes=60, **target):
     return {
-        "id": ev_id, "start": T0.isoformat(), "end": (T0 + timedelta(minutes=minutes)).isoformat(), "ramp_s": 60,
+        "id": ev_id,
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "ramp_s": 60,
         "target": target or {"power_w": 70000},
     }
 
@@ -39,7 +42,9 @@ def test_status_has_the_fixed_fields(env):
     assert {j["id"] for j in body["jobs"]} == set(svc.fleet.ids)
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": "Basic x"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": "Basic x"}]
+)
 def test_writes_without_the_token_get_401(env, headers):
     client, svc, _ = env
     assert client.post("/api/v1/events", json=_body(), headers=headers).status_code == 401
@@ -115,9 +120,15 @@ def test_metrics_parse_with_the_prometheus_parser(env):
     r = client.get("/metrics")
     assert r.status_code == 200
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
-    for name in ("gridflex_site_power_watts", "gridflex_target_power_watts", "gridflex_tier_power_watts",
-                 "gridflex_event_compliance_ratio", "gridflex_flex_budget_used_ratio",
-                 "gridflex_planner_latency_seconds", "gridflex_driver_errors"):
+    for name in (
+        "gridflex_site_power_watts",
+        "gridflex_target_power_watts",
+        "gridflex_tier_power_watts",
+        "gridflex_event_compliance_ratio",
+        "gridflex_flex_budget_used_ratio",
+        "gridflex_planner_latency_seconds",
+        "gridflex_driver_errors",
+    ):
         assert name in families, name
     assert families["gridflex_target_power_watts"].samples[0].value == pytest.approx(svc.status.target_w)
     tiers = {s.labels["tier"]: s.value for s in families["gridflex_tier_power_watts"].samples}
@@ -145,7 +156,9 @@ def test_refuses_to_start_with_writes_and_no_token(tmp_path, monkeypatch):
 
 def test_protected_reads(tmp_path, monkeypatch):
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    svc = make_service(f"sqlite:///{tmp_path}/r.db", FakeClock(T0.timestamp()), api={"token": TOKEN, "protect_reads": True})
+    svc = make_service(
+        f"sqlite:///{tmp_path}/r.db", FakeClock(T0.timestamp()), api={"token": TOKEN, "protect_reads": True}
+    )
     with TestClient(create_app(svc, svc.config, run_loop=False)) as client:
         assert client.get("/api/v1/status").status_code == 401
         assert client.get("/metrics").status_code == 401

@@ -4,18 +4,17 @@ with nothing lost and the flex budgets carried over; SIGTERM restores every job 
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 import yaml
-from service_support import TOKEN, free_port
 
 from gridflex.service.config import TOKEN_ENV
 from gridflex.store import Store
 from gridflex.store.models import DecisionRow
+from tests.service_support import TOKEN, free_port, serve_argv
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -24,8 +23,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def _start(cfg_path, port, log_path) -> subprocess.Popen:
     env = {**os.environ, TOKEN_ENV: TOKEN}
     return subprocess.Popen(
-        [sys.executable, "-m", "gridflex.service.cli_serve", "--config", str(cfg_path), "--port", str(port)],
-        stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=env,
+        serve_argv(cfg_path, port),
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
 
 
@@ -66,8 +67,13 @@ def test_sigkill_mid_event_then_restart_resumes_everything(served):
     start, procs, tmp_path = served
     base = start()
     now = datetime.now(timezone.utc)
-    event = {"id": "dispatch", "start": now.isoformat(), "end": (now + timedelta(minutes=10)).isoformat(),
-             "ramp_s": 0, "target": {"power_w": 70000}}
+    event = {
+        "id": "dispatch",
+        "start": now.isoformat(),
+        "end": (now + timedelta(minutes=10)).isoformat(),
+        "ramp_s": 0,
+        "target": {"power_w": 70000},
+    }
     assert httpx.post(f"{base}/api/v1/events", json=event, headers=AUTH).status_code == 201
     _wait(f"{base}/api/v1/status", lambda b: b["site_power_w"] < 70000 and b["active_events"] == ["dispatch"])
     time.sleep(3)
@@ -101,8 +107,12 @@ def test_sigterm_restores_every_job_before_exit(served):
     start, procs, tmp_path = served
     base = start()
     now = datetime.now(timezone.utc)
-    event = {"id": "cut", "start": now.isoformat(), "end": (now + timedelta(minutes=5)).isoformat(),
-             "target": {"reduction": 0.3}}
+    event = {
+        "id": "cut",
+        "start": now.isoformat(),
+        "end": (now + timedelta(minutes=5)).isoformat(),
+        "target": {"reduction": 0.3},
+    }
     assert httpx.post(f"{base}/api/v1/events", json=event, headers=AUTH).status_code == 201
     _wait(f"{base}/api/v1/status", lambda b: any(j["cap_w"] < 400 or j["active"] < 1 for j in b["jobs"]))
     procs[-1].send_signal(signal.SIGTERM)

@@ -4,11 +4,11 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from service_support import FakeClock, make_service, run_ticks, store_url
 
 from gridflex.errors import InputError
 from gridflex.model.events import GridEvent
 from gridflex.store.models import DecisionRow, TelemetryRow
+from tests.service_support import FakeClock, make_service, run_ticks, store_url
 
 T0 = datetime(2026, 5, 3, 16, 0, tzinfo=timezone.utc).timestamp()
 

@@ -5,7 +5,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from service_support import store_url
 from sqlalchemy import text
 
 from gridflex.errors import InputError
@@ -13,6 +12,7 @@ from gridflex.model.events import GridEvent
 from gridflex.store import Store
 from gridflex.store.db import JobState
 from gridflex.store.models import Base, DecisionRow, TelemetryRow
+from tests.service_support import store_url
 
 T0 = datetime(2026, 5, 3, 16, 0, tzinfo=timezone.utc)
 
@@ -32,8 +32,19 @@ def _event(ev_id="e1", **kw) -> GridEvent:
 
 def _decision(t_s: float, **kw) -> DecisionRow:
     fields = dict(
-        t_s=t_s, site_power_w=90e3, target_w=None, it_ceiling_w=None, it_power_w=89e3, shortfall_w=0.0,
-        model_ratio=1.0, planner_s=0.002, active_events=[], broken_tier=[], notes=[], cap_w=[400.0], active=[1.0],
+        t_s=t_s,
+        site_power_w=90e3,
+        target_w=None,
+        it_ceiling_w=None,
+        it_power_w=89e3,
+        shortfall_w=0.0,
+        model_ratio=1.0,
+        planner_s=0.002,
+        active_events=[],
+        broken_tier=[],
+        notes=[],
+        cap_w=[400.0],
+        active=[1.0],
     )
     return DecisionRow(**{**fields, **kw})
 
@@ -83,7 +94,9 @@ def test_decision_budget_and_baseline_written_together(store):
 
 def test_recent_rows_since_and_limit_and_prune(store):
     for t in range(10):
-        store.add_telemetry(TelemetryRow(t_s=float(t), site_power_w=t * 1e3, it_power_w=t * 1e3, estimated=False, job_power_w=[1.0]))
+        store.add_telemetry(
+            TelemetryRow(t_s=float(t), site_power_w=t * 1e3, it_power_w=t * 1e3, estimated=False, job_power_w=[1.0])
+        )
     assert [r.t_s for r in store.telemetry(since_s=4.0, limit=3)] == [7.0, 8.0, 9.0]
     store.prune(before_s=8.0)
     assert store.count(TelemetryRow) == 2

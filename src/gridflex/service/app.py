@@ -79,9 +79,16 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
         if s is None:
             return {"t_s": None, "site_power_w": None, "target_w": None, "active_events": events, "jobs": []}
         return {
-            "t_s": s.t_s, "site_power_w": s.site_power_w, "target_w": s.target_w, "it_power_w": s.it_power_w,
-            "planned_it_power_w": s.planned_it_power_w, "active_events": list(s.active_events),
-            "known_events": events, "jobs": list(s.jobs), "driver": s.driver, "driver_ok": s.driver_ok,
+            "t_s": s.t_s,
+            "site_power_w": s.site_power_w,
+            "target_w": s.target_w,
+            "it_power_w": s.it_power_w,
+            "planned_it_power_w": s.planned_it_power_w,
+            "active_events": list(s.active_events),
+            "known_events": events,
+            "jobs": list(s.jobs),
+            "driver": s.driver,
+            "driver_ok": s.driver_ok,
             "interval_s": service.control.interval_s,
         }
 
@@ -89,8 +96,13 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
     def telemetry(since_s: float = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 600) -> list[dict]:
         """Site readings after `since_s` (epoch seconds), newest `limit`, oldest first."""
         return [
-            {"t_s": r.t_s, "site_power_w": r.site_power_w, "it_power_w": r.it_power_w, "estimated": r.estimated,
-             "job_power_w": r.job_power_w}
+            {
+                "t_s": r.t_s,
+                "site_power_w": r.site_power_w,
+                "it_power_w": r.it_power_w,
+                "estimated": r.estimated,
+                "job_power_w": r.job_power_w,
+            }
             for r in service.store.telemetry(since_s, limit)
         ]
 
@@ -130,9 +142,25 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
     def decisions(since_s: float = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[dict]:
         """The planner's decisions (audit log), newest `limit` after `since_s`, oldest first."""
         return [
-            {c: getattr(r, c) for c in (
-                "id", "t_s", "site_power_w", "target_w", "it_ceiling_w", "it_power_w", "shortfall_w", "model_ratio",
-                "planner_s", "active_events", "broken_tier", "notes", "cap_w", "active")}
+            {
+                c: getattr(r, c)
+                for c in (
+                    "id",
+                    "t_s",
+                    "site_power_w",
+                    "target_w",
+                    "it_ceiling_w",
+                    "it_power_w",
+                    "shortfall_w",
+                    "model_ratio",
+                    "planner_s",
+                    "active_events",
+                    "broken_tier",
+                    "notes",
+                    "cap_w",
+                    "active",
+                )
+            }
             for r in service.store.decisions(since_s, limit)
         ]
 
@@ -158,6 +186,10 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
 
 def _event_json(r) -> dict:
     return {
-        **r.event.model_dump(mode="json"), "source": r.source, "status": r.status, "reason": r.reason,
-        "baseline_w": r.baseline_w, "created_s": r.created_s,
+        **r.event.model_dump(mode="json"),
+        "source": r.source,
+        "status": r.status,
+        "reason": r.reason,
+        "baseline_w": r.baseline_w,
+        "created_s": r.created_s,
     }

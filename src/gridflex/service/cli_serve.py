@@ -12,10 +12,14 @@ from gridflex.errors import GridflexError
 
 
 def serve(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="site config YAML (see examples/site.yaml)")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="site config YAML (see examples/site.yaml)")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="listen address (default: api.host)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default: api.port)")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="plan and record, but only log what would be done")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="plan and record, but only log what would be done")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
     """Run the controller in wall-clock time with the REST API, dashboard, metrics and OpenADR client.
@@ -44,7 +48,3 @@ def serve(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     uvicorn.run(app, host=host or cfg.api.host, port=cfg.api.port if port is None else port, log_level=log_level)
-
-
-if __name__ == "__main__":
-    typer.run(serve)

@@ -50,7 +50,9 @@ class OpenAdrConfig(_Strict):
     vtn_url: str = Field("http://127.0.0.1:8081/OpenADR2/Simple/2.0b", description="VTN endpoint")
     ven_name: str = Field("gridflex", min_length=1)
     report_interval_s: float = Field(10.0, gt=0, description="telemetry report sampling and sending interval")
-    setpoint_unit_w: float = Field(1000.0, gt=0, description="watts per LOAD_DISPATCH setpoint unit when the signal gives no scale")
+    setpoint_unit_w: float = Field(
+        1000.0, gt=0, description="watts per LOAD_DISPATCH setpoint unit when the signal gives no scale"
+    )
     simple_levels: dict[int, float] = Field(
         default_factory=lambda: {1: 0.1, 2: 0.25, 3: 0.4},
         description="SIMPLE signal level -> fraction of baseline to shed (level 0: no reduction)",

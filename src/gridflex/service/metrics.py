@@ -22,11 +22,15 @@ class ServiceMetrics:
         )
         self.compliance = Gauge("gridflex_event_compliance_ratio", "Compliant / all ticks under events", registry=r)
         self.budget_used = Gauge(
-            "gridflex_flex_budget_used_ratio", "Fraction of a job's flex allowance spent in its window", ["job"],
+            "gridflex_flex_budget_used_ratio",
+            "Fraction of a job's flex allowance spent in its window",
+            ["job"],
             registry=r,
         )
         self.planner_latency = Histogram(
-            "gridflex_planner_latency_seconds", "Time from reading the plant to the decision", registry=r,
+            "gridflex_planner_latency_seconds",
+            "Time from reading the plant to the decision",
+            registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.driver_errors = Counter("gridflex_driver_errors", "Driver reads or actions that failed", registry=r)
@@ -48,5 +52,5 @@ class ServiceMetrics:
             self.event_ticks.inc()
             self.compliant_ticks.inc(ok)
             self.compliance.set(self._compliant / self._under_event)
-        for job_id, u in zip(fleet.ids, used.tolist()):
+        for job_id, u in zip(fleet.ids, used.tolist(), strict=True):
             self.budget_used.labels(job_id).set(u)

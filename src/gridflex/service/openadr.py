@@ -78,8 +78,10 @@ def translate(event: dict, cfg: OpenAdrConfig) -> Translation:
                     return Translation(reason=f"SIMPLE: level {level} has no reduction in openadr.simple_levels")
                 target = {"reduction": cfg.simple_levels[level]}
             else:
-                return Translation(reason=f"signal {name}/{kind} is not supported; supported: LOAD_DISPATCH/setpoint,"
-                                          " SIMPLE/level, ELECTRICITY_PRICE")
+                return Translation(
+                    reason=f"signal {name}/{kind} is not supported; supported: LOAD_DISPATCH/setpoint,"
+                    " SIMPLE/level, ELECTRICITY_PRICE"
+                )
             ramp = ramp_s if not out.events else 0.0  # the event's ramp leads into its first interval
             try:
                 out.events.append(GridEvent(id=ev_id, start=t0, end=t1, ramp_s=ramp, target=target))
@@ -118,8 +120,13 @@ class Ven:
         self.client.add_handler("on_event", self.on_event)
         self.client.add_handler("on_update_event", self.on_event)
         self.client.add_report(
-            callback=self.site_power_w, resource_id="site", measurement="RealPower", unit="W", scale="none",
-            sampling_rate=timedelta(seconds=cfg.report_interval_s), report_duration=timedelta(hours=1),
+            callback=self.site_power_w,
+            resource_id="site",
+            measurement="RealPower",
+            unit="W",
+            scale="none",
+            sampling_rate=timedelta(seconds=cfg.report_interval_s),
+            report_duration=timedelta(hours=1),
         )
         self._task: asyncio.Task | None = None
 

@@ -43,7 +43,9 @@ def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
     jobs = config.jobs if config.jobs is not None else sc.jobs
     for i, job in enumerate(jobs):
         if job.workload not in loaded.curves:
-            raise InputError(f"jobs.{i}.workload: unknown workload {job.workload!r}; allowed: {', '.join(sorted(loaded.curves))}")
+            raise InputError(
+                f"jobs.{i}.workload: unknown workload {job.workload!r}; allowed: {', '.join(sorted(loaded.curves))}"
+            )
     if len({j.id for j in jobs}) != len(jobs):
         raise InputError("jobs: job ids must be unique")
     return SiteSpec(config.site or sc.site, tuple(jobs), loaded.curves, config.control or sc.control)

@@ -196,10 +196,15 @@ class LiveService:
             used, perf = c.budget.used(), c.budget.performance()
             return [
                 {
-                    "id": job.id, "workload": job.workload, "gpus": job.gpus, "flex_tier": job.flex_tier,
-                    "flex_factor": job.flex_factor, "flex_budget_used": float(used[i]),
+                    "id": job.id,
+                    "workload": job.workload,
+                    "gpus": job.gpus,
+                    "flex_tier": job.flex_tier,
+                    "flex_factor": job.flex_factor,
+                    "flex_budget_used": float(used[i]),
                     "performance": float(perf[i]),
-                    "window_start_s": float(c.win_start_s[i]), "window_end_s": float(c.win_end_s[i]),
+                    "window_start_s": float(c.win_start_s[i]),
+                    "window_end_s": float(c.win_end_s[i]),
                     "controllable": bool(f.controllable[i]),
                 }
                 for i, job in enumerate(self.spec.jobs)
@@ -229,8 +234,14 @@ class LiveService:
         windows = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, max(start_s, self.clock()))
         journal = StoreJournal(self)
         c = Controller(
-            self.fleet, self.spec.site, self.control, self.driver, make_planner(self.config.planner),
-            windows, start_s, journal,
+            self.fleet,
+            self.spec.site,
+            self.control,
+            self.driver,
+            make_planner(self.config.planner),
+            windows,
+            start_s,
+            journal,
         )
         journal.controller = c
         for i, job_id in enumerate(self.fleet.ids):
@@ -270,8 +281,12 @@ class LiveService:
     def _job_states(self, c: Controller) -> dict[str, JobState]:
         return {
             job.id: JobState(
-                job.id, job.flex_tier, float(c.win_start_s[i]), float(c.win_end_s[i]),
-                float(c.budget.delivered_s[i]), float(c.budget.elapsed_s[i]),
+                job.id,
+                job.flex_tier,
+                float(c.win_start_s[i]),
+                float(c.win_end_s[i]),
+                float(c.budget.delivered_s[i]),
+                float(c.budget.elapsed_s[i]),
             )
             for i, job in enumerate(self.spec.jobs)
         }
@@ -281,14 +296,26 @@ class LiveService:
         target = d.target_w if np.isfinite(d.target_w) else None
         used = self.controller.budget.used()
         jobs = tuple(
-            {"id": job_id, "cap_w": float(d.plan.cap_w[i]), "active": float(d.plan.active[i]),
-             "power_w": float(tel.job_power_w[i]), "flex_budget_used": float(used[i])}
+            {
+                "id": job_id,
+                "cap_w": float(d.plan.cap_w[i]),
+                "active": float(d.plan.active[i]),
+                "power_w": float(tel.job_power_w[i]),
+                "flex_budget_used": float(used[i]),
+            }
             for i, job_id in enumerate(self.fleet.ids)
         )
         health = self.driver.health()
         self.status = Status(
-            d.t_s, d.site_power_w, target, tel.it_power_w, d.plan.it_power_w, d.active_events, jobs,
-            self.driver.name, health.ok,
+            d.t_s,
+            d.site_power_w,
+            target,
+            tel.it_power_w,
+            d.plan.it_power_w,
+            d.active_events,
+            jobs,
+            self.driver.name,
+            health.ok,
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
 
@@ -308,7 +335,10 @@ class StoreJournal:
         self.service._last_tel = tel
         self.service.store.add_telemetry(
             TelemetryRow(
-                t_s=tel.t_s, site_power_w=tel.site_power_w, it_power_w=tel.it_power_w, estimated=tel.estimated,
+                t_s=tel.t_s,
+                site_power_w=tel.site_power_w,
+                it_power_w=tel.it_power_w,
+                estimated=tel.estimated,
                 job_power_w=[round(float(x), 1) for x in tel.job_power_w],
             )
         )
@@ -318,10 +348,18 @@ class StoreJournal:
         self.service.metrics.planner_latency.observe(planner_s)
         c = self.controller
         row = DecisionRow(
-            t_s=d.t_s, site_power_w=d.site_power_w, target_w=_finite(d.target_w), it_ceiling_w=_finite(d.it_ceiling_w),
-            it_power_w=d.plan.it_power_w, shortfall_w=d.plan.shortfall_w, model_ratio=d.model_ratio,
-            planner_s=planner_s, active_events=list(d.active_events), broken_tier=list(d.plan.broken_tier),
-            notes=list(d.plan.notes), cap_w=[round(float(x), 1) for x in d.plan.cap_w],
+            t_s=d.t_s,
+            site_power_w=d.site_power_w,
+            target_w=_finite(d.target_w),
+            it_ceiling_w=_finite(d.it_ceiling_w),
+            it_power_w=d.plan.it_power_w,
+            shortfall_w=d.plan.shortfall_w,
+            model_ratio=d.model_ratio,
+            planner_s=planner_s,
+            active_events=list(d.active_events),
+            broken_tier=list(d.plan.broken_tier),
+            notes=list(d.plan.notes),
+            cap_w=[round(float(x), 1) for x in d.plan.cap_w],
             active=[round(float(x), 4) for x in d.plan.active],
         )
         self.service.store.add_decision(row, list(self.service._job_states(c).values()), dict(c.baselines_w))

@@ -57,11 +57,20 @@ class Store:
         self.engine.dispose()
 
     # --- events -------------------------------------------------------------------------------
-    def add_event(self, ev: GridEvent, source: str, known_from_s: float, status: str = "active", reason: str = "") -> None:
+    def add_event(
+        self, ev: GridEvent, source: str, known_from_s: float, status: str = "active", reason: str = ""
+    ) -> None:
         now = time.time()
         row = EventRow(
-            id=ev.id, body=ev.model_dump(mode="json"), source=source, status=status, reason=reason,
-            known_from_s=known_from_s, baseline_w=None, created_s=now, updated_s=now,
+            id=ev.id,
+            body=ev.model_dump(mode="json"),
+            source=source,
+            status=status,
+            reason=reason,
+            known_from_s=known_from_s,
+            baseline_w=None,
+            created_s=now,
+            updated_s=now,
         )
         try:
             with self._session.begin() as s:
@@ -167,8 +176,13 @@ def _merge_jobs(s: Session, jobs: list[JobState]) -> None:
 
 def _event_record(row: EventRow) -> EventRecord:
     return EventRecord(
-        GridEvent.model_validate(row.body), row.source, row.status, row.reason, row.known_from_s,
-        row.baseline_w, row.created_s,
+        GridEvent.model_validate(row.body),
+        row.source,
+        row.status,
+        row.reason,
+        row.known_from_s,
+        row.baseline_w,
+        row.created_s,
     )
 
 
