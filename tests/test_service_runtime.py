@@ -122,3 +122,36 @@ def test_stop_restores_every_job(tmp_path):
     twin.advance_to(clock.t_s + 10)
     np.testing.assert_allclose(twin.cap_w, svc.fleet.max_cap_w)
     np.testing.assert_allclose(twin.active, 1.0)
+
+
+def test_old_telemetry_and_decisions_are_pruned(tmp_path):
+    clock = FakeClock(T0)
+    svc = make_service(
+        f"sqlite:///{tmp_path}/prune.db", clock, store={"url": f"sqlite:///{tmp_path}/prune.db", "history_s": 60}
+    )
+    run_ticks(svc, clock, 5)
+    clock.t_s += 3600
+    run_ticks(svc, clock, 1)
+    assert svc.store.count(TelemetryRow) == 1 and svc.store.count(DecisionRow) == 1
+
+
+def test_example_site_config_loads():
+    from pathlib import Path
+
+    from gridflex.service.config import load_config
+    from gridflex.service.plant import load_site
+
+    path = Path(__file__).parent.parent / "examples" / "site.yaml"
+    cfg = load_config(path)
+    spec = load_site(cfg, path.parent)
+    assert cfg.api.port == 8080 and len(spec.jobs) == 6 and spec.control.snapback_guard_s == 900
+
+
+def test_bad_config_names_the_field(tmp_path):
+    from gridflex.service.config import load_config
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("driver: {kind: slurmish}\nopenadr: {simple_levels: {5: 0.2}}\n")
+    with pytest.raises(InputError) as e:
+        load_config(path)
+    assert "driver.kind" in str(e.value) and "openadr" in str(e.value)

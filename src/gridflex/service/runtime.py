@@ -25,6 +25,7 @@ from gridflex.store.db import JobState, Store
 from gridflex.store.models import DecisionRow, TelemetryRow
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY_S = 3600.0
 
 
 def budget_windows(spec: SiteSpec, epoch_s: float, window_s: float, t_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +98,7 @@ class LiveService:
             log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
         self.status: Status | None = None
         self._stop = threading.Event()
+        self._pruned_s = 0.0
         self._thread: threading.Thread | None = None
 
     # --- the loop -----------------------------------------------------------------------------
@@ -132,6 +134,7 @@ class LiveService:
         with self._lock:
             self._roll_windows(t_s)
             self._expire_events(t_s)
+            self._prune(t_s)
             advance(self.driver, t_s)
             try:
                 decision = self.controller.step(t_s)
@@ -261,6 +264,12 @@ class LiveService:
             return
         log.info("flex-budget window rolled over")
         self.controller = self._new_controller(c._last_t_s, self._job_states(c), dict(c.baselines_w), c.model_ratio)
+
+    def _prune(self, t_s: float) -> None:
+        """Drop telemetry and decisions older than `store.history_s`, once an hour."""
+        if t_s - self._pruned_s >= PRUNE_EVERY_S:
+            self.store.prune(t_s - self.config.store.history_s)
+            self._pruned_s = t_s
 
     def _expire_events(self, t_s: float) -> None:
         """Events past their end and snap-back guard are done."""
