@@ -168,7 +168,6 @@ class Vtn:
 @pytest.mark.slow
 def test_vtn_dispatch_is_met_and_reported(tmp_path):
     vtn_port, api_port = free_port(), free_port()
-    vtn = Vtn(vtn_port)
     cfg = tmp_path / "site.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -179,6 +178,7 @@ def test_vtn_dispatch_is_met_and_reported(tmp_path):
                     "enabled": True,
                     "vtn_url": f"http://127.0.0.1:{vtn_port}/OpenADR2/Simple/2.0b",
                     "report_interval_s": 2,
+                    "retry_s": 1,
                 },
             }
         )
@@ -190,7 +190,10 @@ def test_vtn_dispatch_is_met_and_reported(tmp_path):
         env={**os.environ, TOKEN_ENV: TOKEN},
     )
     base = f"http://127.0.0.1:{api_port}"
+    vtn = None
     try:
+        _wait_ready(base)
+        vtn = Vtn(vtn_port)  # after the VEN's first try: it must keep retrying until the VTN is up
         assert vtn.registered.wait(40), (tmp_path / "serve.log").read_text()
         setpoint_w = 72e3
         vtn.dispatch(setpoint_w / 1e3, minutes=10)
@@ -218,4 +221,16 @@ def test_vtn_dispatch_is_met_and_reported(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        vtn.stop()
+        if vtn:
+            vtn.stop()
+
+
+def _wait_ready(base: str) -> None:
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/api/v1/status", timeout=2).json()["t_s"]:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise AssertionError("service did not start")

@@ -155,3 +155,48 @@ def test_bad_config_names_the_field(tmp_path):
     with pytest.raises(InputError) as e:
         load_config(path)
     assert "driver.kind" in str(e.value) and "openadr" in str(e.value)
+
+
+def test_driver_error_is_counted_and_retried(tmp_path, monkeypatch):
+    from gridflex.errors import DriverError
+
+    clock = FakeClock(T0)
+    svc = make_service(f"sqlite:///{tmp_path}/err.db", clock)
+    svc.add_event(_event("cut", T0, power_w=60e3))
+    real_apply = svc.driver.apply
+    calls = []
+
+    def flaky(actions):
+        calls.append(actions)
+        if len(calls) == 1:
+            raise DriverError("job 'x': cap_w rejected by the plant")
+        real_apply(actions)
+
+    monkeypatch.setattr(svc.driver, "apply", flaky)
+    clock.t_s += 2
+    assert svc.tick(clock.t_s) is None
+    assert svc.metrics.registry.get_sample_value("gridflex_driver_errors_total") == 1
+    run_ticks(svc, clock, 1)
+    assert len(calls) == 2  # the failed actions are sent again
+    run_ticks(svc, clock, 5)
+    assert svc.status.site_power_w <= 60e3
+
+
+def test_dry_run_plans_and_records_but_never_acts(tmp_path):
+    from gridflex.service.config import ServiceConfig
+    from gridflex.service.plant import load_site
+    from gridflex.service.runtime import LiveService
+    from gridflex.store import Store
+
+    url = f"sqlite:///{tmp_path}/dry.db"
+    cfg = ServiceConfig.model_validate({"store": {"url": url}})
+    store = Store(url)
+    store.migrate()
+    clock = FakeClock(T0)
+    svc = LiveService(cfg, load_site(cfg), store, dry_run=True, clock=clock)
+    svc.add_event(_event("cut", T0, power_w=60e3))
+    run_ticks(svc, clock, 5)
+    assert min(svc.store.decisions()[-1].cap_w) < 400  # planned a cut
+    twin = svc.driver.inner
+    np.testing.assert_allclose(twin.cap_w, svc.fleet.max_cap_w)  # but nothing was changed
+    assert svc.status.site_power_w > 60e3

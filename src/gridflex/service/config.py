@@ -49,6 +49,7 @@ class OpenAdrConfig(_Strict):
     enabled: bool = False
     vtn_url: str = Field("http://127.0.0.1:8081/OpenADR2/Simple/2.0b", description="VTN endpoint")
     ven_name: str = Field("gridflex", min_length=1)
+    retry_s: float = Field(30.0, gt=0, description="seconds between registration attempts while the VTN is away")
     report_interval_s: float = Field(10.0, gt=0, description="telemetry report sampling and sending interval")
     setpoint_unit_w: float = Field(
         1000.0, gt=0, description="watts per LOAD_DISPATCH setpoint unit when the signal gives no scale"

@@ -113,35 +113,51 @@ class Ven:
     """Runs openleadr's OpenADRClient inside the service's event loop."""
 
     def __init__(self, service: LiveService, cfg: OpenAdrConfig):
+        self.service, self.cfg = service, cfg
+        self.client = None
+        self._task: asyncio.Task | None = None
+
+    def _new_client(self):
         from openleadr import OpenADRClient
 
-        self.service, self.cfg = service, cfg
-        self.client = OpenADRClient(ven_name=cfg.ven_name, vtn_url=cfg.vtn_url, show_fingerprint=False)
-        self.client.add_handler("on_event", self.on_event)
-        self.client.add_handler("on_update_event", self.on_event)
-        self.client.add_report(
+        client = OpenADRClient(ven_name=self.cfg.ven_name, vtn_url=self.cfg.vtn_url, show_fingerprint=False)
+        client.add_handler("on_event", self.on_event)
+        client.add_handler("on_update_event", self.on_event)
+        client.add_report(
             callback=self.site_power_w,
             resource_id="site",
             measurement="RealPower",
             unit="W",
             scale="none",
-            sampling_rate=timedelta(seconds=cfg.report_interval_s),
+            sampling_rate=timedelta(seconds=self.cfg.report_interval_s),
             report_duration=timedelta(hours=1),
         )
-        self._task: asyncio.Task | None = None
+        return client
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        try:
-            await self.client.run()
-        except Exception:  # the API keeps serving; the VTN connection is retried by restarting the service
-            log.exception("OpenADR client stopped")
+        """Register with the VTN, retrying every `retry_s` until it answers; openleadr then polls."""
+        while True:
+            self.client = self._new_client()
+            try:
+                await self.client.run()
+            except Exception:  # the API keeps serving while the VTN is away
+                log.exception("OpenADR client failed")
+            if self.client.registration_id:
+                log.info("registered with VTN %s as %s", self.cfg.vtn_url, self.client.ven_id)
+                return
+            await self._stop_client()
+            log.warning("no registration from VTN %s; retrying in %.0f s", self.cfg.vtn_url, self.cfg.retry_s)
+            await asyncio.sleep(self.cfg.retry_s)
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+        await self._stop_client()
+
+    async def _stop_client(self) -> None:
         try:
             await self.client.stop()
         except Exception as e:  # already stopped or never connected

@@ -92,8 +92,10 @@ class LiveService:
             self._events[rec.event.id] = (rec.event, rec.known_from_s)
             if rec.baseline_w is not None:
                 baselines[rec.event.id] = rec.baseline_w
+        self.journal = StoreJournal(store, self.metrics, self._accounts)
         last_s = store.last_decision_s()
-        self.controller = self._new_controller(now if last_s is None else min(last_s, now), saved, baselines, 1.0)
+        self._last_tick_s = now if last_s is None else min(last_s, now)
+        self.controller = self._new_controller(saved, baselines, 1.0)
         if self._events:
             log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
         self.status: Status | None = None
@@ -142,6 +144,8 @@ class LiveService:
                 log.error("driver error: %s", e)
                 self.metrics.driver_errors.inc()
                 return None
+            finally:
+                self._last_tick_s = t_s
             self._publish(decision)
             return decision
 
@@ -227,15 +231,17 @@ class LiveService:
             self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
             set_fleet(self.driver, self.fleet)
             old = self.controller
-            self.controller = self._new_controller(old._last_t_s, states, dict(old.baselines_w), old.model_ratio)
+            self.controller = self._new_controller(states, dict(old.baselines_w), old.model_ratio)
         log.info("job %s: flex tier set to %d", job_id, tier)
 
     # --- internals ----------------------------------------------------------------------------
     def _new_controller(
-        self, start_s: float, saved: dict[str, JobState], baselines: dict[str, float], model_ratio: float
+        self, saved: dict[str, JobState], baselines: dict[str, float], model_ratio: float
     ) -> Controller:
-        windows = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, max(start_s, self.clock()))
-        journal = StoreJournal(self)
+        """A controller carrying on from the last tick: budget accounts whose window is unchanged,
+        events, frozen baselines and the model ratio."""
+        now_s = max(self._last_tick_s, self.clock())
+        windows = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, now_s)
         c = Controller(
             self.fleet,
             self.spec.site,
@@ -243,10 +249,9 @@ class LiveService:
             self.driver,
             make_planner(self.config.planner),
             windows,
-            start_s,
-            journal,
+            self._last_tick_s,
+            self.journal,
         )
-        journal.controller = c
         for i, job_id in enumerate(self.fleet.ids):
             st = saved.get(job_id)
             if st and st.window_start_s == windows[0][i] and st.window_end_s == windows[1][i]:
@@ -263,7 +268,7 @@ class LiveService:
         if np.array_equal(start, c.win_start_s) and np.array_equal(end, c.win_end_s):
             return
         log.info("flex-budget window rolled over")
-        self.controller = self._new_controller(c._last_t_s, self._job_states(c), dict(c.baselines_w), c.model_ratio)
+        self.controller = self._new_controller(self._job_states(c), dict(c.baselines_w), c.model_ratio)
 
     def _prune(self, t_s: float) -> None:
         """Drop telemetry and decisions older than `store.history_s`, once an hour."""
@@ -300,8 +305,13 @@ class LiveService:
             for i, job in enumerate(self.spec.jobs)
         }
 
+    def _accounts(self) -> tuple[list[JobState], dict[str, float]]:
+        """What the journal stores with each decision: budget accounts and frozen baselines."""
+        c = self.controller
+        return list(self._job_states(c).values()), dict(c.baselines_w)
+
     def _publish(self, d: Decision) -> None:
-        tel = self._last_tel
+        tel = self.journal.last_tel
         target = d.target_w if np.isfinite(d.target_w) else None
         used = self.controller.budget.used()
         jobs = tuple(
@@ -328,21 +338,21 @@ class LiveService:
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
 
-    _last_tel: Telemetry
-
 
 class StoreJournal:
     """Writes every reading and decision to the store before the controller acts on it."""
 
-    def __init__(self, service: LiveService):
-        self.service = service
-        self.controller: Controller | None = None
+    def __init__(
+        self, store: Store, metrics: ServiceMetrics, accounts: Callable[[], tuple[list[JobState], dict[str, float]]]
+    ):
+        self.store, self.metrics, self.accounts = store, metrics, accounts
+        self.last_tel: Telemetry | None = None
         self._read_at = time.perf_counter()
 
     def telemetry(self, tel: Telemetry) -> None:
         self._read_at = time.perf_counter()
-        self.service._last_tel = tel
-        self.service.store.add_telemetry(
+        self.last_tel = tel
+        self.store.add_telemetry(
             TelemetryRow(
                 t_s=tel.t_s,
                 site_power_w=tel.site_power_w,
@@ -354,8 +364,7 @@ class StoreJournal:
 
     def decision(self, d: Decision) -> None:
         planner_s = time.perf_counter() - self._read_at
-        self.service.metrics.planner_latency.observe(planner_s)
-        c = self.controller
+        self.metrics.planner_latency.observe(planner_s)
         row = DecisionRow(
             t_s=d.t_s,
             site_power_w=d.site_power_w,
@@ -371,7 +380,7 @@ class StoreJournal:
             cap_w=[round(float(x), 1) for x in d.plan.cap_w],
             active=[round(float(x), 4) for x in d.plan.active],
         )
-        self.service.store.add_decision(row, list(self.service._job_states(c).values()), dict(c.baselines_w))
+        self.store.add_decision(row, *self.accounts())
 
 
 def _finite(x: float) -> float | None:
