@@ -163,3 +163,15 @@ def test_protected_reads(tmp_path, monkeypatch):
         assert client.get("/api/v1/status").status_code == 401
         assert client.get("/metrics").status_code == 401
         assert client.get("/api/v1/status", headers=AUTH).status_code == 200
+
+
+def test_short_token_refused_and_writes_can_be_disabled(tmp_path, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "short")
+    svc = make_service(f"sqlite:///{tmp_path}/w.db", FakeClock(T0.timestamp()))
+    with pytest.raises(InputError, match="at least 16 characters"):
+        create_app(svc, svc.config)
+    monkeypatch.delenv(TOKEN_ENV)
+    svc = make_service(f"sqlite:///{tmp_path}/w2.db", FakeClock(T0.timestamp()), api={"writes_enabled": False})
+    with TestClient(create_app(svc, svc.config, run_loop=False)) as client:
+        assert client.post("/api/v1/events", json=_body(), headers=AUTH).status_code == 403
+        assert client.get("/api/v1/events").status_code == 200
