@@ -33,14 +33,20 @@ MIN_TOKEN_CHARS = 16
 STATIC = resources.files("gridflex.service").joinpath("static")
 
 
-def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = True, ven=None) -> FastAPI:
-    """The web app around a live service. With `run_loop` the control loop runs while the app does;
-    `ven` (an OpenADR client wrapper with async start/stop) runs alongside."""
+def api_token(config: ServiceConfig) -> str | None:
+    """The bearer token for writes; refuses a config with writes enabled and no (or a short) token."""
     token = config.token()
     if config.api.writes_enabled and not token:
         raise InputError(f"api.token: writes are enabled but no token is set; set {TOKEN_ENV} or api.token")
     if token and len(token) < MIN_TOKEN_CHARS:
         raise InputError(f"api.token: the token ({TOKEN_ENV} or api.token) needs at least {MIN_TOKEN_CHARS} characters")
+    return token
+
+
+def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = True, ven=None) -> FastAPI:
+    """The web app around a live service. With `run_loop` the control loop runs while the app does;
+    `ven` (an OpenADR client wrapper with async start/stop) runs alongside."""
+    token = api_token(config)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -27,7 +27,7 @@ def serve(
     SIGTERM or SIGINT restores every job to normal before exit."""
     import uvicorn
 
-    from gridflex.service.app import create_app
+    from gridflex.service.app import api_token, create_app
     from gridflex.service.config import load_config
     from gridflex.service.openadr import Ven
     from gridflex.service.plant import load_site
@@ -38,6 +38,7 @@ def serve(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         cfg = load_config(config)
+        api_token(cfg)  # refuse before touching the store
         spec = load_site(cfg, config.parent if config else None)
         store = Store(cfg.store.url)
         store.migrate()

@@ -57,16 +57,14 @@ class Store:
         self.engine.dispose()
 
     # --- events -------------------------------------------------------------------------------
-    def add_event(
-        self, ev: GridEvent, source: str, known_from_s: float, status: str = "active", reason: str = ""
-    ) -> None:
+    def add_event(self, ev: GridEvent, source: str, known_from_s: float) -> None:
         now = time.time()
         row = EventRow(
             id=ev.id,
             body=ev.model_dump(mode="json"),
             source=source,
-            status=status,
-            reason=reason,
+            status="active",
+            reason="",
             known_from_s=known_from_s,
             baseline_w=None,
             created_s=now,

@@ -18,7 +18,7 @@ class EventRow(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     body: Mapped[dict] = mapped_column(JSON)
     source: Mapped[str] = mapped_column(String(32))  # api | openadr
-    status: Mapped[str] = mapped_column(String(16), index=True)  # active | cancelled | rejected
+    status: Mapped[str] = mapped_column(String(16), index=True)  # active | cancelled | completed
     reason: Mapped[str] = mapped_column(Text, default="")
     known_from_s: Mapped[float] = mapped_column(Float)
     baseline_w: Mapped[float | None] = mapped_column(Float, nullable=True)  # frozen at the event's start
