@@ -30,9 +30,9 @@ def main() -> None:
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
     loaded = day_long(load_scenario("phoenix-srp"))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     result = run_scenario(loaded, args.planner)
-    wall_s = time.perf_counter() - t0
+    wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     summary = summarize(result)
     sim_s = loaded.scenario.duration_s
     row = {
@@ -41,12 +41,16 @@ def main() -> None:
         "control_interval_s": loaded.scenario.control.interval_s,
         "simulated_s": sim_s,
         "wall_s": round(wall_s, 2),
+        "cpu_s": round(cpu_s, 2),
         "sim_s_per_wall_s": round(sim_s / wall_s, 1),
         "compliance": summary["compliance"],
         "load_average_1min": os.getloadavg()[0],
     }
-    print(f"{'simulated':>12} {'wall':>8} {'sim s / wall s':>15} {'compliance':>11}")
-    print(f"{sim_s:>11.0f}s {wall_s:>7.1f}s {sim_s / wall_s:>15.0f} {summary['compliance']:>11}")
+    print(f"{'simulated':>12} {'wall':>8} {'cpu':>8} {'sim s / wall s':>15} {'compliance':>11} {'load':>5}")
+    print(
+        f"{sim_s:>11.0f}s {wall_s:>7.1f}s {cpu_s:>7.1f}s {sim_s / wall_s:>15.0f} {summary['compliance']:>11}"
+        f" {row['load_average_1min']:>5.1f}"
+    )
     if args.json_path:
         with open(args.json_path, "w") as f:
             json.dump(row, f, indent=2)

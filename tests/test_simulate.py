@@ -80,3 +80,14 @@ def test_default_scenario_meets_the_published_bar():
     assert s["sla_violations"] == 0
     assert s["weighted_performance"] >= 0.94
     assert 0.245 <= 1 - s["events"][0]["mean_power_w"] / s["baseline_w"] <= 0.28  # no large over-delivery
+
+
+def test_an_impossible_target_is_reported_and_flex_0_is_spared():
+    text = SMALL_SCENARIO.replace("target: {reduction: 0.2}", "target: {reduction: 0.8}")
+    s = summarize(run_scenario(parse_scenario(text, "deep", None)))
+    assert s["compliance"] < 1.0
+    assert any("could not be met" in w for w in s["warnings"])
+    assert next(j for j in s["jobs"] if j["id"] == "serve")["performance"] == pytest.approx(1.0)
+    sla_first = text.replace("control:", "site: {priority: sla}\ncontrol:")
+    s2 = summarize(run_scenario(parse_scenario(sla_first, "deep-sla", None)))
+    assert s2["sla_violations"] == 0 and any("could not be met" in w for w in s2["warnings"])

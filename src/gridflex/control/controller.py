@@ -72,6 +72,7 @@ class Controller:
         self._last_t_s = start_s
         self._lookahead: tuple[float, np.ndarray, np.ndarray] | None = None  # (computed at, grid, cumulative)
         self._applied: tuple[np.ndarray, np.ndarray] | None = None  # last actions sent to the driver
+        self._resolved_cache: dict[str, ResolvedEvent] = {}
 
     # --- events ----------------------------------------------------------------------------
     def add_event(self, event: GridEvent, known_from_s: float | None = None) -> None:
@@ -92,11 +93,15 @@ class Controller:
     def timeline(self, t_s: float) -> TargetTimeline:
         """Targets as known at `t_s`."""
         resolved = [
-            ResolvedEvent(ev, self._baseline_w(ev, t_s))
-            for ev, known_s in self._events.values()
-            if known_s <= t_s
+            self._resolved(ev, self._baseline_w(ev, t_s)) for ev, known_s in self._events.values() if known_s <= t_s
         ]
         return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings)
+
+    def _resolved(self, ev: GridEvent, baseline_w: float) -> ResolvedEvent:
+        cached = self._resolved_cache.get(ev.id)
+        if cached is None or cached.event is not ev or cached.baseline_w != baseline_w:
+            cached = self._resolved_cache[ev.id] = ResolvedEvent(ev, baseline_w)
+        return cached
 
     def _baseline_w(self, ev: GridEvent, t_s: float) -> float:
         if ev.baseline_w is not None:
@@ -124,8 +129,11 @@ class Controller:
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
         it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
-        # The tick under way counts as constrained: it is if the planner has anything to shed.
-        floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
+        if np.isfinite(target_w):
+            # The tick under way counts as constrained: it is if the planner has anything to shed.
+            floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
+        else:
+            floors = np.ones(len(self.fleet))
         plan = self.planner.plan(
             PlanInput(t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s)
         )

@@ -45,7 +45,7 @@ def summarize(result: RunResult) -> dict:
             }
             for j, p, w in zip(sc.jobs, performance, within)
         ],
-        "warnings": list(result.trace.notes),
+        "warnings": result.trace.warnings(sc.start.tzinfo),
     }
 
 
