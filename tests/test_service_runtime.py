@@ -200,3 +200,27 @@ def test_dry_run_plans_and_records_but_never_acts(tmp_path):
     twin = svc.driver.inner
     np.testing.assert_allclose(twin.cap_w, svc.fleet.max_cap_w)  # but nothing was changed
     assert svc.status.site_power_w > 60e3
+
+
+def test_plant_is_restored_after_three_failed_ticks(tmp_path, monkeypatch):
+    from gridflex.errors import DriverError
+
+    clock = FakeClock(T0)
+    svc = make_service(f"sqlite:///{tmp_path}/lost.db", clock)
+    svc.add_event(_event("cut", T0, power_w=60e3))
+    run_ticks(svc, clock, 5)
+    twin = svc.driver
+    assert (twin.cap_w < svc.fleet.max_cap_w).any()
+
+    def lost():
+        raise DriverError("meter not answering")
+
+    monkeypatch.setattr(twin, "read", lost)
+    run_ticks(svc, clock, 3)
+    assert svc.metrics.registry.get_sample_value("gridflex_tick_errors_total") == 3
+    clock.t_s += 10
+    twin.advance_to(clock.t_s)
+    np.testing.assert_allclose(twin.cap_w, svc.fleet.max_cap_w)  # unwatched: back to normal
+    monkeypatch.undo()
+    run_ticks(svc, clock, 5)
+    assert svc.status.site_power_w <= 60e3  # watched again: the cut is back

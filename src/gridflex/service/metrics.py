@@ -34,6 +34,7 @@ class ServiceMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.driver_errors = Counter("gridflex_driver_errors", "Driver reads or actions that failed", registry=r)
+        self.tick_errors = Counter("gridflex_tick_errors", "Control ticks that failed (nothing acted on)", registry=r)
         self.opt_outs = Counter("gridflex_openadr_opt_outs", "OpenADR events refused", registry=r)
         self.ticks = Counter("gridflex_control_ticks", "Control ticks run", registry=r)
         self._under_event = self._compliant = 0

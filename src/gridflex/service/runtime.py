@@ -26,6 +26,8 @@ from gridflex.store.models import DecisionRow, TelemetryRow
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
+#: Consecutive failed ticks (plant unreadable, store unreachable) after which every job is restored.
+FAILED_TICKS_BEFORE_RESTORE = 3
 
 
 def budget_windows(spec: SiteSpec, epoch_s: float, window_s: float, t_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -101,6 +103,7 @@ class LiveService:
         self.status: Status | None = None
         self._stop = threading.Event()
         self._pruned_s = 0.0
+        self._failed_ticks = 0
         self._thread: threading.Thread | None = None
 
     # --- the loop -----------------------------------------------------------------------------
@@ -123,9 +126,9 @@ class LiveService:
         while not self._stop.is_set():
             try:
                 self.tick(self.clock())
-            except Exception:  # keep the loop alive; the error is logged and counted
+            except Exception:  # e.g. the store is unreachable: nothing was acted on; keep the loop alive
                 log.exception("control tick failed")
-                self.metrics.driver_errors.inc()
+                self._tick_failed()
             next_s += interval_s
             now = self.clock()
             if next_s < now - interval_s:  # fell behind: skip ticks rather than bunch them
@@ -143,11 +146,25 @@ class LiveService:
             except DriverError as e:
                 log.error("driver error: %s", e)
                 self.metrics.driver_errors.inc()
+                self._tick_failed()
                 return None
             finally:
                 self._last_tick_s = t_s
+            self._failed_ticks = 0
             self._publish(decision)
             return decision
+
+    def _tick_failed(self) -> None:
+        """Count a failed tick; after a few in a row, return the plant to normal (it is unwatched)."""
+        self.metrics.tick_errors.inc()
+        self._failed_ticks += 1
+        if self._failed_ticks == FAILED_TICKS_BEFORE_RESTORE:
+            try:
+                with self._lock:
+                    self.controller.shutdown()
+                log.warning("%d failed ticks in a row: every job restored to normal", self._failed_ticks)
+            except Exception:
+                log.exception("restore after failed ticks failed")
 
     # --- events -------------------------------------------------------------------------------
     def check_event(self, ev: GridEvent, t_s: float) -> None:
