@@ -82,6 +82,13 @@ def test_load_dispatch_setpoint_in_kw_and_refusals():
     assert "level 7" in translate(_event("SIMPLE", "level", [7], start), CFG).reason
     assert "ramp_s" in translate(_event("SIMPLE", "level", [1], start, ramp_s=900), CFG).reason
     assert "malformed" in translate({"event_descriptor": {}}, CFG).reason
+    assert "malformed interval" in translate(_event("LOAD_DISPATCH", "setpoint", ["lots"], start), CFG).reason
+    milli = _event("LOAD_DISPATCH", "setpoint", [70.0], start)
+    milli["event_signals"][0]["measurement"] = {"scale": "m"}
+    assert "scale 'm' not supported" in translate(milli, CFG).reason
+    mega = _event("LOAD_DISPATCH", "setpoint", [0.07], start)
+    mega["event_signals"][0]["measurement"] = {"scale": "M"}
+    assert translate(mega, CFG).events[0].target.power_w == pytest.approx(70e3)
 
 
 def test_impossible_or_malformed_events_opt_out_and_change_nothing(tmp_path):

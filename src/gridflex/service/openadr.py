@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SCALE_W = {"none": 1.0, "k": 1e3, "M": 1e6, "G": 1e9}
 PREFIX = "oadr"
+SUPPORTED = "LOAD_DISPATCH/setpoint, SIMPLE/level, ELECTRICITY_PRICE"
 
 
 @dataclass
@@ -57,38 +58,50 @@ def translate(event: dict, cfg: OpenAdrConfig) -> Translation:
     except (KeyError, TypeError, ValueError) as e:
         return Translation(reason=f"malformed event: missing or bad {e}")
     out = Translation()
-    for sig in signals:
-        name, kind = sig.get("signal_name"), sig.get("signal_type")
-        for i, (t0, t1, value) in enumerate(_intervals(sig, start)):
-            if value is None:
-                return Translation(reason=f"{name}: interval {i} has no payload value")
-            ev_id = f"{base_id}:{len(out.events)}"
-            if name == "ELECTRICITY_PRICE":
-                out.prices.append((t0.timestamp(), t1.timestamp(), float(value)))
-                continue
-            if name == "LOAD_DISPATCH" and kind == "setpoint":
-                scale = (sig.get("measurement") or {}).get("scale")
-                unit_w = SCALE_W.get(scale, cfg.setpoint_unit_w) if scale else cfg.setpoint_unit_w
-                target = {"power_w": float(value) * unit_w}
-            elif name in ("SIMPLE", "simple") and kind in ("level", None):
-                level = int(value)
-                if level == 0:
-                    continue
-                if level not in cfg.simple_levels:
-                    return Translation(reason=f"SIMPLE: level {level} has no reduction in openadr.simple_levels")
-                target = {"reduction": cfg.simple_levels[level]}
-            else:
-                return Translation(
-                    reason=f"signal {name}/{kind} is not supported; supported: LOAD_DISPATCH/setpoint,"
-                    " SIMPLE/level, ELECTRICITY_PRICE"
-                )
-            ramp = ramp_s if not out.events else 0.0  # the event's ramp leads into its first interval
-            try:
-                out.events.append(GridEvent(id=ev_id, start=t0, end=t1, ramp_s=ramp, target=target))
-            except ValidationError as e:
-                first = e.errors()[0]
-                return Translation(reason=f"{name}: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+    try:
+        for sig in signals:
+            reason = _translate_signal(sig, start, ramp_s, base_id, cfg, out)
+            if reason:
+                return Translation(reason=reason)
+    except (KeyError, TypeError, ValueError) as e:
+        return Translation(reason=f"malformed interval: missing or bad {e}")
     return out
+
+
+def _translate_signal(
+    sig: dict, start: datetime, ramp_s: float, base_id: str, cfg: OpenAdrConfig, out: Translation
+) -> str:
+    """Add one signal's intervals to `out`; return why the event must be refused ("" if it need not)."""
+    name, kind = sig.get("signal_name"), sig.get("signal_type")
+    for i, (t0, t1, value) in enumerate(_intervals(sig, start)):
+        if value is None:
+            return f"{name}: interval {i} has no payload value"
+        if name == "ELECTRICITY_PRICE":
+            out.prices.append((t0.timestamp(), t1.timestamp(), float(value)))
+            continue
+        if name == "LOAD_DISPATCH" and kind == "setpoint":
+            scale = (sig.get("measurement") or {}).get("scale")
+            if scale and scale not in SCALE_W:
+                return f"LOAD_DISPATCH: scale {scale!r} not supported; allowed: {', '.join(SCALE_W)}"
+            target = {"power_w": float(value) * (SCALE_W[scale] if scale else cfg.setpoint_unit_w)}
+        elif name in ("SIMPLE", "simple") and kind in ("level", None):
+            level = int(value)
+            if level == 0:
+                continue
+            if level not in cfg.simple_levels:
+                return f"SIMPLE: level {level} has no reduction in openadr.simple_levels"
+            target = {"reduction": cfg.simple_levels[level]}
+        else:
+            return f"signal {name}/{kind} is not supported; supported: {SUPPORTED}"
+        ramp = ramp_s if not out.events else 0.0  # the event's ramp leads into its first interval
+        try:
+            out.events.append(
+                GridEvent(id=f"{base_id}:{len(out.events)}", start=t0, end=t1, ramp_s=ramp, target=target)
+            )
+        except ValidationError as e:
+            first = e.errors()[0]
+            return f"{name}: interval {i}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    return ""
 
 
 def _intervals(sig: dict, start: datetime):
