@@ -14,6 +14,7 @@ from rich.table import Table
 from gridflex.errors import InputError
 from gridflex.plan.registry import PLANNERS
 from gridflex.service.cli_serve import serve
+from gridflex.sim.compare import compare
 
 app = typer.Typer(
     help="gridflex: turn an AI data center (and its miners) into a flexible, grid-responsive load.",
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.command()(compare)
 out = Console()
 err = Console(stderr=True)
 
@@ -123,10 +125,6 @@ class _progress:
     def __exit__(self, *exc) -> None:
         self.bar.stop()
 
-
-from gridflex.sim.compare import compare  # noqa: E402  (registered here; it uses the helpers above)
-
-app.command()(compare)
 
 if __name__ == "__main__":
     app()
