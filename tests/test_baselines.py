@@ -136,3 +136,13 @@ def test_no_target_means_no_action(name):
     jobs = [job("a", 16, 3), job("b", 8, 0)]
     plan = make_planner(name).plan(inputs(jobs, 10_000.0, [0.0, 1.0], at_s=-600))  # before the event
     assert plan.cap_w == pytest.approx([400.0, 400.0]) and plan.active == pytest.approx([1.0, 1.0])
+
+
+def test_baselines_plan_open_loop_ignoring_the_measured_correction():
+    # The controller scales its IT ceiling by measured/modelled power; the published policies did not.
+    jobs = [job("a", 16, 3), job("b", 16, 1)]
+    inp = inputs(jobs, 9600.0, [0.0, 0.9])
+    corrected = PlanInput(inp.t_s, inp.fleet, inp.site, inp.timeline, inp.running, 0.8 * inp.it_ceiling_w,
+                          inp.floor_throughput, inp.window_s)
+    for name in ("dvfs-fair", "uniform-cap", "pause-by-tier"):
+        assert make_planner(name).plan(corrected).cap_w == pytest.approx(make_planner(name).plan(inp).cap_w)
