@@ -7,9 +7,9 @@ Each tick it solves, exactly, the linear program
 
 where throughput_j is the concave hull of job j's curve (capping, and pausing part of the job).
 With one coupling constraint and concave piecewise-linear objectives, the LP's optimum is the
-greedy one: shed the hull segments in order of value lost per watt. That runs in
-O(segments · log segments) NumPy time, so a 100,000-GPU site plans in milliseconds; the tests
-check it against SciPy's HiGHS on random instances.
+greedy one: shed the hull segments in order of value lost per watt. Only the segments around
+the cut need ordering (`cheapest_first`), so it runs in linear NumPy time and a 100,000-GPU site
+plans in milliseconds; the tests check it against SciPy's HiGHS on random instances.
 
 Time enters through the floors: the controller's flex-budget account spreads each job's
 allowed slowdown over the constrained part of its remaining window, and `value_j` is the job's
