@@ -158,8 +158,14 @@ class NvmlDriver:
     def apply(self, actions: JobActions) -> None:
         for _, i, limit_w in self._steps(actions):
             key = f"gpu:{self.nvml.gpus[i].uuid}"
+            fresh = key not in self.ledger
             self.ledger.remember(key, {"index": i, "limit_w": self.nvml.limit_w(i)})
-            self.nvml.set_limit_w(i, limit_w)
+            try:
+                self.nvml.set_limit_w(i, limit_w)
+            except DriverError:
+                if fresh:
+                    self.ledger.forget(key)
+                raise
             if limit_w == self.ledger.get(key)["limit_w"]:
                 self.ledger.forget(key)
 
@@ -181,6 +187,13 @@ class NvmlDriver:
             return DriverHealth(False, str(e))
         return DriverHealth(True, f"{len(names)} GPU(s): {', '.join(sorted(set(names)))}; "
                                   f"{len(self.ledger)} limit(s) changed")
+
+    def gpu_readings(self) -> list[dict[str, float | int | str]]:
+        """Per-GPU power, energy and limits, read-only."""
+        return [{"index": g.index, "name": g.name, "power_w": self.nvml.power_w(g.index),
+                 "energy_j": self.nvml.energy_j(g.index), "limit_w": self.nvml.limit_w(g.index),
+                 "min_limit_w": g.min_limit_w, "max_limit_w": g.max_limit_w, "default_limit_w": g.default_limit_w}
+                for g in self.nvml.gpus]
 
     # --- internals ---------------------------------------------------------------------
     def _cap_w(self, job: Job) -> float:
