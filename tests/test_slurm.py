@@ -11,6 +11,7 @@ import pytest
 
 from gridflex.control.controller import Controller
 from gridflex.drivers.base import JobActions
+from gridflex.drivers.factory import make_driver as make_gridflex_driver
 from gridflex.drivers.slurm import SlurmDriver, SlurmRules, SlurmSettings, SlurmUnreachable
 from gridflex.errors import DriverError
 from gridflex.model.events import GridEvent, Target
@@ -207,3 +208,12 @@ def test_controller_shutdown_resumes_everything(cluster, tmp_path):
     ctl.shutdown()
     assert cluster.state(job) == "RUNNING"
     assert wait_proc_states(cluster, job, {"S"}) == {"S"}
+
+
+def test_dry_run_shows_the_commands_and_leaves_jobs_running(cluster, tmp_path):
+    ((job, _),) = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2")).values()
+    driver = make_gridflex_driver({"kind": "slurm", "dry_run": True}, Site(), builtin_curves(), state_dir=tmp_path)
+    ids = tuple(j.id for j in driver.discover())
+    driver.apply(JobActions(ids, np.array([400.0]), np.zeros(1)))
+    assert driver.actions == [f"would scontrol suspend {job}"]
+    assert cluster.state(job) == "RUNNING" and "T" not in proc_states(cluster, job)
