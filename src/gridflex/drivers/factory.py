@@ -98,7 +98,8 @@ def _nvml(spec: dict, site: Site, curves: CurveLibrary, ledger: str | None, nvml
         gpu_map = process_map(nvml, slurm_job_of_pid)
     else:
         gpu_map = process_map(nvml, pgid_job_of_pid(pgids))
-    return NvmlDriver(site, curves, nvml, gpu_map, [j.job() for j in settings.jobs], settings.state_file)
+    return NvmlDriver(site, curves, nvml, gpu_map, [j.job() for j in settings.jobs], settings.state_file,
+                      read_only=settings.read_only)
 
 
 def _twin(spec: dict, where: str) -> Driver:

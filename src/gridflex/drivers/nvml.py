@@ -59,6 +59,7 @@ class NvmlSettings(BaseModel):
                      description="how GPUs map to jobs: static indices, Slurm job of each GPU process, "
                                  "or process group of each GPU process")
     state_file: str | None = Field(None, description="ledger of original limits (default: in memory only)")
+    read_only: bool = Field(False, description="measure only; never change a limit")
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,9 @@ class NvmlDriver:
 
     def __init__(self, site: Site, curves: CurveLibrary, nvml: Nvml, gpu_map: GpuMap,
                  jobs: Sequence[Job] = (), state_file: str | Path | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, read_only: bool = False):
         self.site, self.curves, self.nvml, self.gpu_map, self.clock = site, curves, nvml, gpu_map, clock
+        self.read_only = read_only
         self.ledger = Ledger(state_file)
         self.jobs: list[Job] = []
         self.job_gpus: dict[str, list[int]] = {}
@@ -141,7 +143,7 @@ class NvmlDriver:
         NVML sees their GPUs and the tier permits it."""
         self.job_gpus = {jid: g for jid, g in self.gpu_map().items() if g}
         self.jobs = [j.model_copy(update={"actions": j.actions | {Action.power_cap}})
-                     if j.id in self.job_gpus and j.flex_tier > 0 else j for j in jobs]
+                     if j.id in self.job_gpus and j.flex_tier > 0 and not self.read_only else j for j in jobs]
         self._estimate = PowerEstimate(self.jobs, self.curves, self.site)
         return list(self.jobs)
 
@@ -225,6 +227,8 @@ class NvmlDriver:
                     if orig is not None:
                         steps.append((jid, i, float(orig["limit_w"])))
                 continue
+            if self.read_only:
+                raise DriverError(f"job {jid!r}: cap_w {c:.0f} refused; this NVML driver is read-only")
             if Action.power_cap not in job.actions or job.flex_tier == 0:
                 raise DriverError(f"job {jid!r} (flex {job.flex_tier}) does not allow power_cap")
             if jid not in self.job_gpus:
