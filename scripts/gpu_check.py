@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from gridflex.control.controller import Controller  # noqa: E402
 from gridflex.drivers.composite import CompositeDriver  # noqa: E402
 from gridflex.drivers.nvml import Nvml, NvmlDriver, pgid_job_of_pid, process_map, static_map  # noqa: E402
+from gridflex.errors import DriverError  # noqa: E402
 from gridflex.drivers.process import ProcessDriver, ProcessJob, ProcessSettings  # noqa: E402
 from gridflex.model.events import GridEvent, Target  # noqa: E402
 from gridflex.model.fleet import JobFleet  # noqa: E402
@@ -175,7 +176,11 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     import pynvml
 
-    nvml = Nvml(ReadOnlyNvml(pynvml))
+    try:
+        nvml = Nvml(ReadOnlyNvml(pynvml))
+    except DriverError as e:
+        print(f"gpu_check: {e}", file=sys.stderr)
+        return 2
     limits_before = [nvml.limit_w(g.index) for g in nvml.gpus]
     reader = NvmlDriver(Site(), builtin_curves(), nvml, static_map({}), read_only=True)
     result = {"readings": readings_check(reader)}
