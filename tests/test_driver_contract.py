@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_nvml import FakeNvml
+from tests.fake_nvml import FakeNvml
 
 from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
 from gridflex.drivers.factory import make_driver

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_nvml import FakeNvml
+from tests.fake_nvml import FakeNvml
 
 from gridflex.drivers.base import JobActions
 from gridflex.drivers.composite import CompositeDriver

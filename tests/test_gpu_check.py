@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fake_nvml import FakeNvml
+from tests.fake_nvml import FakeNvml
 
 from gridflex.drivers.nvml import Nvml
 

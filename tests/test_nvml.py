@@ -7,7 +7,7 @@ import inspect
 
 import numpy as np
 import pytest
-from fake_nvml import FakeNvml
+from tests.fake_nvml import FakeNvml
 
 import gridflex.drivers.nvml as nvml_mod
 from gridflex.drivers.base import JobActions
