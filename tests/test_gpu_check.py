@@ -24,7 +24,7 @@ def load_script():
 
 
 class ProcessFollowingNvml(FakeNvml):
-    """GPU 0 draws power while a child of this test process runs (not stopped)."""
+    """GPU 0 draws power while the workload this test process started runs (not stopped)."""
 
     def _power_w(self, h):
         for d in Path("/proc").iterdir():
@@ -32,16 +32,17 @@ class ProcessFollowingNvml(FakeNvml):
                 continue
             try:
                 fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                is_workload = b"gridflex-test-workload" in (d / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[1]) == os.getpid() and fields[0] not in ("T", "Z"):
+            if is_workload and int(fields[1]) == os.getpid() and fields[0] not in ("T", "Z"):
                 return super()._power_w(h)
         return 40.0
 
 
 def test_closed_loop_holds_power_under_target_by_pausing_and_resumes_after():
     gpu_check = load_script()
-    gpu_check.WORKLOAD = "import time\nprint('ready', flush=True)\nwhile True:\n    time.sleep(0.01)\n"
+    gpu_check.WORKLOAD = "# gridflex-test-workload\nimport time\nprint('ready', flush=True)\nwhile True:\n    time.sleep(0.01)\n"
     fake = ProcessFollowingNvml()
     nvml = Nvml(gpu_check.ReadOnlyNvml(fake))
     out = gpu_check.closed_loop(nvml, 0, None, seconds=12.0)
