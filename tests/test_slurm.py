@@ -95,11 +95,13 @@ def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
     start = datetime.now(timezone.utc)
     ctl.add_event(GridEvent(id="ev", start=start, end=start + timedelta(seconds=4),
                             target=Target(power_w=0.5 * before.site_power_w)))
+    t0 = time.monotonic()
     d = ctl.step(time.time())
     assert d.active_events == ("ev",)
     assert cluster.state(flex2) == "SUSPENDED" and cluster.state(flex3) == "SUSPENDED"
     assert wait_proc_states(cluster, flex2, {"T"}) == {"T"}  # the processes really stop
     assert wait_proc_states(cluster, flex3, {"T"}) == {"T"}
+    print(f"control step to every process stopped: {time.monotonic() - t0:.3f} s")
     assert cluster.state(flex0) == "RUNNING" and "T" not in proc_states(cluster, flex0)
     during = driver.read()
     assert during.site_power_w < before.site_power_w and list(during.active) == [
