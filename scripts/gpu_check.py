@@ -28,24 +28,24 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gridflex.control.controller import Controller  # noqa: E402
-from gridflex.drivers.composite import CompositeDriver  # noqa: E402
-from gridflex.drivers.nvml import Nvml, NvmlDriver, pgid_job_of_pid, process_map, static_map  # noqa: E402
-from gridflex.errors import DriverError  # noqa: E402
-from gridflex.drivers.process import ProcessDriver, ProcessJob, ProcessSettings  # noqa: E402
-from gridflex.model.events import GridEvent, Target  # noqa: E402
-from gridflex.model.fleet import JobFleet  # noqa: E402
-from gridflex.model.scenario import ControlSettings  # noqa: E402
-from gridflex.model.site import Action, Site  # noqa: E402
-from gridflex.plan.registry import make_planner  # noqa: E402
-from gridflex.sim.curve_csv import builtin_curves  # noqa: E402
+from gridflex.control.controller import Controller
+from gridflex.drivers.composite import CompositeDriver
+from gridflex.drivers.nvml import Nvml, NvmlDriver, pgid_job_of_pid, process_map, static_map
+from gridflex.drivers.process import ProcessDriver, ProcessJob, ProcessSettings
+from gridflex.errors import DriverError
+from gridflex.model.events import GridEvent, Target
+from gridflex.model.fleet import JobFleet
+from gridflex.model.scenario import ControlSettings
+from gridflex.model.site import Action, Site
+from gridflex.plan.registry import make_planner
+from gridflex.sim.curve_csv import builtin_curves
 
 WORKLOAD = """
 import sys, time
@@ -125,7 +125,7 @@ def closed_loop(nvml: Nvml, gpu: int, target_w: float | None, seconds: float) ->
         windows = (np.full(1, now - 60), np.full(1, now + 3600))
         ctl = Controller(JobFleet.build(jobs, curves), site, ControlSettings(interval_s=0.5, snapback_guard_s=0.0),
                          driver, make_planner("optimal"), windows, now)
-        start = datetime.now(timezone.utc) + timedelta(seconds=seconds / 4)
+        start = datetime.now(UTC) + timedelta(seconds=seconds / 4)
         end = start + timedelta(seconds=seconds / 2)
         ctl.add_event(GridEvent(id="gpu-check", start=start, end=end, target=Target(power_w=target)))
         trace = []

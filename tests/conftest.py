@@ -37,7 +37,7 @@ def small() -> LoadedScenario:
 
 
 # --- real Slurm (tests/slurm_cluster.py): under CI the `slurm` tests must run, never be skipped ---
-from tests.slurm_cluster import require_slurm, slurm_cluster  # noqa: E402, F401  (session fixture)
+from tests.slurm_cluster import require_slurm, slurm_cluster  # noqa: F401  (session fixture)
 
 
 @pytest.hookimpl(hookwrapper=True)

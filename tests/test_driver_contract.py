@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.fake_nvml import FakeNvml
 
 from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
 from gridflex.drivers.factory import make_driver
@@ -24,6 +23,7 @@ from gridflex.model.site import Action, Job, Site
 from gridflex.sim.curve_csv import builtin_curves
 from gridflex.sim.run import job_windows
 from gridflex.sim.scenarios import load_scenario
+from tests.fake_nvml import FakeNvml
 
 WORKER = Path(__file__).parent / "fixtures" / "worker.py"
 CURVES = builtin_curves()

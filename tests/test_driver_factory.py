@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.fake_nvml import FakeNvml
 
 from gridflex.drivers.base import JobActions
 from gridflex.drivers.composite import CompositeDriver
@@ -22,6 +21,7 @@ from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import InputError
 from gridflex.model.site import Job, Site
 from gridflex.sim.curve_csv import builtin_curves
+from tests.fake_nvml import FakeNvml
 
 CURVES = builtin_curves()
 WORKER = Path(__file__).parent / "fixtures" / "worker.py"

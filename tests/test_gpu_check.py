@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.fake_nvml import FakeNvml
 
 from gridflex.drivers.nvml import Nvml
+from tests.fake_nvml import FakeNvml
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "gpu_check.py"
 
@@ -57,5 +57,5 @@ def test_the_script_refuses_any_nvml_setter():
     gpu_check = load_script()
     guarded = gpu_check.ReadOnlyNvml(FakeNvml())
     with pytest.raises(RuntimeError, match="read-only"):
-        guarded.nvmlDeviceSetPowerManagementLimit
+        _ = guarded.nvmlDeviceSetPowerManagementLimit
     assert guarded.nvmlDeviceGetPowerUsage(guarded.nvmlDeviceGetHandleByIndex(0)) > 0

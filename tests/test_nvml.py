@@ -7,7 +7,6 @@ import inspect
 
 import numpy as np
 import pytest
-from tests.fake_nvml import FakeNvml
 
 import gridflex.drivers.nvml as nvml_mod
 from gridflex.drivers.base import JobActions
@@ -15,6 +14,7 @@ from gridflex.drivers.nvml import Nvml, NvmlDriver, process_map, slurm_job_of_pi
 from gridflex.errors import DriverError
 from gridflex.model.site import Action, Job, Site
 from gridflex.sim.curve_csv import builtin_curves
+from tests.fake_nvml import FakeNvml
 
 CURVES = builtin_curves()
 JOBS = [Job(id="train", workload="pt_mpt_7b_fast", gpus=2, flex_tier=2, actions={Action.power_cap}),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,7 @@ def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
     ctl = Controller(fleet, driver.site, settings, driver, make_planner("optimal"), windows, now)
     before = driver.read()
     assert before.estimated and before.site_power_w > 0
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     ctl.add_event(GridEvent(id="ev", start=start, end=start + timedelta(seconds=4),
                             target=Target(power_w=0.5 * before.site_power_w)))
     t0 = time.monotonic()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
-from gridflex.model.fleet import JobFleet
 from gridflex.drivers.nvml import NvmlDriver
 from gridflex.errors import DriverError
+from gridflex.model.fleet import JobFleet
 from gridflex.model.site import Job
 
 

@@ -34,8 +34,15 @@ from pydantic import ValidationError
 from gridflex.drivers.base import Driver
 from gridflex.drivers.composite import CompositeDriver
 from gridflex.drivers.dry_run import DryRunDriver
-from gridflex.drivers.nvml import (Nvml, NvmlDriver, NvmlSettings, pgid_job_of_pid, process_map,
-                                   slurm_job_of_pid, static_map)
+from gridflex.drivers.nvml import (
+    Nvml,
+    NvmlDriver,
+    NvmlSettings,
+    pgid_job_of_pid,
+    process_map,
+    slurm_job_of_pid,
+    static_map,
+)
 from gridflex.drivers.process import ProcessDriver, ProcessSettings
 from gridflex.drivers.slurm import SlurmDriver, SlurmSettings
 from gridflex.errors import InputError

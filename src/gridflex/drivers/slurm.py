@@ -205,12 +205,12 @@ class SlurmDriver:
         steps = self._steps(actions)
         self._run(steps)
         if self.settings.hold_pending:
-            self._hold_or_release_pending(paused_any=bool(self.ledger.keys("suspend:") or self.ledger.keys("stop:")
-                                                             or self.ledger.keys("signal:")))
+            paused = [k for k in self.ledger.keys() if not k.startswith("hold:")]
+            self._hold_or_release_pending(paused_any=bool(paused))
 
     def restore(self) -> None:
         """Resume, release and un-hold everything this driver changed (also after a crash)."""
-        for key, _ in self.ledger.items():
+        for key in self.ledger.keys():
             verb, job_id = key.split(":", 1)
             if verb == "signal":  # signalled but not yet requeued: the job simply keeps running
                 self.ledger.forget(key)
