@@ -43,7 +43,7 @@ from gridflex.errors import DriverError
 from gridflex.model.events import GridEvent, Target
 from gridflex.model.fleet import JobFleet
 from gridflex.model.scenario import ControlSettings
-from gridflex.model.site import Action, Site
+from gridflex.model.site import Action, Latency, Site
 from gridflex.plan.registry import make_planner
 from gridflex.sim.curve_csv import builtin_curves
 
@@ -111,7 +111,7 @@ def closed_loop(nvml: Nvml, gpu: int, target_w: float | None, seconds: float) ->
         time.sleep(3.0)
         site, curves = Site(), builtin_curves()
         job = ProcessJob(id="workload", pgid=proc.pid, workload="pt_mpt_7b_fast", gpus=1, flex_tier=3,
-                         actions={Action.pause})
+                         actions={Action.pause}, latency=Latency(suspend_s=0.5, resume_s=0.5))
         jobs_driver = ProcessDriver(site, curves, ProcessSettings(jobs=(job,)))
         gpu_map = process_map(nvml, pgid_job_of_pid({"workload": proc.pid}))
         if not gpu_map():  # some containers hide GPU processes from NVML
@@ -126,7 +126,7 @@ def closed_loop(nvml: Nvml, gpu: int, target_w: float | None, seconds: float) ->
         ctl = Controller(JobFleet.build(jobs, curves), site, ControlSettings(interval_s=0.5, snapback_guard_s=0.0),
                          driver, make_planner("optimal"), windows, now)
         start = datetime.now(UTC) + timedelta(seconds=seconds / 4)
-        end = start + timedelta(seconds=seconds / 2)
+        end = start + timedelta(seconds=seconds / 3)
         ctl.add_event(GridEvent(id="gpu-check", start=start, end=end, target=Target(power_w=target)))
         trace = []
         paused_at = dropped_at = None
@@ -145,9 +145,10 @@ def closed_loop(nvml: Nvml, gpu: int, target_w: float | None, seconds: float) ->
         settle_s = 1.5  # power needs about a second to follow a pause or resume
         hold = in_event & (t > start.timestamp() + settle_s)
         after = t > end.timestamp() + settle_s
+        before = t < start.timestamp() - settle_s  # the controller may act a pause's latency early
         return {
             "target_w": round(target, 1), "idle_w": round(idle_w, 1), "full_w": round(full_w, 1),
-            "mean_w_before": round(float(w[t < start.timestamp()].mean()), 1),
+            "mean_w_before": round(float(w[before].mean()), 1) if before.any() else None,
             "mean_w_during": round(float(w[hold].mean()), 1) if hold.any() else None,
             "mean_w_after": round(float(w[after].mean()), 1) if after.any() else None,
             "share_during_at_or_under_target": round(float((w[hold] <= target * 1.02).mean()), 3) if hold.any()

@@ -46,9 +46,9 @@ def test_closed_loop_holds_power_under_target_by_pausing_and_resumes_after():
     fake = ProcessFollowingNvml()
     nvml = Nvml(gpu_check.ReadOnlyNvml(fake))
     out = gpu_check.closed_loop(nvml, 0, None, seconds=12.0)
-    assert out["mean_w_before"] > out["target_w"] > out["mean_w_during"]
-    assert out["share_during_at_or_under_target"] == 1.0
-    assert out["mean_w_after"] > out["target_w"] and out["resumed_after"]
+    assert out["mean_w_before"] > out["target_w"] > out["mean_w_during"], out
+    assert out["share_during_at_or_under_target"] == 1.0, out
+    assert out["mean_w_after"] > out["target_w"] and out["resumed_after"], out
     assert out["pause_to_power_drop_s"] is not None and out["pause_to_power_drop_s"] < 1.0
     assert fake.set_calls == []
 
