@@ -44,6 +44,9 @@ def pgid():
     ({"kind": "composite", "jobs": {"kind": "nvml"}, "power": {"kind": "nvml"}}, "jobs.kind must be slurm or process"),
     ({"kind": "slurm", "dry_run": "yes"}, "driver.dry_run: 'yes' must be true or false"),
     ({"kind": "twin"}, "a twin needs 'scenario'"),
+    ({"kind": "nvml", "map": "slurm"}, "driver.map: 'slurm' not possible with no jobs driver; allowed: static"),
+    ({"kind": "composite", "jobs": {"kind": "slurm"}, "power": {"map": "cuda_visible"}},
+     "driver.power.map: 'cuda_visible' not possible with slurm; allowed: static, slurm, process"),
 ])
 def test_bad_specs_name_the_field_and_what_is_allowed(spec, message):
     with pytest.raises(InputError, match=message):

@@ -10,7 +10,7 @@ import pytest
 
 import gridflex.drivers.nvml as nvml_mod
 from gridflex.drivers.base import JobActions
-from gridflex.drivers.nvml import Nvml, NvmlDriver, process_map, slurm_job_of_pid, static_map
+from gridflex.drivers.nvml import Nvml, NvmlDriver, cuda_visible_map, process_map, slurm_job_of_pid, static_map
 from gridflex.errors import DriverError
 from gridflex.model.site import Action, Job, Site
 from gridflex.sim.curve_csv import builtin_curves
@@ -120,3 +120,13 @@ def test_the_fake_offers_only_functions_real_pynvml_has():
             and n.attr.startswith("nvml") and n.attr != "nvml"}
     assert used and all(hasattr(pynvml, name) and hasattr(FakeNvml, name) for name in used)
     assert issubclass(pynvml.NVMLError, Exception)
+
+
+def test_gpus_map_to_process_jobs_through_cuda_visible_devices(tmp_path):
+    fake = FakeNvml()
+    for pid, env in ((201, b"CUDA_VISIBLE_DEVICES=2,3\0"), (202, b"CUDA_VISIBLE_DEVICES=GPU-fake-0001\0"),
+                     (203, b"PATH=/bin\0")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "environ").write_bytes(env)
+    gpu_map = cuda_visible_map(Nvml(fake), {"a": 201, "b": 202, "c": 203, "gone": 999}, proc=tmp_path)
+    assert gpu_map() == {"a": [2, 3], "b": [1], "c": []}

@@ -20,6 +20,7 @@ from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Site
 from gridflex.plan.registry import make_planner
 from gridflex.sim.curve_csv import builtin_curves
+from tests.fake_nvml import FakeNvml
 
 pytestmark = pytest.mark.slurm
 WORKER = Path(__file__).parent / "fixtures" / "worker.py"
@@ -77,6 +78,9 @@ def test_discovers_running_jobs_with_tiers_gpus_and_curves(cluster, tmp_path):
     assert (jobs[by_part].flex_tier, jobs[by_part].workload) == (3, "infer_llama_8b")
     assert (jobs[plain].flex_tier, jobs[plain].gpus) == (0, 1)  # default: never touched
     assert jobs[flex2].start is not None
+    gpus = make_driver(tmp_path, node_name="localhost")
+    gpus.discover()
+    assert gpus.gpu_indices() == {flex2: [0, 1]}  # the GPUs Slurm allocated, for NVML
 
 
 def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
@@ -219,3 +223,20 @@ def test_dry_run_shows_the_commands_and_leaves_jobs_running(cluster, tmp_path):
     driver.apply(JobActions(ids, np.array([400.0]), np.zeros(1)))
     assert driver.actions == [f"would scontrol suspend {job}"]
     assert cluster.state(job) == "RUNNING" and "T" not in proc_states(cluster, job)
+
+
+def test_composite_caps_the_gpus_slurm_allocated_and_suspends_through_slurm(cluster, tmp_path):
+    ((job, _),) = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2", gpus=2)).values()
+    fake = FakeNvml()
+    spec = {"kind": "composite", "jobs": {"kind": "slurm", "node_name": "localhost"}, "power": {"map": "slurm"}}
+    driver = make_gridflex_driver(spec, Site(), builtin_curves(), state_dir=tmp_path, nvml_lib=fake)
+    (found,) = driver.discover()
+    assert "power_cap" in {a.value for a in found.actions}
+    driver.apply(JobActions((job,), np.array([150.0]), np.ones(1)))
+    assert [g.limit_mw for g in fake.gpus] == [150_000, 150_000, 300_000, 300_000]
+    tel = driver.read()
+    assert not tel.estimated and tel.job_power_w[0] == pytest.approx(2 * 144.26, abs=0.01)  # measured
+    driver.apply(JobActions((job,), np.array([150.0]), np.zeros(1)))
+    assert cluster.state(job) == "SUSPENDED"
+    driver.restore()
+    assert cluster.state(job) == "RUNNING" and [g.limit_mw for g in fake.gpus] == [300_000] * 4

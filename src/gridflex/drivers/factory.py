@@ -10,8 +10,11 @@
   ``checkpoint_signal``, ``checkpoint_grace_s``, ``hold_pending``, ``bin_dir``, ...).
 - ``process``: ``jobs: [{id, pgid, workload, gpus, flex_tier, actions}]``, ``duty_period_s``.
 - ``nvml``: ``jobs: [{id, gpu_indices, workload, flex_tier}]`` (static GPU map).
-- ``composite``: ``jobs: {kind: slurm|process, ...}`` and ``power: {kind: nvml, map:
-  slurm|process|static, jobs: [...]}``: the first owns jobs and pauses, NVML caps and measures.
+- ``composite``: ``jobs: {kind: slurm|process, ...}`` and ``power: {kind: nvml, map: ...}``:
+  the first owns jobs and pauses, NVML caps and measures. ``map``: ``slurm`` (the jobs' GPU
+  allocation on this node), ``process`` (the job owning each process NVML sees on a GPU),
+  ``cuda_visible`` (CUDA_VISIBLE_DEVICES of each process job) or ``static`` (``jobs:
+  [{id, gpu_indices}]``).
 - ``twin``: ``scenario`` (name or path) and ``seed``: the digital twin of that scenario.
 
 Each real driver keeps a ledger of what it changed in ``state_dir/<kind>-ledger.json`` (in
@@ -38,6 +41,7 @@ from gridflex.drivers.nvml import (
     Nvml,
     NvmlDriver,
     NvmlSettings,
+    cuda_visible_map,
     pgid_job_of_pid,
     process_map,
     slurm_job_of_pid,
@@ -78,8 +82,7 @@ def _build(spec: dict, site: Site, curves: CurveLibrary, state_dir: Path | None,
         if jobs_spec.get("kind") not in ("slurm", "process") or power_spec.pop("kind", "nvml") != "nvml":
             raise InputError(f"{where}: composite jobs.kind must be slurm or process and power.kind nvml")
         jobs = _build(jobs_spec, site, curves, state_dir, nvml_lib, f"{where}.jobs")
-        pgids = jobs.pgid if isinstance(jobs, ProcessDriver) else {}
-        return CompositeDriver(jobs, _nvml(power_spec, site, curves, ledger("nvml"), nvml_lib, pgids, f"{where}.power"))
+        return CompositeDriver(jobs, _nvml(power_spec, site, curves, ledger("nvml"), nvml_lib, jobs, f"{where}.power"))
     if kind == "slurm":
         settings = _settings(SlurmSettings, {**spec, "state_file": spec.get("state_file") or ledger("slurm")}, where)
         return SlurmDriver(site, curves, settings)
@@ -88,23 +91,30 @@ def _build(spec: dict, site: Site, curves: CurveLibrary, state_dir: Path | None,
                              where)
         return ProcessDriver(site, curves, settings)
     if kind == "nvml":
-        return _nvml(spec, site, curves, ledger("nvml"), nvml_lib, {}, where)
+        return _nvml(spec, site, curves, ledger("nvml"), nvml_lib, None, where)
     return _twin(spec, where)
 
 
 def _nvml(spec: dict, site: Site, curves: CurveLibrary, ledger: str | None, nvml_lib: Any,
-          pgids: Mapping[str, int], where: str) -> NvmlDriver:
+          jobs: Driver | None, where: str) -> NvmlDriver:
     settings = _settings(NvmlSettings, {**spec, "state_file": spec.get("state_file") or ledger}, where)
     for j in settings.jobs:
         if j.workload not in curves:
             raise InputError(f"{where}.jobs: job {j.id!r}: workload {j.workload!r} has no power curve")
+    allowed = {SlurmDriver: ("static", "slurm", "process"), ProcessDriver: ("static", "process", "cuda_visible")}
+    choices = allowed.get(type(jobs), ("static",))
+    if settings.map not in choices:
+        raise InputError(f"{where}.map: {settings.map!r} not possible with {jobs.name if jobs else 'no jobs driver'}; "
+                         f"allowed: {', '.join(choices)}")
     nvml = Nvml(nvml_lib)
     if settings.map == "static":
         gpu_map = static_map({j.id: j.gpu_indices for j in settings.jobs})
     elif settings.map == "slurm":
-        gpu_map = process_map(nvml, slurm_job_of_pid)
+        gpu_map = jobs.gpu_indices
+    elif settings.map == "cuda_visible":
+        gpu_map = cuda_visible_map(nvml, jobs.pgid)
     else:
-        gpu_map = process_map(nvml, pgid_job_of_pid(pgids))
+        gpu_map = process_map(nvml, slurm_job_of_pid if isinstance(jobs, SlurmDriver) else pgid_job_of_pid(jobs.pgid))
     return NvmlDriver(site, curves, nvml, gpu_map, [j.job() for j in settings.jobs], settings.state_file,
                       read_only=settings.read_only)
 

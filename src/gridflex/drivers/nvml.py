@@ -55,9 +55,10 @@ class NvmlSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     jobs: tuple[NvmlJob, ...] = Field((), description="standalone: jobs and their GPU indices")
-    map: str = Field("static", pattern="^(static|slurm|process)$",
-                     description="how GPUs map to jobs: static indices, Slurm job of each GPU process, "
-                                 "or process group of each GPU process")
+    map: str = Field("static", pattern="^(static|slurm|process|cuda_visible)$",
+                     description="how GPUs map to jobs (composite): static indices; slurm: the job's GPU "
+                                 "allocation; process: the job owning each GPU process; cuda_visible: "
+                                 "CUDA_VISIBLE_DEVICES of each process job")
     state_file: str | None = Field(None, description="ledger of original limits (default: in memory only)")
     read_only: bool = Field(False, description="measure only; never change a limit")
 
@@ -259,6 +260,25 @@ def process_map(nvml: Nvml, job_of_pid: JobOfPid) -> GpuMap:
             owners = {job_of_pid(pid) for pid in nvml.pids(g.index)} - {None}
             for jid in owners:
                 out.setdefault(jid, []).append(g.index)
+        return out
+
+    return current
+
+
+def cuda_visible_map(nvml: Nvml, pids: Mapping[str, int], proc: Path = Path("/proc")) -> GpuMap:
+    """Each job's GPUs from CUDA_VISIBLE_DEVICES (indices or UUIDs) in its process's environment."""
+    by_uuid = {g.uuid: g.index for g in nvml.gpus}
+
+    def current() -> dict[str, list[int]]:
+        out = {}
+        for jid, pid in pids.items():
+            try:
+                env = dict(item.split(b"=", 1) for item in (proc / str(pid) / "environ").read_bytes().split(b"\0")
+                           if b"=" in item)
+            except OSError:
+                continue
+            devices = [d.strip() for d in env.get(b"CUDA_VISIBLE_DEVICES", b"").decode().split(",") if d.strip()]
+            out[jid] = [int(d) if d.isdigit() else by_uuid[d] for d in devices if d.isdigit() or d in by_uuid]
         return out
 
     return current

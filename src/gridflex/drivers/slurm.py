@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import subprocess
 import time
 from collections import defaultdict
@@ -87,6 +88,7 @@ class SlurmSettings(BaseModel):
     confirm_timeout_s: float = Field(5.0, ge=0, description="wait this long for squeue to show an action")
     retry_s: float = Field(20.0, ge=0, description="keep retrying a command that fails transiently this long")
     state_file: Path | None = Field(None, description="ledger of changes (default: in memory only)")
+    node_name: str | None = Field(None, description="this host's Slurm NodeName, for GPU maps (default: hostname)")
 
 
 @dataclass(frozen=True)
@@ -405,6 +407,19 @@ class SlurmDriver:
             return {}
         return {e.job_id: e.state for e in self.cli.queue("--jobs", ",".join(j.id for j in self.jobs))}
 
+    def gpu_indices(self, node: str | None = None) -> dict[str, list[int]]:
+        """GPU indices Slurm allocated to each discovered job on `node` (default: this host),
+        from ``scontrol show job -d`` (``GRES=gpu:2(IDX:0-1)``)."""
+        node = node or self.settings.node_name or socket.gethostname().split(".")[0]
+        out: dict[str, list[int]] = {}
+        for job in self.jobs:
+            text = self.cli("scontrol", "show", "job", "--details", "--oneliner", job.id)
+            for nodes, gres in re.findall(r"Nodes=(\S+) CPU_IDs=\S+ Mem=\S+ GRES=(\S*)", text):
+                if node in _expand_nodes(nodes):
+                    for idx in re.findall(r"gpu[^(,]*\(IDX:([\d,-]+)\)", gres):
+                        out.setdefault(job.id, []).extend(_expand_ranges(idx))
+        return out
+
     def _paused(self, job_id: str, states: dict[str, str]) -> bool:
         return states.get(job_id) == "SUSPENDED" or f"stop:{job_id}" in self.ledger
 
@@ -441,3 +456,25 @@ def _parse_limit_s(text: str) -> float | None:
         return None
     d, h, mi, s = (int(x) if x else 0 for x in m.groups())
     return float(((d * 24 + h) * 60 + mi) * 60 + s)
+
+
+def _expand_ranges(text: str) -> list[int]:
+    """``0-1,3`` -> [0, 1, 3]."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _expand_nodes(text: str) -> list[str]:
+    """Slurm host lists: ``gpu[01-03,07],login`` -> gpu01, gpu02, gpu03, gpu07, login."""
+    out = []
+    for prefix, ranges, plain in re.findall(r"([^,\[]+)\[([^\]]+)\]|([^,\[\]]+)", text):
+        if plain:
+            out.append(plain)
+            continue
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            out.extend(f"{prefix}{i:0{len(lo)}d}" for i in range(int(lo), int(hi or lo) + 1))
+    return out
