@@ -125,9 +125,9 @@ class SlurmCluster:
         return done.stdout
 
     def submit(self, script: Path, *args: str, comment: str = "", partition: str = "debug", gpus: int = 0,
-               env: dict[str, str] | None = None) -> str:
+               env: dict[str, str] | None = None, requeue: bool = True) -> str:
         opts = ["--parsable", f"--partition={partition}", f"--output={self.root / 'log' / 'job-%j.out'}",
-                "--requeue", f"--chdir={self.root}"]
+                "--requeue" if requeue else "--no-requeue", f"--chdir={self.root}"]
         if comment:
             opts.append(f"--comment={comment}")
         if gpus:
@@ -186,8 +186,8 @@ ClusterName=gridflex-test
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={self.ctld_port}
 SlurmdPort={self.d_port}
-SlurmUser=root
-SlurmdUser=root
+SlurmUser={getpass.getuser()}
+SlurmdUser={getpass.getuser()}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_socket},cred_expire=5

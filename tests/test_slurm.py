@@ -159,6 +159,17 @@ def test_checkpoint_pause_signals_then_requeues_held_and_restarts(cluster, tmp_p
     assert len(driver.ledger) == 0
 
 
+def test_a_checkpoint_job_that_cannot_be_requeued_keeps_running(cluster, tmp_path):
+    ((job, _),) = start_jobs(cluster, tmp_path, ck=dict(comment="gridflex:flex=3,pause=checkpoint",
+                                                       requeue=False)).values()
+    driver = make_driver(tmp_path, checkpoint_grace_s=0.5)
+    driver.discover()
+    driver.apply(JobActions((job,), np.array([400.0]), np.zeros(1)))
+    time.sleep(0.6)
+    assert driver.read().active[0] == 1.0 and cluster.state(job) == "RUNNING"
+    assert any("checkpoint-stop failed" in w for w in driver.warnings) and len(driver.ledger) == 0
+
+
 def test_pending_flexible_jobs_are_held_during_an_event(cluster, tmp_path):
     ((running, _),) = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2", gpus=4)).values()
     waiting = cluster.submit(WORKER, str(tmp_path / "w.log"), comment="gridflex:flex=1", gpus=4)

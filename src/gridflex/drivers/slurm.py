@@ -47,7 +47,7 @@ SQUEUE_FIELDS = ("%i", "%T", "%P", "%q", "%D", "%b", "%l", "%S", "%r", "%u", "%j
 UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Zero Bytes were transmitted",
                "Connection refused", "Unable to establish controller", "is DOWN")
 GONE = ("Invalid job id", "already completed", "Job/step already completing or completed",
-        "is not running", "Job has already finished")
+        "is not running", "Job has already finished", "not suspended")
 #: Errors seen while slurmctld is recovering (e.g. just restarted, nodes not yet registered): retried.
 TRANSIENT = ("Unexpected message received", "not responding", "Resource temporarily unavailable",
              "Slurm backup controller in standby mode")
@@ -387,7 +387,12 @@ class SlurmDriver:
         for key, due in self.ledger.items():
             if key.startswith("signal:") and due is not None and now >= due:
                 job_id = key.split(":", 1)[1]
-                self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False)
+                try:
+                    self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False)
+                except SlurmUnreachable:
+                    raise  # the signal entry stays: requeue when slurmctld is back
+                except DriverError as e:  # e.g. a job that is not requeueable: it keeps running
+                    self._warn(f"job {job_id}: checkpoint-stop failed, the job keeps running: {e}")
                 self.ledger.forget(key)
 
     def _hold_or_release_pending(self, paused_any: bool) -> None:
