@@ -312,14 +312,11 @@ class SlurmDriver:
 
     def _run(self, steps: Sequence[tuple[str, ...]]) -> None:
         for key, *cmd in steps:
-            verb = cmd[1] if cmd[0] == "scontrol" else cmd[0]
-            undoing = verb in ("resume", "release", "cancel-requeue")
-            if cmd[0] == "cancel-requeue":
+            if cmd[0] == "cancel-requeue":  # signalled but not yet requeued: simply do not requeue
                 self.ledger.forget(key)
                 continue
-            self._command(key, tuple(cmd), forget=undoing,
-                          original=self.clock() + self.settings.checkpoint_grace_s if key.startswith("signal:")
-                          else None)
+            due_s = self.clock() + self.settings.checkpoint_grace_s if key.startswith("signal:") else None
+            self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s)
 
     def _command(self, key: str, cmd: tuple[str, ...], forget: bool, original: float | None = None) -> None:
         """Run one command with the ledger kept in step: remembered before a change, forgotten
