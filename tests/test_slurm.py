@@ -159,6 +159,15 @@ def test_checkpoint_pause_signals_then_requeues_held_and_restarts(cluster, tmp_p
     assert len(driver.ledger) == 0
 
 
+def test_resuming_within_the_grace_time_cancels_the_requeue(cluster, tmp_path):
+    ((job, out),) = start_jobs(cluster, tmp_path, ck=dict(comment="gridflex:flex=3,pause=checkpoint")).values()
+    driver = make_driver(tmp_path, checkpoint_grace_s=30.0)
+    driver.discover()
+    driver.apply(JobActions((job,), np.array([400.0]), np.zeros(1)))
+    driver.apply(JobActions((job,), np.array([400.0]), np.ones(1)))
+    assert len(driver.ledger) == 0 and driver.read().active[0] == 1.0 and cluster.state(job) == "RUNNING"
+
+
 def test_a_checkpoint_job_that_cannot_be_requeued_keeps_running(cluster, tmp_path):
     ((job, _),) = start_jobs(cluster, tmp_path, ck=dict(comment="gridflex:flex=3,pause=checkpoint",
                                                        requeue=False)).values()
