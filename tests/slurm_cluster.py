@@ -44,8 +44,8 @@ def _which(name: str) -> str | None:
 
 
 class SlurmCluster:
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, cpus: int = 8):
+        self.root, self.cpus = root, cpus
         self.conf = root / "slurm.conf"
         self.munge_socket = root / "munge" / "munge.socket"
         self.procs: dict[str, subprocess.Popen] = {}
@@ -213,7 +213,7 @@ MessageTimeout=5
 SlurmctldTimeout=10
 SlurmdTimeout=60
 GresTypes=gpu
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=8 RealMemory=1000 Gres=gpu:4 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory=1000 Gres=gpu:4 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=flex Nodes=ALL MaxTime=INFINITE State=UP
 """

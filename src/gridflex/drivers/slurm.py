@@ -212,6 +212,7 @@ class SlurmDriver:
 
     def restore(self) -> None:
         """Resume, release and un-hold everything this driver changed (also after a crash)."""
+        issued = []
         for key in self.ledger.keys():
             verb, job_id = key.split(":", 1)
             if verb == "signal":  # signalled but not yet requeued: the job simply keeps running
@@ -219,7 +220,8 @@ class SlurmDriver:
                 continue
             tool_args = {"suspend": ("scontrol", "resume"), "stop": ("scontrol", "release"),
                          "hold": ("scontrol", "release")}[verb]
-            self._command(key, (*tool_args, job_id), forget=True)
+            issued.append(self._command(key, (*tool_args, job_id), forget=True))
+        self._confirm(issued)
 
     def health(self) -> DriverHealth:
         try:
@@ -311,16 +313,20 @@ class SlurmDriver:
         return steps
 
     def _run(self, steps: Sequence[tuple[str, ...]]) -> None:
+        issued = []
         for key, *cmd in steps:
             if cmd[0] == "cancel-requeue":  # signalled but not yet requeued: simply do not requeue
                 self.ledger.forget(key)
                 continue
             due_s = self.clock() + self.settings.checkpoint_grace_s if key.startswith("signal:") else None
-            self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s)
+            issued.append(self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s))
+        self._confirm(issued)
 
-    def _command(self, key: str, cmd: tuple[str, ...], forget: bool, original: float | None = None) -> None:
+    def _command(self, key: str, cmd: tuple[str, ...], forget: bool,
+                 original: float | None = None) -> tuple[tuple[str, ...], float] | None:
         """Run one command with the ledger kept in step: remembered before a change, forgotten
-        after an undo; a job that has meanwhile ended is forgotten."""
+        after an undo; a job that has meanwhile ended is forgotten. Returns (command, start time)
+        for `_confirm`, or None if the job had ended."""
         job_id = cmd[-1]
         if not forget:
             self.ledger.remember(key, original)
@@ -335,13 +341,13 @@ class SlurmDriver:
             if any(s in str(e) for s in GONE):
                 log.info("job %s has ended; nothing to undo", job_id)
                 self.ledger.forget(key)
-                return
+                return None
             if not forget:
                 self.ledger.forget(key)
             raise
         if forget:
             self.ledger.forget(key)
-        self._confirm(cmd, t0)
+        return cmd, t0
 
     def _retrying(self, cmd: tuple[str, ...]) -> None:
         deadline = time.monotonic() + self.settings.retry_s
@@ -357,26 +363,32 @@ class SlurmDriver:
                 log.info("retrying after a transient Slurm error: %s", e)
                 time.sleep(0.5)
 
-    def _confirm(self, cmd: tuple[str, ...], t0: float) -> None:
-        """Wait until squeue shows the effect and record the latency."""
-        verb = cmd[1] if cmd[0] == "scontrol" else cmd[0]
+    def _confirm(self, issued: Sequence[tuple[tuple[str, ...], float] | None]) -> None:
+        """Wait until squeue shows the effect of every issued command; record each latency."""
         want = {"suspend": ("SUSPENDED",), "resume": ("RUNNING",), "requeuehold": ("PENDING",),
-                "release": ("PENDING", "RUNNING"), "hold": ("PENDING",)}.get(verb)
-        if want is None:
-            self.latency_s[verb].append(time.monotonic() - t0)
-            return
-        job_id = cmd[-1]
-        deadline = t0 + self.settings.confirm_timeout_s
-        while True:
-            states = {e.job_id: e.state for e in self.cli.queue("--jobs", job_id)}
-            if states.get(job_id) in want or job_id not in states:
+                "release": ("PENDING", "RUNNING"), "hold": ("PENDING",)}
+        waiting = {}
+        for item in filter(None, issued):
+            cmd, t0 = item
+            verb = cmd[1] if cmd[0] == "scontrol" else cmd[0]
+            if verb in want:
+                waiting[cmd[-1]] = (verb, t0, cmd)
+            else:
                 self.latency_s[verb].append(time.monotonic() - t0)
+        deadline = time.monotonic() + self.settings.confirm_timeout_s
+        while waiting:
+            states = {e.job_id: e.state for e in self.cli.queue("--jobs", ",".join(waiting))}
+            for job_id, (verb, t0, _) in list(waiting.items()):
+                if states.get(job_id) in want[verb] or job_id not in states:
+                    self.latency_s[verb].append(time.monotonic() - t0)
+                    del waiting[job_id]
+            if waiting and time.monotonic() > deadline:
+                for job_id, (_, _, cmd) in waiting.items():
+                    self._warn(f"`{' '.join(cmd)}`: squeue still shows {states.get(job_id)} after "
+                               f"{self.settings.confirm_timeout_s:.0f} s")
                 return
-            if time.monotonic() > deadline:
-                self._warn(f"`{' '.join(cmd)}`: squeue still shows {states.get(job_id)} after "
-                           f"{self.settings.confirm_timeout_s:.0f} s")
-                return
-            time.sleep(0.05)
+            if waiting:
+                time.sleep(0.02)
 
     def _settle(self) -> None:
         """Requeue (held) the checkpointing jobs whose grace time is over."""
@@ -385,7 +397,7 @@ class SlurmDriver:
             if key.startswith("signal:") and due is not None and now >= due:
                 job_id = key.split(":", 1)[1]
                 try:
-                    self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False)
+                    self._confirm([self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False)])
                 except SlurmUnreachable:
                     raise  # the signal entry stays: requeue when slurmctld is back
                 except DriverError as e:  # e.g. a job that is not requeueable: it keeps running
@@ -395,13 +407,14 @@ class SlurmDriver:
     def _hold_or_release_pending(self, paused_any: bool) -> None:
         if paused_any:
             known = {j.id for j in self.jobs}
-            for e in self.cli.queue("--states=PENDING"):
-                if (e.job_id not in known and self._in_scope(e) and self.job_of(e).flex_tier > 0
-                        and "Held" not in e.reason and "held" not in e.reason):
-                    self._command(f"hold:{e.job_id}", ("scontrol", "hold", e.job_id), forget=False)
+            issued = [self._command(f"hold:{e.job_id}", ("scontrol", "hold", e.job_id), forget=False)
+                      for e in self.cli.queue("--states=PENDING")
+                      if e.job_id not in known and self._in_scope(e) and self.job_of(e).flex_tier > 0
+                      and "held" not in e.reason.lower()]
         else:
-            for key in self.ledger.keys("hold:"):
-                self._command(key, ("scontrol", "release", key.split(":", 1)[1]), forget=True)
+            issued = [self._command(key, ("scontrol", "release", key.split(":", 1)[1]), forget=True)
+                      for key in self.ledger.keys("hold:")]
+        self._confirm(issued)
 
     # --- reading -----------------------------------------------------------------------------
     def _states(self) -> dict[str, str]:
