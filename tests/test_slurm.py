@@ -260,3 +260,23 @@ def test_composite_caps_the_gpus_slurm_allocated_and_suspends_through_slurm(clus
     assert cluster.state(job) == "SUSPENDED"
     driver.restore()
     assert cluster.state(job) == "RUNNING" and [g.limit_mw for g in fake.gpus] == [300_000] * 4
+
+
+def test_the_service_drives_a_real_slurm_from_its_config(cluster, tmp_path):
+    from tests.service_support import make_service
+
+    (flex2, _), (flex0, _) = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2", gpus=2),
+                                        b=dict(comment="gridflex:flex=0")).values()
+    svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
+                       driver={"kind": "slurm", "state_dir": str(tmp_path)})
+    assert [(j.id, j.flex_tier) for j in svc.spec.jobs] == [(flex2, 2), (flex0, 0)]
+    svc.tick(time.time())
+    full_w, least_w = svc._power_range_w()
+    now = datetime.now(UTC)
+    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=5),
+                            target=Target(power_w=(full_w + least_w) / 2)))
+    svc.tick(time.time())
+    assert cluster.state(flex2) == "SUSPENDED" and cluster.state(flex0) == "RUNNING"
+    assert svc.status.active_events == ("cut",) and svc.driver.read().estimated
+    svc.stop()  # on exit every job is back to normal
+    assert cluster.state(flex2) == "RUNNING"

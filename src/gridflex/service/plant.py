@@ -1,7 +1,8 @@
 """The site the service drives: its jobs and power curves, and the driver for its plant.
 
-`build_driver` is the one place that turns the `driver:` config section into a driver; only
-`kind: twin` (the digital twin, run in wall-clock time) exists so far.
+`build_driver` is the one place that turns the `driver:` config section into a driver: the
+digital twin run in wall-clock time, or a real driver (Slurm, process groups, NVML, composite)
+built by `gridflex.drivers.factory`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
+from gridflex.drivers.factory import make_driver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
@@ -54,6 +56,8 @@ def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
 def build_driver(cfg: DriverConfig, spec: SiteSpec, fleet: JobFleet, start_s: float) -> Driver:
     """The plant driver named by the config. The twin runs every job from its start to its end,
     and has run one step already so that its first reading is a real one."""
+    if cfg.kind != "twin":
+        return make_driver({"kind": cfg.kind, **cfg.settings}, spec.site, spec.curves, cfg.state_dir)
     jobs = spec.jobs
     run_start = np.array([j.start.timestamp() if j.start else 0.0 for j in jobs])
     run_end = np.array([j.end.timestamp() if j.end else np.inf for j in jobs])
