@@ -72,7 +72,7 @@ def test_dry_run_logs_what_it_would_do_and_does_nothing(pgid):
     d.discover()
     d.apply(JobActions(("a",), np.array([400.0]), np.zeros(1)))
     d.restore()
-    assert d.actions == [f"would stop process group {pgid} (job a)", "would restore everything process changed"]
+    assert list(d.actions) == [f"would stop process group {pgid} (job a)", "would restore everything process changed"]
     stat = Path(f"/proc/{pgid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     assert stat != "T" and d.read().active[0] == 1.0
     assert "dry run" in d.health().detail

@@ -241,7 +241,7 @@ def test_dry_run_shows_the_commands_and_leaves_jobs_running(cluster, tmp_path):
     driver = make_gridflex_driver({"kind": "slurm", "dry_run": True}, Site(), builtin_curves(), state_dir=tmp_path)
     ids = tuple(j.id for j in driver.discover())
     driver.apply(JobActions(ids, np.array([400.0]), np.zeros(1)))
-    assert driver.actions == [f"would scontrol suspend {job}"]
+    assert list(driver.actions) == [f"would scontrol suspend {job}"]
     assert cluster.state(job) == "RUNNING" and "T" not in proc_states(cluster, job)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
 from gridflex.model.site import Job
@@ -17,7 +18,7 @@ class DryRunDriver:
     def __init__(self, inner: Driver):
         self.inner = inner
         self.name = f"dry-run:{inner.name}"
-        self.actions: list[str] = []  # everything it would have done, in order
+        self.actions: deque[str] = deque(maxlen=1000)  # the latest of what it would have done, in order
 
     def discover(self) -> list[Job]:
         return self.inner.discover()

@@ -7,13 +7,13 @@ built by `gridflex.drivers.factory`.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
+from gridflex.drivers.base import Driver
+from gridflex.drivers.dry_run import DryRunDriver
 from gridflex.drivers.factory import make_driver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import InputError
@@ -23,9 +23,6 @@ from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Job, Site
 from gridflex.service.config import DriverConfig, ServiceConfig
 from gridflex.sim.scenarios import load_scenario
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class SiteSpec:
@@ -80,27 +77,3 @@ def set_fleet(driver: Driver, fleet: JobFleet) -> None:
     inner = driver.inner if isinstance(driver, DryRunDriver) else driver
     if isinstance(inner, TwinDriver):
         inner.fleet = fleet
-
-
-class DryRunDriver:
-    """Reads the plant but only logs what it would do."""
-
-    def __init__(self, inner: Driver):
-        self.inner = inner
-        self.name = f"dry-run({inner.name})"
-
-    def discover(self) -> list[Job]:
-        return self.inner.discover()
-
-    def read(self) -> Telemetry:
-        return self.inner.read()
-
-    def apply(self, actions: JobActions) -> None:
-        changed = [f"{j}: cap {c:.0f} W, active {a:.2f}" for j, c, a in actions]
-        log.info("dry run, would apply: %s", "; ".join(changed))
-
-    def restore(self) -> None:
-        log.info("dry run, would restore every job to normal")
-
-    def health(self) -> DriverHealth:
-        return self.inner.health()
