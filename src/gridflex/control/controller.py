@@ -146,8 +146,8 @@ class Controller:
         ):
             self.driver.apply(JobActions(self.fleet.ids, plan.cap_w, plan.active))
             self._applied = (plan.cap_w, plan.active)
-        if self.miners and plan.miner_w is not None:
-            self.miners.apply(plan.miner_w)
+        if self.miners:
+            self.miners.apply(plan)
         return decision
 
     def shutdown(self) -> None:

@@ -11,6 +11,7 @@ from gridflex.model.economics import value_usd_per_mwh
 from gridflex.model.fleet import JobFleet
 from gridflex.model.miners import MinerFleet, MinerSettings
 from gridflex.model.site import Site
+from gridflex.plan.base import Plan
 from gridflex.plan.merit import MinerInput
 from gridflex.signals.prices import Signal
 
@@ -56,13 +57,15 @@ class MinerSide:
         measured = float(np.sum(tel.job_power_w))
         ratio = measured / modelled if modelled > 0 and measured > 0 else 1.0
         running_w = self._last.target_w if self._last is not None else self.fleet.power_w
+        asleep_w = float(self.fleet.sleep_w.sum())  # what the fleet draws even with every unit asleep
         return MinerInput(
-            self.fleet, want, value, running_w, grid_ceiling_w, self.setpoint_w(t_s, price),
+            self.fleet, want, value, running_w, grid_ceiling_w - asleep_w, self.setpoint_w(t_s, price) - asleep_w,
             site.pue * ratio, self.qos_usd_per_gpu_hour,
         )
 
-    def apply(self, target_w: np.ndarray) -> None:
-        self.driver.apply(MinerActions(self.fleet.ids, target_w))
+    def apply(self, plan: Plan) -> None:
+        if plan.miner_w is not None:
+            self.driver.apply(MinerActions(self.fleet.ids, plan.miner_w))
 
     def restore(self) -> None:
         self.driver.restore()
