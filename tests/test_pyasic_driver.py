@@ -9,7 +9,7 @@ import pytest
 from gridflex.drivers.miner_base import MinerActions
 from gridflex.drivers.pyasic_driver import PyasicDriver
 from gridflex.errors import DriverError
-from miner_emulator import MinerEmulator
+from tests.miner_emulator import MinerEmulator
 
 pytest.importorskip("pyasic")
 

@@ -23,7 +23,7 @@ class FlexBudget:
     def record(self, t0_s: float, t1_s: float, throughput: np.ndarray) -> None:
         """Add the mean throughput measured over (t0, t1]; NaN (unknown) counts as full."""
         overlap = np.clip(np.minimum(t1_s, self.win_end_s) - np.maximum(t0_s, self.win_start_s), 0, None)
-        self.delivered_s += np.nan_to_num(throughput, nan=1.0) * overlap
+        self.delivered_s += np.where(np.isnan(throughput), 1.0, throughput) * overlap
         self.elapsed_s += overlap
 
     def used(self) -> np.ndarray:

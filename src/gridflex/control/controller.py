@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Time constant [s] of the controller's estimate of how far the plant departs from the model.
 MODEL_RATIO_TAU_S = 30.0
+#: Seconds a power cap needs to take effect, allowed for when anticipating a step in the target.
+ACTUATION_S = 1.0
 #: Resolution [s] of the look-ahead over the target timeline used to pace flex budgets.
 LOOKAHEAD_STEP_S = 60.0
 
@@ -75,6 +77,7 @@ class Controller:
         self._last_t_s = start_s
         self._lookahead: tuple[float, np.ndarray, np.ndarray] | None = None  # (computed at, grid, cumulative)
         self._applied: tuple[np.ndarray, np.ndarray] | None = None  # last actions sent to the driver
+        self._resolved_cache: dict[str, ResolvedEvent] = {}
 
     # --- events ----------------------------------------------------------------------------
     def add_event(self, event: GridEvent, known_from_s: float | None = None) -> None:
@@ -95,11 +98,15 @@ class Controller:
     def timeline(self, t_s: float) -> TargetTimeline:
         """Targets as known at `t_s`."""
         resolved = [
-            ResolvedEvent(ev, self._baseline_w(ev, t_s))
-            for ev, known_s in self._events.values()
-            if known_s <= t_s
+            self._resolved(ev, self._baseline_w(ev, t_s)) for ev, known_s in self._events.values() if known_s <= t_s
         ]
-        return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings.snapback_guard_s)
+        return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings)
+
+    def _resolved(self, ev: GridEvent, baseline_w: float) -> ResolvedEvent:
+        cached = self._resolved_cache.get(ev.id)
+        if cached is None or cached.event is not ev or cached.baseline_w != baseline_w:
+            cached = self._resolved_cache[ev.id] = ResolvedEvent(ev, baseline_w)
+        return cached
 
     def _baseline_w(self, ev: GridEvent, t_s: float) -> float:
         if ev.baseline_w is not None:
@@ -123,6 +130,7 @@ class Controller:
         running = (t_s >= self.win_start_s) & (t_s < self.win_end_s)
         self._update_model_ratio(tel, running)
         timeline = self.timeline(t_s)
+<<<<<<< HEAD
         self._history.add(t_s, site_w)
         target_w = float(timeline.ceiling_at(t_s))
         it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
@@ -130,6 +138,18 @@ class Controller:
         miner_in = None
         if self.miners:
             miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel, running)
+=======
+        self._history.add(t_s, tel.site_power_w)
+        # Aim for the lowest ceiling until the next tick's actions can take effect, so that
+        # known steps down are met on time.
+        target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
+        it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
+        if np.isfinite(target_w):
+            # The tick under way counts as constrained: it is if the planner has anything to shed.
+            floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
+        else:
+            floors = np.ones(len(self.fleet))
+>>>>>>> main
         plan = self.planner.plan(
             PlanInput(
                 t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s, miner_in

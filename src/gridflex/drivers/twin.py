@@ -126,7 +126,7 @@ class TwinDriver:
         if self._utilization is not None:
             per_gpu_w = fleet.idle_w + (per_gpu_w - fleet.idle_w) * self._utilization(times)
         thr = np.where(pending, new_t, cur_t)
-        running = (times[:, None] >= self.win_start_s) & (times[:, None] < self.win_end_s)
+        running = (times[:, None] - self.step_s >= self.win_start_s) & (times[:, None] <= self.win_end_s)
         noise = self._advance_noise(n)
         job_w = fleet.gpus * np.where(running, per_gpu_w * (1 + noise), fleet.idle_w)
         thr = np.where(running, thr, 0.0)

@@ -29,7 +29,10 @@ class ControlSettings(BaseModel):
     interval_s: float = Field(2.0, gt=0, description="seconds between control ticks")
     baseline_window_s: float = Field(3600.0, gt=0, description="window before an event for its baseline")
     snapback_guard_s: float = Field(
-        3600.0, ge=0, description="after an event, hold power at or below its baseline this long"
+        3600.0, ge=0, description="after an event, hold power near its baseline this long (no snap-back)"
+    )
+    snapback_band: float = Field(
+        0.03, ge=0, lt=0.5, description="after an event, power may exceed the baseline by this fraction"
     )
     tolerance: float = Field(0.01, ge=0, lt=0.2, description="compliance band above target")
 

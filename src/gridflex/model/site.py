@@ -85,7 +85,7 @@ class Site(BaseModel):
     overhead_w: float = Field(0.0, ge=0)
     interconnection_limit_w: float | None = Field(None, gt=0)
     margin: float = Field(
-        0.01, ge=0, lt=0.2, description="fraction of the target kept in reserve by the controller"
+        0.02, ge=0, lt=0.2, description="fraction of the target kept in reserve by the controller"
     )
     priority: str = Field(
         "grid",

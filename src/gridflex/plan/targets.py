@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridflex.model.events import GridEvent
+from gridflex.model.scenario import ControlSettings
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ResolvedEvent:
         ):
             object.__setattr__(self, name, value)
 
-    def ceiling_at(self, t_s: np.ndarray, snapback_guard_s: float) -> np.ndarray:
+    def ceiling_at(self, t_s: np.ndarray, snapback_guard_s: float, snapback_band: float) -> np.ndarray:
         """Site power ceiling [W] this event sets at epoch times `t_s` (inf where it sets none)."""
         b, c = self.baseline_w, self.ceiling_w
         ramp = self.event.ramp_s
@@ -44,7 +45,7 @@ class ResolvedEvent:
         out = np.where((t_s >= self.hold_start_s) & (t_s <= self.hold_end_s), c, out)
         out = np.where((t_s > self.hold_end_s) & (t_s <= self.end_s), up, out)
         guard = (t_s > self.end_s) & (t_s <= self.end_s + snapback_guard_s)
-        return np.where(guard, b, out)
+        return np.where(guard, b * (1 + snapback_band), out)
 
 
 def _ramp_fraction(dt_s: np.ndarray, ramp_s: float) -> np.ndarray:
@@ -60,21 +61,20 @@ class TargetTimeline:
     events: tuple[ResolvedEvent, ...] = ()
     limit_w: float | None = None
     snapback_guard_s: float = 3600.0
+    snapback_band: float = 0.03
 
     @classmethod
     def build(
-        cls,
-        events: Sequence[ResolvedEvent],
-        limit_w: float | None = None,
-        snapback_guard_s: float = 3600.0,
+        cls, events: Sequence[ResolvedEvent], limit_w: float | None, settings: ControlSettings
     ) -> TargetTimeline:
-        return cls(tuple(events), limit_w, snapback_guard_s)
+        return cls(tuple(events), limit_w, settings.snapback_guard_s, settings.snapback_band)
 
     def ceiling_at(self, t_s: float | np.ndarray) -> np.ndarray:
+        """Site power ceiling [W] at epoch times `t_s` (inf where none)."""
         t = np.asarray(t_s, float)
         out = np.full(t.shape, np.inf if self.limit_w is None else self.limit_w)
         for ev in self.events:
-            out = np.minimum(out, ev.ceiling_at(t, self.snapback_guard_s))
+            out = np.minimum(out, ev.ceiling_at(t, self.snapback_guard_s, self.snapback_band))
         return out
 
     def active(self, t_s: float) -> list[ResolvedEvent]:

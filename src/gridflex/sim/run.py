@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -29,8 +30,10 @@ class TraceJournal:
     active: list[np.ndarray] = field(default_factory=list)
     throughput: list[np.ndarray] = field(default_factory=list)
     budget_used: list[np.ndarray] = field(default_factory=list)
-    notes: dict[str, float] = field(default_factory=dict)  # note -> first time seen
     miner_w: list[float] = field(default_factory=list)  # planned miner fleet power per tick (sites with miners)
+    below_tier_s: dict[str, list[float]] = field(default_factory=dict)  # job -> ticks it was pushed below its tier
+    short_s: list[float] = field(default_factory=list)  # ticks whose plan could not meet the target
+    worst_short_w: float = 0.0
     budget_source: Callable[[], np.ndarray] | None = None
 
     def telemetry(self, tel: Telemetry) -> None:
@@ -47,8 +50,29 @@ class TraceJournal:
                 self.budget_used.append(self.budget_source())
         if d.plan.miner_w is not None:
             self.miner_w.append(float(d.plan.miner_w.sum()))
-        for note in d.plan.notes:
-            self.notes.setdefault(note, d.t_s)
+        for job in d.plan.broken_tier:
+            self.below_tier_s.setdefault(job, []).append(d.t_s)
+        if d.plan.shortfall_w > 0:
+            self.short_s.append(d.t_s)
+            self.worst_short_w = max(self.worst_short_w, d.plan.shortfall_w)
+
+    def warnings(self, tz) -> list[str]:
+        """What the operator must know: targets the plan could not meet, tiers it had to break."""
+        out = [
+            f"job {job} was pushed below its flex-budget floor (its tier at risk) to meet the target, {_span(ticks, tz)}"
+            for job, ticks in self.below_tier_s.items()
+        ]
+        if self.short_s:
+            out.append(
+                f"the target could not be met even by the plan, {_span(self.short_s, tz)};"
+                f" worst shortfall {self.worst_short_w:,.0f} W"
+            )
+        return out
+
+
+def _span(ticks: list[float], tz) -> str:
+    first, last = (datetime.fromtimestamp(t, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") for t in (ticks[0], ticks[-1]))
+    return f"at {len(ticks)} control ticks between {first} and {last}"
 
 
 @dataclass
@@ -118,7 +142,7 @@ def run_scenario(
     final = TargetTimeline.build(
         [ResolvedEvent(ev, controller.baselines_w.get(ev.id, ev.baseline_w or np.nan)) for ev in sc.events],
         sc.site.interconnection_limit_w,
-        sc.control.snapback_guard_s,
+        sc.control,
     )
     site = twin.site_power_trace()
     miners = hybrid.result(site) if hybrid else None

@@ -1,0 +1,126 @@
+"""The `gridflex` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gridflex.errors import InputError
+from gridflex.plan.registry import PLANNERS
+
+app = typer.Typer(
+    help="gridflex: turn an AI data center (and its miners) into a flexible, grid-responsive load.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a bad-input error and return the exit to raise (code 2)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+@app.command()
+def scenarios() -> None:
+    """List the built-in scenarios."""
+    from gridflex.sim.scenarios import DEFAULT_SCENARIO, builtin_scenarios
+
+    table = Table("name", "description")
+    for name, desc in builtin_scenarios().items():
+        table.add_row(name + (" (default)" if name == DEFAULT_SCENARIO else ""), desc)
+    out.print(table)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Argument(help="built-in scenario name or path to a YAML/JSON file")] = "phoenix-srp",
+    planner: Annotated[str, typer.Option(help=f"one of: {', '.join(PLANNERS)}")] = "optimal",
+    seed: Annotated[int, typer.Option(help="seed of the twin's model error and noise")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON here")] = None,
+    report: Annotated[Path | None, typer.Option(help="write a self-contained HTML report here")] = None,
+) -> None:
+    """Run a scenario: the controller drives the digital twin in simulated time."""
+    from gridflex.report.html import run_report
+    from gridflex.report.summary import summarize
+    from gridflex.sim.run import run_scenario
+    from gridflex.sim.scenarios import load_scenario
+
+    try:
+        loaded = load_scenario(scenario)
+        if planner not in PLANNERS:
+            raise InputError(f"--planner: unknown planner {planner!r}; choose one of: {', '.join(PLANNERS)}")
+        with _progress(f"{loaded.scenario.name} · {planner}") as tick:
+            result = run_scenario(loaded, planner, seed, progress=tick)
+    except InputError as e:
+        raise fail(str(e)) from None
+    summary = summarize(result)
+    print_summary(summary)
+    if json_path:
+        _write(json_path, json.dumps(summary, indent=2))
+    if report:
+        _write(report, run_report(result, summary))
+
+
+def print_summary(summary: dict) -> None:
+    top = Table("metric", "value", title=f"{summary['scenario']} · planner {summary['planner']} · seed {summary['seed']}")
+    for key in ("compliance", "sla_violations", "weighted_performance", "over_delivery", "response_s",
+                "baseline_w", "energy_kwh"):
+        top.add_row(key, _fmt(summary[key]))
+    out.print(top)
+    ev = Table("event", "target_w", "compliance", "response_s", "over_delivery", "mean_power_w", title="events")
+    for e in summary["events"]:
+        ev.add_row(e["id"], *(_fmt(e[k]) for k in ("target_w", "compliance", "response_s", "over_delivery",
+                                                    "mean_power_w")))
+    out.print(ev)
+    jobs = Table("job", "flex_tier", "gpus", "performance", "within_sla", title="jobs")
+    for j in summary["jobs"]:
+        jobs.add_row(j["id"], str(j["flex_tier"]), str(j["gpus"]), _fmt(j["performance"]),
+                     "yes" if j["within_sla"] else "[red]NO[/]")
+    out.print(jobs)
+    for w in summary["warnings"]:
+        out.print(f"[yellow]warning:[/] {w}")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    err.print(f"wrote {path}")
+
+
+class _progress:
+    """A progress bar on stderr; the context value is a callback taking the fraction done."""
+
+    def __init__(self, label: str):
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
+        )
+        self.task = self.bar.add_task(label, total=1.0)
+
+    def __enter__(self):
+        self.bar.start()
+        return lambda fraction: self.bar.update(self.task, completed=fraction)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,36 @@
+"""Shared fixtures: small scenarios built in code so that tests stay fast."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridflex.sim.curve_csv import builtin_curves
+from gridflex.sim.scenarios import LoadedScenario, parse_scenario
+
+SMALL_SCENARIO = """
+name: small
+description: two jobs, one 30 % event
+start: "2025-05-03T12:00:00Z"
+end: "2025-05-03T13:00:00Z"
+jobs:
+  - {id: train, workload: pt_mpt_7b_fast, gpus: 16, flex_tier: 3}
+  - {id: serve, workload: infer_llama_8b, gpus: 8, flex_tier: 0}
+  - {id: tune, workload: ft_llama_8b_p3, gpus: 8, flex_tier: 2}
+events:
+  - id: cut
+    start: "2025-05-03T12:10:00Z"
+    end: "2025-05-03T12:40:00Z"
+    ramp_s: 120
+    target: {reduction: 0.2}
+control: {baseline_window_s: 600, snapback_guard_s: 600}
+"""
+
+
+@pytest.fixture(scope="session")
+def curves():
+    return builtin_curves()
+
+
+@pytest.fixture
+def small() -> LoadedScenario:
+    return parse_scenario(SMALL_SCENARIO, "small", base_dir=None)

@@ -1,0 +1,25 @@
+"""The examples and docs stay true."""
+
+from pathlib import Path
+
+import pytest
+
+from gridflex.sim.scenarios import builtin_scenarios, load_scenario
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_scenarios_load(path):
+    if "jobs:" in path.read_text():  # scenario files (site configs for `serve` are tested elsewhere)
+        load_scenario(str(path))
+
+
+@pytest.mark.parametrize("name", builtin_scenarios())
+def test_builtin_scenarios_load(name):
+    load_scenario(name)
+
+
+def test_scenario_doc_lists_every_builtin_workload(curves):
+    doc = (ROOT / "docs" / "scenarios.md").read_text()
+    assert all(f"`{w}`" in doc for w in curves)
