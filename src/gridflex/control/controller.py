@@ -130,16 +130,7 @@ class Controller:
         running = (t_s >= self.win_start_s) & (t_s < self.win_end_s)
         self._update_model_ratio(tel, running)
         timeline = self.timeline(t_s)
-<<<<<<< HEAD
         self._history.add(t_s, site_w)
-        target_w = float(timeline.ceiling_at(t_s))
-        it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
-        floors = self.budget.floor(self._constrained_left_s(t_s, timeline))
-        miner_in = None
-        if self.miners:
-            miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel, running)
-=======
-        self._history.add(t_s, tel.site_power_w)
         # Aim for the lowest ceiling until the next tick's actions can take effect, so that
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
@@ -149,7 +140,9 @@ class Controller:
             floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
         else:
             floors = np.ones(len(self.fleet))
->>>>>>> main
+        miner_in = None
+        if self.miners:
+            miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel, running)
         plan = self.planner.plan(
             PlanInput(
                 t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s, miner_in
