@@ -94,3 +94,14 @@ def test_twin_rejects_bad_actions_and_restores():
     t.restore()
     t.advance_to(200)
     np.testing.assert_allclose(t.read().target_w, f.power_w)
+
+
+def test_retargeting_during_a_restart_does_not_postpone_it():
+    f, t = twin()
+    t.apply(MinerActions(f.ids, np.zeros(6)))
+    t.advance_to(10)
+    for k in range(40):  # the planner nudges the target every 2 s while the units restart
+        t.apply(MinerActions(f.ids, np.array([3000 - k, 3000, 3010, 3010, 1323, 1323.0])))
+        t.advance_to(12 + 2 * k)
+    power = t.power_trace()  # step k ends at k + 1 s
+    assert power[68] < 1000 and power[69] > 14_000  # hashing from t = 70, 60 s after the first resume

@@ -70,8 +70,9 @@ class MinerTwinDriver:
         waking = (self.target_w <= 0) & (target > 0)
         latency = np.where(target <= 0, f.sleep_s, np.where(waking, f.restart_s, f.power_target_s))
         at_s = self.t_s + latency
-        # A hashing unit re-targeted before its last target took effect moves on the old schedule.
-        retarget = np.isfinite(self._pend_at_s) & (self._pend_w > 0) & (target > 0) & ~waking
+        # A unit re-targeted to another hashing power before its last one took effect (mid power
+        # change or mid restart) keeps the old schedule.
+        retarget = np.isfinite(self._pend_at_s) & (self._pend_w > 0) & (target > 0)
         at_s = np.where(retarget, np.minimum(self._pend_at_s, at_s), at_s)
         rises = np.flatnonzero(changed & (new_draw > old_draw) & ~retarget)
         if len(rises) and np.isfinite(self.ramp_w_per_s):
