@@ -8,6 +8,7 @@ from gridflex.drivers.miner_base import MinerActions
 from gridflex.drivers.miners_twin import MinerTwinDriver
 from gridflex.errors import DriverError
 from gridflex.model.miners import AsicModel, MinerGroup, MinerMode, MinerSettings, resolve_models
+from tests.miner_driver_contract import MinerDriverContract
 
 XP = "bitmain antminer s19 xp"
 
@@ -105,3 +106,14 @@ def test_retargeting_during_a_restart_does_not_postpone_it():
         t.advance_to(12 + 2 * k)
     power = t.power_trace()  # step k ends at k + 1 s
     assert power[68] < 1000 and power[69] > 14_000  # hashing from t = 70, 60 s after the first resume
+
+
+class TestMinerTwinContract(MinerDriverContract):
+    @pytest.fixture
+    def driver(self):
+        return MinerTwinDriver(settings().build_fleet(), start_s=0.0, ramp_w_per_s=5000.0)
+
+    def settle(self, driver) -> None:
+        driver.advance_to(driver.t_s + 300)
+        driver.read()  # start a fresh averaging window
+        driver.advance_to(driver.t_s + 2)

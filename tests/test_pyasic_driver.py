@@ -9,6 +9,7 @@ import pytest
 from gridflex.drivers.miner_base import MinerActions
 from gridflex.drivers.pyasic_driver import PyasicDriver
 from gridflex.errors import DriverError
+from tests.miner_driver_contract import MinerDriverContract
 from tests.miner_emulator import MinerEmulator
 
 pytest.importorskip("pyasic")
@@ -133,3 +134,14 @@ def test_dry_run_touches_nothing(emu):
         assert all(m.mining for m in emu.miners)
     finally:
         d.close()
+
+
+class TestPyasicContract(MinerDriverContract):
+    @pytest.fixture
+    def driver(self, emu):
+        d = PyasicDriver(emu.hosts, timeout_s=1.0, restart_stagger_s=0.0)
+        yield d
+        d.close()
+
+    def settle(self, driver) -> None:
+        """The emulated firmware acts at once."""

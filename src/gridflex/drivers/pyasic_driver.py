@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ class PyasicDriver:
             power.append(p)
             hashrate.append(h)
         return MinerTelemetry(
-            self._loop.time(), self.hosts, np.array(power), np.array(hashrate),
+            time.time(), self.hosts, np.array(power), np.array(hashrate),
             np.array([self._target[h] for h in self.hosts]), np.array(ok),
         )
 
