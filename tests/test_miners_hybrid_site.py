@@ -39,9 +39,9 @@ def test_miners_shed_before_any_gpu_is_slowed(run):
     assert slowed[in_ers].any()  # the 300 kW target needs the GPUs too ...
     first_slowed = t[in_ers & slowed][0]
     assert miner_w[(t >= ers.start_s) & (t <= first_slowed)][-1] == 0  # ... after every miner is out
-    # The fleet is asleep within seconds of the event's start, not minutes.
-    k = int(round(ers.start_s + 30 - result.step_times_s[0]))
-    assert result.miners.power_w[k] < 10_000
+    # The miners follow the 60-s ramp down and are asleep within seconds of its end, not minutes.
+    k = int(round(ers.hold_start_s + 10 - result.step_times_s[0]))
+    assert result.miners.power_w[k] < 10_000 < result.miners.power_w[k - 60]
 
 
 def test_miners_sleep_when_the_price_is_above_breakeven(run):
