@@ -24,7 +24,7 @@ class MinerSide:
         settings: MinerSettings,
         prices: Signal,
         jobs: JobFleet,
-        hashprice: Signal | None = None,
+        hashprice: Signal,
     ):
         self.fleet, self.driver, self.settings, self.prices = fleet, driver, settings, prices
         self.hashprice = hashprice
@@ -33,7 +33,7 @@ class MinerSide:
 
     def value_usd_per_mwh(self, t_s: float) -> np.ndarray:
         """Mining value of each unit's energy at `t_s` (USD/MWh): its breakeven power price."""
-        hp = self.settings.hashprice_usd_per_th_day if self.hashprice is None else float(self.hashprice.at(t_s))
+        hp = float(self.hashprice.at(t_s))
         return value_usd_per_mwh(hp, self.fleet.efficiency_j_per_th, self.settings.pool_fee)
 
     def setpoint_w(self, t_s: float, price_usd_per_mwh: float) -> float:

@@ -199,7 +199,10 @@ class MinerSettings(BaseModel):
     models: dict[str, AsicModel] = Field(default_factory=dict, description="models beyond the built-in table")
     groups: tuple[MinerGroup, ...] = Field(min_length=1)
     ramp_w_per_s: float = Field(50_000.0, gt=0, description="fleet ramp limit: most watts added per second")
-    hashprice_usd_per_th_day: float = Field(gt=0)
+    hashprice_usd_per_th_day: float | None = Field(None, gt=0, description="constant hashprice")
+    hashprice_series: str | None = Field(
+        None, description="CSV of daily hashprice (Date, hashprice_usd_per_th_day), e.g. btc-network-daily"
+    )
     pool_fee: float = Field(0.0, ge=0, lt=1)
     prices: str = Field(description="built-in price series or CSV path (interval_start_utc, <price_column>)")
     price_column: str = "rt_usd_per_mwh"
@@ -208,6 +211,8 @@ class MinerSettings(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> MinerSettings:
         resolve_models(self.models, self.groups)
+        if (self.hashprice_usd_per_th_day is None) == (self.hashprice_series is None):
+            raise ValueError("give exactly one of hashprice_usd_per_th_day (a number) or hashprice_series (a CSV path)")
         ids = [g.id for g in self.groups]
         if len(set(ids)) != len(ids):
             raise ValueError(f"groups: ids must be unique, got {ids}")

@@ -30,7 +30,7 @@ def hybrid_summary(result: RunResult) -> dict:
     t = result.step_times_s
     price = m.side.prices.at(t - step)  # the price in force during each step
     value = np.array([m.side.value_usd_per_mwh(float(x)) for x in _minute_starts(t, step)])  # [minutes, N]
-    hashprice = m.settings.hashprice_usd_per_th_day
+    hashprice = m.side.hashprice.at(t - step)
     in_event = np.zeros(len(t), bool)
     for ev in result.timeline.events:
         in_event |= (t > ev.start_s) & (t <= ev.end_s)

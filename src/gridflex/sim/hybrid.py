@@ -11,7 +11,7 @@ from gridflex.control.miner_side import MinerSide
 from gridflex.drivers.miners_twin import MinerTwinDriver
 from gridflex.model.fleet import JobFleet
 from gridflex.model.miners import MinerFleet, MinerSettings
-from gridflex.signals.prices import Signal, load_prices
+from gridflex.signals.prices import ConstantSignal, Signal, load_hashprice, load_prices
 
 
 @dataclass
@@ -46,4 +46,10 @@ def build_hybrid(
     fleet = settings.build_fleet()
     twin = MinerTwinDriver(fleet, start_s, step_s, settings.ramp_w_per_s)
     prices = prices or load_prices(settings.prices, settings.price_column, base_dir)
-    return HybridPlant(MinerSide(fleet, twin, settings, prices, jobs), twin)
+    return HybridPlant(MinerSide(fleet, twin, settings, prices, jobs, hashprice_signal(settings, base_dir)), twin)
+
+
+def hashprice_signal(settings: MinerSettings, base_dir: Path | None) -> Signal:
+    if settings.hashprice_series is None:
+        return ConstantSignal(settings.hashprice_usd_per_th_day)
+    return load_hashprice(Path(settings.hashprice_series) if base_dir is None else base_dir / settings.hashprice_series)

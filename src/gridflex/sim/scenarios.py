@@ -14,6 +14,7 @@ from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
 from gridflex.model.scenario import Scenario
 from gridflex.signals.prices import load_prices
+from gridflex.sim.hybrid import hashprice_signal
 from gridflex.sim.curve_csv import builtin_curves, load_curves
 
 DEFAULT_SCENARIO = "phoenix-srp"
@@ -72,7 +73,8 @@ def parse_scenario(text: str, source: str, base_dir: Path | None) -> LoadedScena
             )
     _check_targets(scenario, curves, source)
     if scenario.miners is not None:
-        load_prices(scenario.miners.prices, scenario.miners.price_column, base_dir)  # fail early on a bad series
+        hashprice_signal(scenario.miners, base_dir)  # fail early on a bad series
+        load_prices(scenario.miners.prices, scenario.miners.price_column, base_dir)
     return LoadedScenario(scenario, curves, base_dir)
 
 
