@@ -163,7 +163,7 @@ class MinerEmulator:
                 reply = miner.answer(json.loads(data.decode()))
                 writer.write(json.dumps(reply).encode() + b"\x00")  # cgminer ends replies with a NUL
                 await writer.drain()
-            except (asyncio.TimeoutError, json.JSONDecodeError, ConnectionError, asyncio.CancelledError):
+            except (TimeoutError, json.JSONDecodeError, ConnectionError, asyncio.CancelledError):
                 pass
             finally:
                 writer.close()

@@ -1,5 +1,6 @@
 """Mining economics against hand calculations."""
 
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,9 @@ def test_builtin_table_matches_the_source_list():
 @pytest.mark.skipif(not BTC_DAILY.exists(), reason="shared data not present")
 def test_real_hashprice_series_gives_breakeven():
     hashprice = load_hashprice(BTC_DAILY)
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    t = datetime(2021, 12, 13, 12, tzinfo=timezone.utc).timestamp()
+    t = datetime(2021, 12, 13, 12, tzinfo=UTC).timestamp()
     assert float(hashprice.at(t)) == pytest.approx(0.25)
     # An S19 Pro (29.55 J/TH) on that day broke even at 0.25 * 41,667 / 29.55 = 352.5 USD/MWh.
     assert breakeven_usd_per_mwh(hashprice.at(t), 3250 / 110) == pytest.approx(352.5, abs=0.1)

@@ -14,11 +14,13 @@ XP = "bitmain antminer s19 xp"
 
 
 def settings(**kw) -> MinerSettings:
-    base = dict(
-        groups=[{"id": "xp", "model": XP, "count": 4, "min_power_fraction": 0.5},
-                {"id": "old", "model": "bitmain antminer s9", "count": 2}],
-        hashprice_usd_per_th_day=0.05, prices="ercot-hb-south-2024-08-20", dispatch={"setpoint_w": 1e5},
-    )
+    base = {
+        "groups": [{"id": "xp", "model": XP, "count": 4, "min_power_fraction": 0.5},
+                   {"id": "old", "model": "bitmain antminer s9", "count": 2}],
+        "hashprice_usd_per_th_day": 0.05,
+        "prices": "ercot-hb-south-2024-08-20",
+        "dispatch": {"setpoint_w": 1e5},
+    }
     return MinerSettings.model_validate(base | kw)
 
 

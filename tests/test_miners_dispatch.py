@@ -26,12 +26,13 @@ def jobs_fleet() -> JobFleet:
 
 
 def miner_settings(**dispatch) -> MinerSettings:
-    return MinerSettings.model_validate(dict(
-        groups=[{"id": "xp", "model": "bitmain antminer s19 xp", "count": 10, "min_power_fraction": 0.5},
-                {"id": "s9", "model": "bitmain antminer s9", "count": 10}],
-        hashprice_usd_per_th_day=0.05, prices="ercot-hb-south-2024-08-20",
-        dispatch={"mode": "economic"} | dispatch,
-    ))
+    return MinerSettings.model_validate({
+        "groups": [{"id": "xp", "model": "bitmain antminer s19 xp", "count": 10, "min_power_fraction": 0.5},
+                   {"id": "s9", "model": "bitmain antminer s9", "count": 10}],
+        "hashprice_usd_per_th_day": 0.05,
+        "prices": "ercot-hb-south-2024-08-20",
+        "dispatch": {"mode": "economic"} | dispatch,
+    })
 
 
 def plan(jobs, settings, grid_ceiling_w, setpoint_w=np.inf, price=20.0, running_w=None):
@@ -71,7 +72,7 @@ def test_gpus_follow_only_when_miners_are_not_enough():
 def test_a_gpu_tier_cheaper_than_mining_is_slowed_first():
     jobs = jobs_fleet()
     s = miner_settings(qos_usd_per_gpu_hour={1: 4.0, 2: 2.0, 3: 0.00001})
-    p, f = plan(jobs, s, gpu_full_w(jobs) + 43_330 - 5_000)
+    p, _ = plan(jobs, s, gpu_full_w(jobs) + 43_330 - 5_000)
     assert p.cap_w[0] < jobs.max_cap_w[0]
     assert p.miner_w.sum() == pytest.approx(43_330)
 
@@ -81,7 +82,8 @@ def test_cost_figures_make_every_miner_cheaper_than_any_gpu_segment():
     usd = np.array([1.0, 4.0]) * jobs.gpus
     cost, width = hull_segments(jobs, usd, jobs.hull_w[:, 0], jobs.full_w, np.ones(2, bool))
     gpu_usd_per_mwh = cost[width > 0] * 1e6
-    miner_usd_per_mwh = MinerSide(s.build_fleet(), None, s, ConstantSignal(0), jobs, ConstantSignal(0.05)).value_usd_per_mwh(0)
+    side = MinerSide(s.build_fleet(), None, s, ConstantSignal(0), jobs, ConstantSignal(0.05))
+    miner_usd_per_mwh = side.value_usd_per_mwh(0)
     assert gpu_usd_per_mwh.min() > 10 * miner_usd_per_mwh.max()  # ~1,000+ vs ~80 USD/MWh
 
 
@@ -129,7 +131,9 @@ def test_hashprice_from_the_real_daily_series(tmp_path):
     series = Path("../shared/data/btc-network-daily/btc_daily_merged.csv")
     if not series.exists():
         pytest.skip("shared data not present")
-    s = miner_settings().model_copy(update={"hashprice_usd_per_th_day": None, "hashprice_series": str(series.resolve())})
+    s = miner_settings().model_copy(
+        update={"hashprice_usd_per_th_day": None, "hashprice_series": str(series.resolve())}
+    )
     assert float(hashprice_signal(s, None).at(1639396800.0)) == pytest.approx(0.25)  # 2021-12-13
     with pytest.raises(ValueError, match="exactly one of hashprice"):
         MinerSettings.model_validate(miner_settings().model_dump() | {"hashprice_series": "x.csv"})

@@ -1,6 +1,6 @@
 """Price signals: recorded series, constants, the bundled ERCOT day."""
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import pytest

@@ -164,7 +164,8 @@ class PyasicDriver:
             return DriverHealth(False, "not discovered yet")
         tel = self.read()
         silent = [h for h, ok in zip(tel.unit_ids, tel.responding) if not ok]
-        return DriverHealth(not silent, f"not answering: {', '.join(silent)}" if silent else f"{len(self.hosts)} miners")
+        detail = f"not answering: {', '.join(silent)}" if silent else f"{len(self.hosts)} miners answering"
+        return DriverHealth(not silent, detail)
 
     def close(self) -> None:
         """Stop the driver's event loop (after cancelling calls still waiting on silent miners)."""
@@ -191,11 +192,11 @@ class PyasicDriver:
     async def _call(self, host: str, awaitable):
         try:
             return await asyncio.wait_for(awaitable, self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DriverError(f"miner {host}: no answer within {self.timeout_s:g} s") from None
         except DriverError:
             raise
-        except Exception as e:  # pyasic raises its own APIError and OS errors
+        except Exception as e:  # noqa: BLE001 - pyasic raises APIError, OSError, KeyError, ...
             raise DriverError(f"miner {host}: {type(e).__name__}: {e}") from None
 
     async def _read(self, host: str) -> tuple[float, float]:

@@ -1,10 +1,11 @@
 """Bitcoin miner fleets: ASIC models, per-unit power modes, restart latency, a fleet ramp limit.
 
-A unit is in one of four modes: full (its nameplate power), reduced (a power target between
-`min_power_fraction` of nameplate and nameplate, only where the firmware supports one), sleep
-(hashing stopped, control board and fans on: `sleep_w`) or off (0 W, not controlled). Hashrate is
-taken proportional to power at reduced targets, a slightly pessimistic reading of what
-underclocking firmware delivers (it usually gains efficiency).
+A unit gridflex controls is in one of three modes: full (its nameplate power), reduced (a power
+target between `min_power_fraction` of nameplate and nameplate, only where the firmware supports
+one) or sleep (hashing stopped, control board and fans on: `sleep_w`). A unit that is off (0 W,
+breaker open) is outside gridflex's control: leave it out of the fleet. Hashrate is taken
+proportional to power at reduced targets, a slightly pessimistic reading of what underclocking
+firmware delivers (it usually gains efficiency).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ class MinerMode(str, Enum):
     full = "full"
     reduced = "reduced"
     sleep = "sleep"
-    off = "off"
 
 
 class AsicModel(BaseModel):
@@ -164,8 +164,11 @@ class DispatchSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: str = Field("steady", pattern="^(steady|economic)$",
-                      description="steady: hold the site near setpoint_w with miners; economic: mine whenever profitable")
+    mode: str = Field(
+        "steady",
+        pattern="^(steady|economic)$",
+        description="steady: hold the site near setpoint_w with miners; economic: mine whenever profitable",
+    )
     setpoint_w: float | None = Field(None, gt=0, description="site draw to hold in steady mode")
     sponge_price_usd_per_mwh: float | None = Field(
         None, description="at or below this price, absorb up to sponge_limit_w (None: no sponge)"
@@ -184,7 +187,9 @@ class DispatchSettings(BaseModel):
             raise ValueError("dispatch: give both sponge_price_usd_per_mwh and sponge_limit_w, or neither")
         bad = {t: c for t, c in self.qos_usd_per_gpu_hour.items() if t not in (1, 2, 3) or c < 0}
         if bad:
-            raise ValueError(f"dispatch.qos_usd_per_gpu_hour: {bad} not allowed; allowed: tiers 1, 2, 3 with costs >= 0")
+            raise ValueError(
+                f"dispatch.qos_usd_per_gpu_hour: {bad} not allowed; allowed: tiers 1, 2, 3 with costs >= 0"
+            )
         return self
 
     def qos_for_tier(self, tier: int) -> float:

@@ -53,7 +53,8 @@ class Scenario(BaseModel):
     control: ControlSettings = ControlSettings()
     miners: MinerSettings | None = Field(None, description="a bitcoin miner fleet behind the same meter")
     load_traces: dict[str, str] = Field(
-        default_factory=dict, description="job id -> utilization trace scaling its power above idle (e.g. azure-llm-conv)"
+        default_factory=dict,
+        description="job id -> utilization trace scaling its power above idle (e.g. azure-llm-conv)",
     )
 
     @field_validator("start", "end")

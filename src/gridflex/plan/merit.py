@@ -7,8 +7,9 @@ Every source of flexibility gets a cost in USD per MWh it does not draw:
   GPU-hours lost per MWh on each segment of its power-throughput hull.
 The planner asks for the site's demand (GPUs uncapped, every economic miner on) and, to meet
 the grid's ceiling, sheds the cheapest MWh first; then, in steady-draw mode, miners alone leave
-the room between the AI load and the setpoint (GPU jobs are never slowed for the setpoint). With realistic figures miners cost tens of USD/MWh and GPU jobs thousands,
-so miners shed first and fill the AI load's headroom in steady-draw mode; GPU jobs are slowed
+the room between the AI load and the setpoint (GPU jobs are never slowed for the setpoint).
+With realistic figures miners cost tens of USD/MWh and GPU jobs thousands, so miners shed first
+and fill the AI load's headroom in steady-draw mode; GPU jobs are slowed
 only when the miners are not enough or a tier's stated cost is lower. GPU floors (flex budgets)
 hold as in the optimizing planner; when even they cannot meet a grid target, the GPU jobs are
 cut below their floors exactly as `OptimalPlanner` does.

@@ -26,7 +26,7 @@ def hybrid_summary(result: RunResult) -> dict:
     m = result.miners
     if m is None:
         return {}
-    sc, step = result.scenario, result.scenario.step_s
+    step = result.scenario.step_s
     t = result.step_times_s
     price = m.side.prices.at(t - step)  # the price in force during each step
     value = np.array([m.side.value_usd_per_mwh(float(x)) for x in _minute_starts(t, step)])  # [minutes, N]

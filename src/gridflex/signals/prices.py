@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -77,7 +77,7 @@ def read_series_csv(text: str, source: str, time_column: str, value_column: str)
         if t.tzinfo is None:
             if len(row[time_column].strip()) > 10:
                 raise InputError(f"{source}, line {n}: {time_column!r} needs a timezone (e.g. ...Z)")
-            t = t.replace(tzinfo=timezone.utc)
+            t = t.replace(tzinfo=UTC)
         times.append(t.timestamp())
         values.append(v)
     return StepSignal(np.array(times), np.array(values), source)
