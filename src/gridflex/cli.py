@@ -13,12 +13,14 @@ from rich.table import Table
 
 from gridflex.errors import InputError
 from gridflex.plan.registry import PLANNERS
+from gridflex.service.cli_serve import serve
 
 app = typer.Typer(
     help="gridflex: turn an AI data center (and its miners) into a flexible, grid-responsive load.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.command()(serve)
 out = Console()
 err = Console(stderr=True)
 

@@ -1,0 +1,188 @@
+"""The REST API (under /api/v1), the dashboard (/) and Prometheus metrics (/metrics)."""
+
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gridflex.errors import InputError
+from gridflex.model.events import GridEvent
+from gridflex.service.config import TOKEN_ENV, ServiceConfig
+from gridflex.service.runtime import LiveService
+from gridflex.service.schemas import (
+    DecisionOut,
+    EventOut,
+    JobOut,
+    JobPlan,
+    PriceOut,
+    StatusOut,
+    TelemetryOut,
+    TierChange,
+)
+from gridflex.store import EventRecord
+
+log = logging.getLogger(__name__)
+MIN_TOKEN_CHARS = 16
+STATIC = resources.files("gridflex.service").joinpath("static")
+
+
+def api_token(config: ServiceConfig) -> str | None:
+    """The bearer token for writes; refuses a config with writes enabled and no (or a short) token."""
+    token = config.token()
+    if config.api.writes_enabled and not token:
+        raise InputError(f"api.token: writes are enabled but no token is set; set {TOKEN_ENV} or api.token")
+    if token and len(token) < MIN_TOKEN_CHARS:
+        raise InputError(f"api.token: the token ({TOKEN_ENV} or api.token) needs at least {MIN_TOKEN_CHARS} characters")
+    return token
+
+
+def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = True, ven=None) -> FastAPI:
+    """The web app around a live service. With `run_loop` the control loop runs while the app does;
+    `ven` (an OpenADR client wrapper with async start/stop) runs alongside."""
+    token = api_token(config)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if run_loop:
+            service.start()
+        if ven is not None:
+            await ven.start()
+        try:
+            yield
+        finally:
+            if ven is not None:
+                await ven.stop()
+            service.stop()
+
+    app = FastAPI(title="gridflex", version="1", lifespan=lifespan, description="Grid-responsive site control")
+    bearer = HTTPBearer(auto_error=False)
+
+    def _check(creds: HTTPAuthorizationCredentials | None) -> None:
+        if creds is None or not token or not secrets.compare_digest(creds.credentials.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def write_auth(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if not config.api.writes_enabled:
+            raise HTTPException(403, "writes are disabled (api.writes_enabled: false)")
+        _check(creds)
+
+    def read_auth(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if config.api.protect_reads:
+            _check(creds)
+
+    @app.exception_handler(InputError)
+    async def _input_error(_req: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    read = [Depends(read_auth)]
+    write = [Depends(write_auth)]
+
+    @app.get("/api/v1/status", dependencies=read, tags=["site"])
+    def status() -> StatusOut:
+        """Site power, target, active events and the current plan per job."""
+        s = service.status
+        known = service.active_event_ids()
+        interval_s = service.control.interval_s
+        if s is None:
+            return StatusOut(
+                t_s=None,
+                site_power_w=None,
+                target_w=None,
+                active_events=[],
+                known_events=known,
+                jobs=[],
+                interval_s=interval_s,
+            )
+        return StatusOut(
+            t_s=s.t_s,
+            site_power_w=s.site_power_w,
+            target_w=s.target_w,
+            it_power_w=s.it_power_w,
+            planned_it_power_w=s.planned_it_power_w,
+            active_events=list(s.active_events),
+            known_events=known,
+            jobs=[JobPlan(**j) for j in s.jobs],
+            driver=s.driver,
+            driver_ok=s.driver_ok,
+            interval_s=interval_s,
+        )
+
+    @app.get("/api/v1/telemetry", dependencies=read, tags=["site"])
+    def telemetry(since_s: float = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 600) -> list[TelemetryOut]:
+        """Site readings after `since_s` (epoch seconds), newest `limit`, oldest first."""
+        return [TelemetryOut.model_validate(r) for r in service.store.telemetry(since_s, limit)]
+
+    @app.get("/api/v1/events", dependencies=read, tags=["events"])
+    def events(status: str | None = Query(None, pattern="^(active|cancelled|completed)$")) -> list[EventOut]:
+        """Every event received (from the API or OpenADR) and its state."""
+        return [_event_out(r) for r in service.store.events(status)]
+
+    @app.post("/api/v1/events", status_code=201, dependencies=write, tags=["events"])
+    def create_event(event: GridEvent) -> EventOut:
+        """A utility dispatch: ramp down from `start` over `ramp_s` to `target`, back up by `end`.
+        400 if the id exists, the event is over, or the site cannot carry out the target."""
+        service.add_event(event, source="api")
+        return _event_out(service.store.event(event.id))
+
+    @app.delete("/api/v1/events/{event_id}", dependencies=write, tags=["events"])
+    def cancel_event(event_id: str) -> EventOut:
+        """Lift an active event."""
+        try:
+            service.cancel_event(event_id, "cancelled through the API")
+        except KeyError:
+            raise HTTPException(404, f"no active event {event_id!r}") from None
+        return _event_out(service.store.event(event_id))
+
+    @app.get("/api/v1/jobs", dependencies=read, tags=["jobs"])
+    def jobs() -> list[JobOut]:
+        """Jobs with their flex tier and the share of their flex budget used in the current window."""
+        return [JobOut(**j) for j in service.jobs()]
+
+    @app.patch("/api/v1/jobs/{job_id}", dependencies=write, tags=["jobs"])
+    def change_job(job_id: str, change: TierChange) -> JobOut:
+        """Change a job's flex tier; its account over the current window carries on."""
+        try:
+            service.set_tier(job_id, change.flex_tier)
+        except KeyError:
+            raise HTTPException(404, f"no job {job_id!r}") from None
+        return next(JobOut(**j) for j in service.jobs() if j["id"] == job_id)
+
+    @app.get("/api/v1/decisions", dependencies=read, tags=["audit"])
+    def decisions(since_s: float = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[DecisionOut]:
+        """The planner's decisions (audit log), newest `limit` after `since_s`, oldest first."""
+        return [DecisionOut.model_validate(r) for r in service.store.decisions(since_s, limit)]
+
+    @app.get("/api/v1/prices", dependencies=read, tags=["audit"])
+    def prices() -> list[PriceOut]:
+        """Price signals received (recorded, not acted on)."""
+        return [PriceOut.model_validate(p) for p in service.store.prices()]
+
+    @app.get("/metrics", dependencies=read, tags=["monitoring"])
+    def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(str(STATIC.joinpath("index.html")))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
+
+
+def _event_out(r: EventRecord) -> EventOut:
+    ev = r.event
+    return EventOut(
+        **ev.model_dump(exclude={"baseline_w"}),
+        baseline_w=ev.baseline_w if ev.baseline_w is not None else r.baseline_w,
+        source=r.source,
+        status=r.status,
+        reason=r.reason,
+        created_s=r.created_s,
+    )

@@ -1,0 +1,102 @@
+"""The site the service drives: its jobs and power curves, and the driver for its plant.
+
+`build_driver` is the one place that turns the `driver:` config section into a driver; only
+`kind: twin` (the digital twin, run in wall-clock time) exists so far.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
+from gridflex.drivers.twin import TwinDriver
+from gridflex.errors import InputError
+from gridflex.model.curves import CurveLibrary
+from gridflex.model.fleet import JobFleet
+from gridflex.model.scenario import ControlSettings
+from gridflex.model.site import Job, Site
+from gridflex.service.config import DriverConfig, ServiceConfig
+from gridflex.sim.scenarios import load_scenario
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    site: Site
+    jobs: tuple[Job, ...]
+    curves: CurveLibrary
+    control: ControlSettings
+
+
+def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
+    """Site, jobs and control settings: the config's own, else those of its `scenario`."""
+    source = config.scenario
+    if base_dir is not None and (base_dir / source).is_file():
+        source = str(base_dir / source)
+    loaded = load_scenario(source)
+    sc = loaded.scenario
+    jobs = config.jobs if config.jobs is not None else sc.jobs
+    for i, job in enumerate(jobs):
+        if job.workload not in loaded.curves:
+            raise InputError(
+                f"jobs.{i}.workload: unknown workload {job.workload!r}; allowed: {', '.join(sorted(loaded.curves))}"
+            )
+    if len({j.id for j in jobs}) != len(jobs):
+        raise InputError("jobs: job ids must be unique")
+    return SiteSpec(config.site or sc.site, tuple(jobs), loaded.curves, config.control or sc.control)
+
+
+def build_driver(cfg: DriverConfig, spec: SiteSpec, fleet: JobFleet, start_s: float) -> Driver:
+    """The plant driver named by the config. The twin runs every job from its start to its end,
+    and has run one step already so that its first reading is a real one."""
+    jobs = spec.jobs
+    run_start = np.array([j.start.timestamp() if j.start else 0.0 for j in jobs])
+    run_end = np.array([j.end.timestamp() if j.end else np.inf for j in jobs])
+    twin = TwinDriver(
+        jobs, fleet, spec.site, (run_start, run_end), start_s - cfg.step_s, cfg.step_s, cfg.twin, cfg.seed, record=False
+    )
+    twin.advance_to(start_s)
+    return twin
+
+
+def advance(driver: Driver, t_s: float) -> None:
+    """Bring a simulated plant up to wall-clock time; real plants live in it already."""
+    inner = driver.inner if isinstance(driver, DryRunDriver) else driver
+    if isinstance(inner, TwinDriver):
+        inner.advance_to(t_s)
+
+
+def set_fleet(driver: Driver, fleet: JobFleet) -> None:
+    """Tell the driver the jobs' allowed actions changed (a flex tier was changed)."""
+    inner = driver.inner if isinstance(driver, DryRunDriver) else driver
+    if isinstance(inner, TwinDriver):
+        inner.fleet = fleet
+
+
+class DryRunDriver:
+    """Reads the plant but only logs what it would do."""
+
+    def __init__(self, inner: Driver):
+        self.inner = inner
+        self.name = f"dry-run({inner.name})"
+
+    def discover(self) -> list[Job]:
+        return self.inner.discover()
+
+    def read(self) -> Telemetry:
+        return self.inner.read()
+
+    def apply(self, actions: JobActions) -> None:
+        changed = [f"{j}: cap {c:.0f} W, active {a:.2f}" for j, c, a in actions]
+        log.info("dry run, would apply: %s", "; ".join(changed))
+
+    def restore(self) -> None:
+        log.info("dry run, would restore every job to normal")
+
+    def health(self) -> DriverHealth:
+        return self.inner.health()

@@ -1,0 +1,409 @@
+"""The live controller: drives the plant in wall-clock time, journals to the store before acting,
+and resumes active events and spent flex budgets after a restart."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridflex.control.controller import Controller, Decision
+from gridflex.drivers.base import Telemetry
+from gridflex.errors import DriverError, InputError
+from gridflex.model.events import GridEvent
+from gridflex.model.fleet import JobFleet
+from gridflex.model.site import FLEX_FACTOR
+from gridflex.plan.registry import make_planner
+from gridflex.service.config import ServiceConfig
+from gridflex.service.metrics import ServiceMetrics
+from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver, set_fleet
+from gridflex.store.db import JobState, Store
+from gridflex.store.models import DecisionRow, TelemetryRow
+
+log = logging.getLogger(__name__)
+PRUNE_EVERY_S = 3600.0
+#: Consecutive failed ticks (plant unreadable, store unreachable) after which every job is restored.
+FAILED_TICKS_BEFORE_RESTORE = 3
+
+
+def budget_windows(spec: SiteSpec, epoch_s: float, window_s: float, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each job's current flex-budget window: rolling windows of `window_s` from the job's start
+    (or from the service's first start), cut at the job's end."""
+    starts, ends = [], []
+    for job in spec.jobs:
+        anchor = job.start.timestamp() if job.start else epoch_s
+        k = max(0, int((t_s - anchor) // window_s))
+        start = anchor + k * window_s
+        end = start + window_s
+        if job.end:
+            end = min(end, job.end.timestamp())
+            start = min(start, end)
+        starts.append(start)
+        ends.append(end)
+    return np.array(starts), np.array(ends)
+
+
+@dataclass(frozen=True)
+class Status:
+    """The latest tick, as served by the API."""
+
+    t_s: float
+    site_power_w: float
+    target_w: float | None
+    it_power_w: float
+    planned_it_power_w: float
+    active_events: tuple[str, ...]
+    jobs: tuple[dict, ...]
+    driver: str
+    driver_ok: bool
+
+
+class LiveService:
+    """Owns the controller, the driver and the store; every public method is thread-safe."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        spec: SiteSpec,
+        store: Store,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.config, self.store, self.clock = config, store, clock
+        self.control = spec.control
+        self.metrics = ServiceMetrics()
+        self._lock = threading.RLock()
+        now = clock()
+        epoch = store.meta("epoch_s")
+        self.epoch_s = float(epoch) if epoch else now
+        if not epoch:
+            store.set_meta("epoch_s", repr(now))
+        saved = store.job_states()
+        self.spec = _with_tiers(spec, {k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
+        self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
+        driver = build_driver(config.driver, self.spec, self.fleet, now)
+        self.driver = DryRunDriver(driver) if dry_run else driver
+        self.driver.restore()  # start from normal, whatever a crash left behind
+        self._events: dict[str, tuple[GridEvent, float]] = {}
+        baselines: dict[str, float] = {}
+        for rec in store.events(status="active"):
+            self._events[rec.event.id] = (rec.event, rec.known_from_s)
+            if rec.baseline_w is not None:
+                baselines[rec.event.id] = rec.baseline_w
+        self.journal = StoreJournal(store, self.metrics, self._accounts)
+        last_s = store.last_decision_s()
+        self._last_tick_s = now if last_s is None else min(last_s, now)
+        self.controller = self._new_controller(saved, baselines, 1.0)
+        if self._events:
+            log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
+        self.status: Status | None = None
+        self._stop = threading.Event()
+        self._pruned_s = 0.0
+        self._failed_ticks = 0
+        self._thread: threading.Thread | None = None
+
+    # --- the loop -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gridflex-control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop ticking and return every job to normal."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        with self._lock:
+            self.controller.shutdown()
+        log.info("stopped; every job restored to normal")
+
+    def _run(self) -> None:
+        interval_s = self.control.interval_s
+        next_s = self.clock()
+        while not self._stop.is_set():
+            try:
+                self.tick(self.clock())
+            except Exception:  # e.g. the store is unreachable: nothing was acted on; keep the loop alive
+                log.exception("control tick failed")
+                self._tick_failed()
+            next_s += interval_s
+            now = self.clock()
+            if next_s < now - interval_s:  # fell behind: skip ticks rather than bunch them
+                next_s = now
+            self._stop.wait(max(0.0, next_s - now))
+
+    def tick(self, t_s: float) -> Decision | None:
+        with self._lock:
+            self._roll_windows(t_s)
+            self._expire_events(t_s)
+            self._prune(t_s)
+            advance(self.driver, t_s)
+            try:
+                decision = self.controller.step(t_s)
+            except DriverError as e:
+                log.error("driver error: %s", e)
+                self.metrics.driver_errors.inc()
+                self._tick_failed()
+                return None
+            finally:
+                self._last_tick_s = t_s
+            self._failed_ticks = 0
+            self._publish(decision)
+            return decision
+
+    def _tick_failed(self) -> None:
+        """Count a failed tick; after a few in a row, return the plant to normal (it is unwatched)."""
+        self.metrics.tick_errors.inc()
+        self._failed_ticks += 1
+        if self._failed_ticks == FAILED_TICKS_BEFORE_RESTORE:
+            try:
+                with self._lock:
+                    self.controller.shutdown()
+                log.warning("%d failed ticks in a row: every job restored to normal", self._failed_ticks)
+            except Exception:
+                log.exception("restore after failed ticks failed")
+
+    # --- events -------------------------------------------------------------------------------
+    def check_event(self, ev: GridEvent, t_s: float) -> None:
+        """Refuse an event the site cannot carry out, naming the field."""
+        if ev.end.timestamp() <= t_s:
+            raise InputError(f"end: the event ended at {ev.end.isoformat()}, before now")
+        full_w, least_w = self._power_range_w()
+        if ev.target.power_w is not None:
+            if ev.target.power_w >= full_w:
+                raise InputError(
+                    f"target.power_w: {ev.target.power_w:.0f} W is not below the site's full power ({full_w:.0f} W);"
+                    " allowed: a ceiling between the least the site can draw and its full power"
+                )
+            if ev.target.power_w < least_w:
+                raise InputError(
+                    f"target.power_w: {ev.target.power_w:.0f} W is below the least the site can draw"
+                    f" ({least_w:.0f} W with every flexible job at its lowest power)"
+                )
+        elif full_w * (1 - ev.target.reduction) < least_w:
+            raise InputError(
+                f"target.reduction: {ev.target.reduction} would take the site below the least it can draw"
+                f" ({least_w:.0f} W of {full_w:.0f} W); allowed: at most {1 - least_w / full_w:.3f}"
+            )
+
+    def add_event(self, ev: GridEvent, source: str = "api") -> None:
+        """Check, persist, then act on a new event."""
+        with self._lock:
+            now = self.clock()
+            self.check_event(ev, now)
+            known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
+            self.store.add_event(ev, source, known_s)
+            self._events[ev.id] = (ev, known_s)
+            self.controller.add_event(ev, known_s)
+        log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
+
+    def cancel_event(self, event_id: str, reason: str = "cancelled") -> None:
+        with self._lock:
+            if event_id not in self._events:
+                raise KeyError(event_id)
+            self.store.set_event_status(event_id, "cancelled", reason)
+            del self._events[event_id]
+            self.controller.cancel_event(event_id)
+        log.info("event %s cancelled (%s)", event_id, reason)
+
+    def active_event_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._events)
+
+    # --- jobs ---------------------------------------------------------------------------------
+    def jobs(self) -> list[dict]:
+        with self._lock:
+            c, f = self.controller, self.fleet
+            used, perf = c.budget.used(), c.budget.performance()
+            return [
+                {
+                    "id": job.id,
+                    "workload": job.workload,
+                    "gpus": job.gpus,
+                    "flex_tier": job.flex_tier,
+                    "flex_factor": job.flex_factor,
+                    "flex_budget_used": float(used[i]),
+                    "performance": float(perf[i]),
+                    "window_start_s": float(c.win_start_s[i]),
+                    "window_end_s": float(c.win_end_s[i]),
+                    "controllable": bool(f.controllable[i]),
+                }
+                for i, job in enumerate(self.spec.jobs)
+            ]
+
+    def set_tier(self, job_id: str, tier: int) -> None:
+        """Change a job's flex tier; its budget account over the current window carries on."""
+        if tier not in FLEX_FACTOR:
+            raise InputError(f"flex_tier: {tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
+        with self._lock:
+            if job_id not in self.fleet.ids:
+                raise KeyError(job_id)
+            states = self._job_states(self.controller)
+            states[job_id] = JobState(**{**states[job_id].__dict__, "flex_tier": tier})
+            self.store.save_job_states(list(states.values()))
+            self.spec = _with_tiers(self.spec, {job_id: tier})
+            self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
+            set_fleet(self.driver, self.fleet)
+            old = self.controller
+            self.controller = self._new_controller(states, dict(old.baselines_w), old.model_ratio)
+        log.info("job %s: flex tier set to %d", job_id, tier)
+
+    # --- internals ----------------------------------------------------------------------------
+    def _new_controller(
+        self, saved: dict[str, JobState], baselines: dict[str, float], model_ratio: float
+    ) -> Controller:
+        """A controller carrying on from the last tick: budget accounts whose window is unchanged,
+        events, frozen baselines and the model ratio."""
+        now_s = max(self._last_tick_s, self.clock())
+        windows = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, now_s)
+        c = Controller(
+            self.fleet,
+            self.spec.site,
+            self.control,
+            self.driver,
+            make_planner(self.config.planner),
+            windows,
+            self._last_tick_s,
+            self.journal,
+        )
+        for i, job_id in enumerate(self.fleet.ids):
+            st = saved.get(job_id)
+            if st and st.window_start_s == windows[0][i] and st.window_end_s == windows[1][i]:
+                c.budget.delivered_s[i], c.budget.elapsed_s[i] = st.delivered_s, st.elapsed_s
+        for ev, known_s in self._events.values():
+            c.add_event(ev, known_s)
+        c.baselines_w.update(baselines)
+        c.model_ratio = model_ratio
+        return c
+
+    def _roll_windows(self, t_s: float) -> None:
+        start, end = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, t_s)
+        c = self.controller
+        if np.array_equal(start, c.win_start_s) and np.array_equal(end, c.win_end_s):
+            return
+        log.info("flex-budget window rolled over")
+        self.controller = self._new_controller(self._job_states(c), dict(c.baselines_w), c.model_ratio)
+
+    def _prune(self, t_s: float) -> None:
+        """Drop telemetry and decisions older than `store.history_s`, once an hour."""
+        if t_s - self._pruned_s >= PRUNE_EVERY_S:
+            self.store.prune(t_s - self.config.store.history_s)
+            self._pruned_s = t_s
+
+    def _expire_events(self, t_s: float) -> None:
+        """Events past their end and snap-back guard are done."""
+        guard_s = self.control.snapback_guard_s
+        for event_id, (ev, _) in list(self._events.items()):
+            if ev.end.timestamp() + guard_s < t_s:
+                self.store.set_event_status(event_id, "completed")
+                del self._events[event_id]
+                self.controller.cancel_event(event_id)
+
+    def _power_range_w(self) -> tuple[float, float]:
+        """Site power with every job at full power, and with every flexible job at its least."""
+        f, site = self.fleet, self.spec.site
+        full_w = float(site.site_power_w(float((f.gpus * f.full_w).sum())))
+        least_w = float(site.site_power_w(float((f.gpus * f.hull_w[:, 0]).sum())))
+        return full_w, least_w
+
+    def _job_states(self, c: Controller) -> dict[str, JobState]:
+        return {
+            job.id: JobState(
+                job.id,
+                job.flex_tier,
+                float(c.win_start_s[i]),
+                float(c.win_end_s[i]),
+                float(c.budget.delivered_s[i]),
+                float(c.budget.elapsed_s[i]),
+            )
+            for i, job in enumerate(self.spec.jobs)
+        }
+
+    def _accounts(self) -> tuple[list[JobState], dict[str, float]]:
+        """What the journal stores with each decision: budget accounts and frozen baselines."""
+        c = self.controller
+        return list(self._job_states(c).values()), dict(c.baselines_w)
+
+    def _publish(self, d: Decision) -> None:
+        tel = self.journal.last_tel
+        target = d.target_w if np.isfinite(d.target_w) else None
+        used = self.controller.budget.used()
+        jobs = tuple(
+            {
+                "id": job_id,
+                "cap_w": float(d.plan.cap_w[i]),
+                "active": float(d.plan.active[i]),
+                "power_w": float(tel.job_power_w[i]),
+                "flex_budget_used": float(used[i]),
+            }
+            for i, job_id in enumerate(self.fleet.ids)
+        )
+        health = self.driver.health()
+        self.status = Status(
+            d.t_s,
+            d.site_power_w,
+            target,
+            tel.it_power_w,
+            d.plan.it_power_w,
+            d.active_events,
+            jobs,
+            self.driver.name,
+            health.ok,
+        )
+        self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
+
+
+class StoreJournal:
+    """Writes every reading and decision to the store before the controller acts on it."""
+
+    def __init__(
+        self, store: Store, metrics: ServiceMetrics, accounts: Callable[[], tuple[list[JobState], dict[str, float]]]
+    ):
+        self.store, self.metrics, self.accounts = store, metrics, accounts
+        self.last_tel: Telemetry | None = None
+        self._read_at = time.perf_counter()
+
+    def telemetry(self, tel: Telemetry) -> None:
+        self._read_at = time.perf_counter()
+        self.last_tel = tel
+        self.store.add_telemetry(
+            TelemetryRow(
+                t_s=tel.t_s,
+                site_power_w=tel.site_power_w,
+                it_power_w=tel.it_power_w,
+                estimated=tel.estimated,
+                job_power_w=[round(float(x), 1) for x in tel.job_power_w],
+            )
+        )
+
+    def decision(self, d: Decision) -> None:
+        planner_s = time.perf_counter() - self._read_at
+        self.metrics.planner_latency.observe(planner_s)
+        row = DecisionRow(
+            t_s=d.t_s,
+            site_power_w=d.site_power_w,
+            target_w=_finite(d.target_w),
+            it_ceiling_w=_finite(d.it_ceiling_w),
+            it_power_w=d.plan.it_power_w,
+            shortfall_w=d.plan.shortfall_w,
+            model_ratio=d.model_ratio,
+            planner_s=planner_s,
+            active_events=list(d.active_events),
+            broken_tier=list(d.plan.broken_tier),
+            notes=list(d.plan.notes),
+            cap_w=[round(float(x), 1) for x in d.plan.cap_w],
+            active=[round(float(x), 4) for x in d.plan.active],
+        )
+        self.store.add_decision(row, *self.accounts())
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _with_tiers(spec: SiteSpec, tiers: dict[str, int]) -> SiteSpec:
+    jobs = tuple(j.model_copy(update={"flex_tier": tiers[j.id]}) if j.id in tiers else j for j in spec.jobs)
+    return SiteSpec(spec.site, jobs, spec.curves, spec.control)

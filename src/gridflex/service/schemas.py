@@ -1,0 +1,103 @@
+"""Response bodies of the REST API (they make the OpenAPI document describe every field)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gridflex.model.events import Target
+
+
+class JobPlan(BaseModel):
+    id: str
+    cap_w: float = Field(description="per-GPU power cap now")
+    active: float = Field(description="fraction of the job's GPUs working (0: paused)")
+    power_w: float = Field(description="measured job power, mean since the previous tick")
+    flex_budget_used: float = Field(description="share of the tier's slowdown allowance spent in the window")
+
+
+class StatusOut(BaseModel):
+    t_s: float | None = Field(description="epoch seconds of the latest tick (null before the first)")
+    site_power_w: float | None
+    target_w: float | None = Field(description="site power ceiling now (null: none)")
+    it_power_w: float | None = None
+    planned_it_power_w: float | None = None
+    active_events: list[str] = Field(description="ids of the events in force now")
+    known_events: list[str] = Field(description="ids of the events not yet over, upcoming included")
+    jobs: list[JobPlan]
+    driver: str | None = None
+    driver_ok: bool | None = None
+    interval_s: float
+
+
+class EventOut(BaseModel):
+    """An event as received (fields as in scenario files), with its state."""
+
+    id: str
+    start: datetime
+    end: datetime
+    ramp_s: float
+    notice_s: float | None
+    target: Target
+    baseline_w: float | None = Field(description="as given, else as frozen at the event's start (null before)")
+    source: str = Field(description="api or openadr")
+    status: str = Field(description="active, cancelled or completed")
+    reason: str
+    created_s: float
+
+
+class JobOut(BaseModel):
+    id: str
+    workload: str
+    gpus: int
+    flex_tier: int
+    flex_factor: float = Field(description="share of normal throughput the tier keeps over the window")
+    flex_budget_used: float
+    performance: float = Field(description="mean throughput so far in the window")
+    window_start_s: float
+    window_end_s: float
+    controllable: bool
+
+
+class TierChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    flex_tier: int = Field(ge=0, le=3, description="0 = never slowed; 1/2/3 keep 90/75/50 % of throughput")
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TelemetryOut(_Row):
+    t_s: float
+    site_power_w: float
+    it_power_w: float
+    estimated: bool = Field(description="power estimated from a model, not measured")
+    job_power_w: list[float]
+
+
+class DecisionOut(_Row):
+    id: int
+    t_s: float
+    site_power_w: float = Field(description="measured")
+    target_w: float | None = Field(description="site ceiling aimed at (null: none)")
+    it_ceiling_w: float | None = Field(description="IT power the planner was asked to stay under")
+    it_power_w: float = Field(description="planned IT power")
+    shortfall_w: float = Field(description="planned IT power above the ceiling (0: target met)")
+    model_ratio: float = Field(description="measured / modelled IT power")
+    planner_s: float = Field(description="time from reading the plant to the decision")
+    active_events: list[str]
+    broken_tier: list[str] = Field(description="jobs pushed below their tier's floor to meet the target")
+    notes: list[str]
+    cap_w: list[float]
+    active: list[float]
+
+
+class PriceOut(_Row):
+    event_id: str
+    start_s: float
+    end_s: float
+    price: float
+    source: str

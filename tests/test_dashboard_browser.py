@@ -1,0 +1,91 @@
+"""The dashboard in headless Debian Chromium: the power chart updates and an event created through
+the API appears without a reload. GRIDFLEX_UPDATE_SCREENSHOT=1 refreshes docs/dashboard.png."""
+
+import os
+import shutil
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from gridflex.service.config import TOKEN_ENV
+from tests.service_support import TOKEN, free_port, serve_argv
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def service_url(tmp_path):
+    port = free_port()
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path}/gf.db"}, "control": {"interval_s": 1.0}}))
+    proc = subprocess.Popen(
+        serve_argv(cfg, port),
+        stdout=open(tmp_path / "serve.log", "wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, TOKEN_ENV: TOKEN},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/api/v1/status", timeout=2).json()["t_s"]:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_dashboard_updates_live(service_url, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian chromium not found at {CHROMIUM}; run scripts/ci/service.sh")
+    screenshot = os.environ.get("GRIDFLEX_UPDATE_SCREENSHOT") == "1"
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 1100})
+        page.goto(service_url)
+        page.wait_for_function("Number(document.getElementById('power-chart').dataset.points) >= 2", timeout=20000)
+        points = int(page.get_attribute("#power-chart", "data-points"))
+        page.wait_for_function(
+            f"Number(document.getElementById('power-chart').dataset.points) > {points}", timeout=20000
+        )
+        assert "kW" in page.inner_text("#site-power")
+        assert page.locator("#jobs tbody tr").count() == 6
+
+        now = datetime.now(timezone.utc)
+        event = {
+            "id": "browser-dispatch",
+            "start": now.isoformat(),
+            "end": (now + timedelta(minutes=30)).isoformat(),
+            "ramp_s": 0,
+            "target": {"power_w": 72000},
+        }
+        r = httpx.post(f"{service_url}/api/v1/events", json=event, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 201
+        page.wait_for_selector("#events tbody tr:has-text('browser-dispatch')", timeout=15000)
+        page.wait_for_function("document.getElementById('site-state').textContent === 'under event'", timeout=15000)
+        page.wait_for_function("document.getElementById('target').textContent === '72.0 kW'", timeout=15000)
+        if screenshot:
+            time.sleep(20)  # let the chart show the cut
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        browser.close()
+    if screenshot:
+        shutil.copy(tmp_path / "dashboard.png", DOCS / "dashboard.png")
