@@ -5,8 +5,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from gridflex.errors import InputError
-from gridflex.signals.prices import ConstantSignal, load_prices, read_series_csv
+from gridflex.errors import GridflexError, InputError
+from gridflex.signals.prices import ConstantSignal, PolledSignal, load_prices, read_series_csv
 
 
 def ts(s: str) -> float:
@@ -38,3 +38,24 @@ def test_bad_series_errors_name_the_problem(tmp_path):
         read_series_csv("t,v\n2024-01-02,1\n2024-01-01,2\n", "x", "t", "v")
     with pytest.raises(InputError, match="built-in series"):
         load_prices(str(tmp_path / "missing.csv"))
+
+
+def test_polled_signal_refreshes_and_refuses_stale_data():
+    now = [0.0]
+    calls = []
+
+    def fetch():
+        calls.append(now[0])
+        if now[0] >= 100:
+            raise ConnectionError("source down")
+        return np.array([0.0, 50.0]), np.array([10.0, 20.0 + now[0]])
+
+    live = PolledSignal(fetch, refresh_s=30, max_age_s=120, clock=lambda: now[0])
+    assert float(live.at(60)) == 20.0
+    now[0] = 40.0
+    assert float(live.at(60)) == 60.0 and calls == [0.0, 40.0]
+    now[0] = 150.0  # the source fails: the last series holds for max_age_s ...
+    assert float(live.at(60)) == 60.0
+    now[0] = 161.0  # ... and then the signal refuses to answer
+    with pytest.raises(GridflexError, match="no usable data.*source down"):
+        live.at(60)

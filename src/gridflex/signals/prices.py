@@ -1,13 +1,16 @@
 """Time-varying signals (power prices, hashprice) behind one `at(t_s)` interface.
 
-A recorded series, a constant and a live adapter all answer `at(t_s)`, so simulation and live
-operation read prices the same way (the pattern of vessim's `Signal.at`). A live source, such
-as a gridstatus query, fits by implementing `Signal`.
+A recorded series, a constant and a live source all answer `at(t_s)`, so simulation and live
+operation read prices the same way (the pattern of vessim's `Signal.at`). `PolledSignal` turns
+any fetch function (for example a gridstatus query returning the latest real-time prices) into
+a live signal that refreshes itself and refuses to answer from data that has gone stale.
 """
 
 from __future__ import annotations
 
 import csv
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -16,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from gridflex.errors import InputError
+from gridflex.errors import GridflexError, InputError
 
 #: Price series bundled with gridflex (name -> file under gridflex/data/prices).
 BUILTIN_PRICES = {"ercot-hb-south-2024-08-20": "ercot-hb-south-2024-08-20.csv"}
@@ -56,6 +59,34 @@ class StepSignal:
         return self.values[np.clip(i, 0, len(self.values) - 1)]
 
 
+class PolledSignal:
+    """A live signal: `fetch()` returns the latest (times_s, values); it is called again when the
+    last successful fetch is `refresh_s` old. A failing fetch keeps the last series until it is
+    `max_age_s` old; after that `at` raises, so a controller never acts on a price it no longer has."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], tuple[np.ndarray, np.ndarray]],
+        refresh_s: float = 300.0,
+        max_age_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.fetch, self.refresh_s, self.max_age_s, self.clock = fetch, refresh_s, max_age_s, clock
+        self._series: StepSignal | None = None
+        self._fetched_s = -np.inf
+
+    def at(self, t_s: float | np.ndarray) -> np.ndarray:
+        now = self.clock()
+        if now - self._fetched_s >= self.refresh_s:
+            try:
+                times, values = self.fetch()
+                self._series, self._fetched_s = StepSignal(np.asarray(times, float), np.asarray(values, float)), now
+            except Exception as e:  # any source failure: keep the last series a while
+                if self._series is None or now - self._fetched_s > self.max_age_s:
+                    raise GridflexError(f"live signal: no usable data ({type(e).__name__}: {e})") from e
+        return self._series.at(t_s)
+
+
 def read_series_csv(text: str, source: str, time_column: str, value_column: str) -> StepSignal:
     """A series from CSV text. Times are ISO 8601 with a zone, or dates (taken as UTC midnight)."""
     rows = list(csv.DictReader(text.splitlines()))
@@ -70,7 +101,7 @@ def read_series_csv(text: str, source: str, time_column: str, value_column: str)
         if not raw_v:
             continue  # a gap: the previous value holds
         try:
-            t = datetime.fromisoformat(row[time_column].strip().replace("Z", "+00:00"))
+            t = datetime.fromisoformat(row[time_column].strip())
             v = float(raw_v)
         except ValueError as e:
             raise InputError(f"{source}, line {n}: {time_column!r}/{value_column!r}: {e}") from None
