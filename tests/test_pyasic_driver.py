@@ -105,6 +105,7 @@ def test_silent_miner_is_an_error_and_nothing_is_half_applied(driver, emu):
     assert all("softoff" not in c for m, n in zip(emu.miners, before) for c in m.commands[n:])
     tel = driver.read()
     assert tel.responding.tolist() == [True, False, True]
+    assert tel.power_w[1] == pytest.approx(3731 * 1.1, abs=1) and np.isnan(tel.hashrate_th_s[1])  # nameplate
     assert not driver.health().ok
 
 

@@ -37,7 +37,8 @@ class MinerActions:
 @dataclass(frozen=True, eq=False)
 class MinerTelemetry:
     """One reading of the fleet; per-unit arrays follow `unit_ids`. Power and hashrate are means
-    since the previous reading where the driver can tell, else the latest reading."""
+    since the previous reading where the driver can tell, else the latest reading; a unit that
+    does not answer is counted at its nameplate power (hashrate NaN, `responding` False)."""
 
     t_s: float
     unit_ids: tuple[str, ...]

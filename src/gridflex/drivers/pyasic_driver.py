@@ -81,7 +81,6 @@ class PyasicDriver:
         self._units: list[MinerUnit] = []
         self._found: dict[str, FoundState] = self._load_state()
         self._target: dict[str, float] = {}  # last target applied per unit (0: asleep)
-        self._last: dict[str, tuple[float, float]] = {}  # last (power, hashrate) read per unit
 
     # --- driver verbs -------------------------------------------------------------------
     def discover(self) -> list[MinerUnit]:
@@ -108,14 +107,16 @@ class PyasicDriver:
         self._need_discovered()
         readings = self._run(_gather(*(self._read(h) for h in self.hosts), return_exceptions=True))
         power, hashrate, ok = [], [], []
-        for host, r in zip(self.hosts, readings):
+        for unit, r in zip(self._units, readings):
+            host = unit.id
             if isinstance(r, BaseException):
                 if not isinstance(r, DriverError):
                     raise r
-                p, h = self._last.get(host, (np.nan, np.nan))
+                # Not answering: counted at nameplate, so the site is never under-counted.
+                p, h = unit.power_w, np.nan
                 ok.append(False)
             else:
-                p, h = self._last[host] = r
+                p, h = r
                 ok.append(True)
             power.append(p)
             hashrate.append(h)
