@@ -97,7 +97,8 @@ def hold_setpoint(m: MinerInput, kept_g: np.ndarray, value_g: np.ndarray, room_w
     on_now = np.bincount(f.group, weights=(m.running_w > 0) & (m.want_w > 0), minlength=len(f.groups))
     whole = np.where(flexible, 0.0, np.minimum(on_now, np.floor(kept_g / unit_w + 1e-9)) * unit_w)
     flex_max = float(kept_g[flexible].sum())
-    flex_low = float(np.sum(np.floor(kept_g / unit_w + 1e-9)[flexible] * unit_w[flexible] * 0.5))
+    min_w = np.array([mod.power_w * (g.min_power_fraction or 1.0) for mod, g in zip(f.models, f.groups)])
+    flex_low = float(np.sum((np.floor(kept_g / unit_w + 1e-9) * min_w)[flexible]))  # all flexible units at minimum
     x = room_w - whole.sum()  # what the power-target units must give
     for g in np.argsort(-value_g):  # restart on/off units, most valuable first, if the rest cannot fill
         if not flexible[g] and x > flex_max:
