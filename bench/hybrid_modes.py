@@ -34,8 +34,8 @@ def variant(loaded: LoadedScenario, mode: str) -> LoadedScenario:
 def minute_spread(site_w: np.ndarray, counted: np.ndarray) -> dict:
     n = len(counted)
     minutes = site_w[: n * 60].reshape(n, 60).mean(axis=1)[counted]
-    return {"site_min_kw": minutes.min() / 1e3, "site_max_kw": minutes.max() / 1e3,
-            "site_std_kw": minutes.std() / 1e3}
+    return {"site_min_kw": float(minutes.min()) / 1e3, "site_max_kw": float(minutes.max()) / 1e3,
+            "site_std_kw": float(minutes.std()) / 1e3}
 
 
 def main() -> None:
