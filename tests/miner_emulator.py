@@ -4,8 +4,8 @@ commands run unmodified against it.
 
 What is recorded and what is emulated:
 - `version`, `devs`, `pools`, `estats`/`stats`: the recorded replies, with the fields that
-  depend on the state rewritten: WALLPOWER, GHSspd/GHSmm/GHSavg, MPO, WORKMODE, SoftOFF,
-  SYSTEMSTATU in estats' `MM ID0`, and the `MHS ...` rates in devs.
+  depend on the state rewritten: WALLPOWER, GHSspd/GHSavg/MGHS, GHSmm (nominal, by level), MPO,
+  WORKMODE, SoftOFF, SYSTEMSTATU in estats' `MM ID0`, and the `MHS ...` rates in devs.
 - `ascset|0,softoff,...` / `softon` / `worklevel,set,N`: no real reply was recorded; the emulator
   answers in the cgminer format with the messages pyasic checks ("success", "ASC 0 set OK").
 - Power model (an assumption, not a measurement): work level 1 is the recorded state (3731 W);
@@ -46,9 +46,14 @@ class EmulatedAvalon:
         self.times: list[float] = []  # when each was received (time.monotonic)
 
     @property
+    def level_scale(self) -> float:
+        """Power and hashrate at the current work level relative to the recorded one."""
+        return LEVEL_FRACTION[self.level] / LEVEL_FRACTION[self.recorded_level]
+
+    @property
     def scale(self) -> float:
-        """Power and hashrate relative to the recorded state."""
-        return LEVEL_FRACTION[self.level] / LEVEL_FRACTION[self.recorded_level] if self.mining else 0.0
+        """Power and hashrate relative to the recorded state (0 when soft-off)."""
+        return self.level_scale if self.mining else 0.0
 
     @property
     def power_w(self) -> float:
@@ -93,9 +98,9 @@ class EmulatedAvalon:
             ("MGHS", boards),
             ("WALLPOWER", f"{self.power_w:.0f}"),
             ("GHSspd", f"{self.hashrate_ghs:.2f}"),
-            ("GHSmm", f"{self.hashrate_ghs:.2f}"),
+            ("GHSmm", f"{float(_field(mm, 'GHSmm')) * self.level_scale:.2f}"),  # nominal: kept while off
             ("GHSavg", f"{self.hashrate_ghs:.2f}"),
-            ("MPO", f"{float(_field(mm, 'MPO')) * LEVEL_FRACTION[self.level] / LEVEL_FRACTION[self.recorded_level]:.0f}"),
+            ("MPO", f"{float(_field(mm, 'MPO')) * self.level_scale:.0f}"),
             ("WORKMODE", str(self.level)),
             ("SoftOFF", "0" if self.mining else "1"),
             ("SYSTEMSTATU", f"Work: {'In Work' if self.mining else 'In Idle'}, Hash Board: 3 "),
