@@ -25,6 +25,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 FIXTURE = Path(__file__).parent / "fixtures" / "miner_api" / "avalon1566_fw24102401.json"
 PORT = 4028
@@ -137,7 +138,7 @@ class MinerEmulator:
     def __getitem__(self, host: str) -> EmulatedAvalon:
         return next(m for m in self.miners if m.host == host)
 
-    def __enter__(self) -> MinerEmulator:
+    def __enter__(self) -> Self:
         self._thread.start()
         for m in self.miners:
             server = asyncio.run_coroutine_threadsafe(self._serve(m), self._loop).result(5)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -176,7 +176,7 @@ class PyasicDriver:
             self._thread.join(5)
         self._loop.close()
 
-    def __enter__(self) -> PyasicDriver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
