@@ -108,7 +108,6 @@ class PyasicDriver:
         readings = self._run(_gather(*(self._read(h) for h in self.hosts), return_exceptions=True))
         power, hashrate, ok = [], [], []
         for unit, r in zip(self._units, readings):
-            host = unit.id
             if isinstance(r, BaseException):
                 if not isinstance(r, DriverError):
                     raise r
