@@ -45,6 +45,19 @@ def shed_greedy(
     down to at most `floor_w`, at least value lost.
 
     Returns the levels and the part of `shed_w` that could not be shed."""
+    if shed_w <= 0:
+        return start_w.copy(), 0.0
+    cost, width_w = hull_segments(fleet, value, floor_w, start_w, running)
+    taken, short = take_cheapest(cost.ravel(), width_w.ravel(), shed_w)
+    shed_per_job = taken.reshape(width_w.shape).sum(axis=1)
+    return start_w - shed_per_job / fleet.gpus, short
+
+
+def hull_segments(
+    fleet: JobFleet, value: np.ndarray, floor_w: np.ndarray, start_w: np.ndarray, running: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each job's hull segments between `floor_w` and `start_w` (per-GPU levels): the value lost
+    per watt shed on each [J, K-1], and the job's watts in it."""
     hull_w, hull_t = fleet.hull_w, fleet.hull_throughput
     lo, hi = hull_w[:, :-1], hull_w[:, 1:]
     seg_lo = np.maximum(lo, floor_w[:, None])
@@ -53,22 +66,23 @@ def shed_greedy(
     width_w[~(running & fleet.controllable)] = 0.0
     dw = hi - lo
     slope = np.divide(hull_t[:, 1:] - hull_t[:, :-1], dw, out=np.zeros_like(dw), where=dw > 0)
-    cost = (value / fleet.gpus)[:, None] * slope
-    if shed_w <= 0:
-        return start_w.copy(), 0.0
-    flat_cost, flat_w = cost.ravel(), width_w.ravel()
-    usable = np.flatnonzero(flat_w > 0)
-    order = usable[np.argsort(flat_cost[usable], kind="stable")]
-    cum = np.cumsum(flat_w[order])
+    return (value / fleet.gpus)[:, None] * slope, width_w
+
+
+def take_cheapest(cost: np.ndarray, width_w: np.ndarray, shed_w: float) -> tuple[np.ndarray, float]:
+    """Watts taken from each flat segment to shed `shed_w`, cheapest first (ties in order), and
+    the part that could not be shed."""
+    usable = np.flatnonzero(width_w > 0)
+    order = usable[np.argsort(cost[usable], kind="stable")]
+    cum = np.cumsum(width_w[order])
     total = cum[-1] if len(cum) else 0.0
     n_full = int(np.searchsorted(cum, shed_w))  # segments shed entirely before the cut
-    taken = np.zeros(flat_w.shape)
-    taken[order[:n_full]] = flat_w[order[:n_full]]
+    taken = np.zeros(width_w.shape)
+    taken[order[:n_full]] = width_w[order[:n_full]]
     if n_full < len(order):
         before = cum[n_full - 1] if n_full else 0.0
         taken[order[n_full]] = shed_w - before
-    shed_per_job = taken.reshape(width_w.shape).sum(axis=1)
-    return start_w - shed_per_job / fleet.gpus, max(0.0, shed_w - total)
+    return taken, max(0.0, shed_w - total)
 
 
 class OptimalPlanner:

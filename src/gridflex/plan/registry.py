@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 from gridflex.errors import InputError
 from gridflex.plan.base import Planner
+from gridflex.plan.merit import MeritPlanner
 from gridflex.plan.optimal import OptimalPlanner
 
 PLANNERS: dict[str, Callable[[], Planner]] = {
     "optimal": OptimalPlanner,
+    "merit": MeritPlanner,
 }
 
 
