@@ -90,6 +90,14 @@ def print_summary(summary: dict) -> None:
         jobs.add_row(j["id"], str(j["flex_tier"]), str(j["gpus"]), _fmt(j["performance"]),
                      "yes" if j["within_sla"] else "[red]NO[/]")
     out.print(jobs)
+    if "miners" in summary:
+        hy = Table("hybrid site", "value", title="miners")
+        hy.add_row("site_draw_steadiness", _fmt(summary["site_draw_steadiness"]))
+        hy.add_row("ai_load_swing", _fmt(summary["ai_load_swing"]))
+        for key, value in summary["miners"].items():
+            if not isinstance(value, dict):
+                hy.add_row(key, _fmt(value))
+        out.print(hy)
     for w in summary["warnings"]:
         out.print(f"[yellow]warning:[/] {w}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Site
 from gridflex.plan.base import Plan, PlanInput, Planner
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
+
+if TYPE_CHECKING:
+    from gridflex.control.miner_side import MinerSide
 
 #: Time constant [s] of the controller's estimate of how far the plant departs from the model.
 MODEL_RATIO_TAU_S = 30.0
@@ -60,9 +63,11 @@ class Controller:
         window_s: tuple[np.ndarray, np.ndarray],
         start_s: float,
         journal: Journal | None = None,
+        miners: MinerSide | None = None,
     ):
         self.fleet, self.site, self.settings = fleet, site, settings
         self.driver, self.planner, self.journal = driver, planner, journal
+        self.miners = miners  # a miner fleet behind the same meter, dispatched with the jobs
         self.win_start_s, self.win_end_s = window_s
         self.budget = FlexBudget(fleet.flex_factor, *window_s)
         self.model_ratio = 1.0
@@ -117,6 +122,7 @@ class Controller:
     # --- the loop ----------------------------------------------------------------------------
     def step(self, t_s: float) -> Decision:
         tel = self.driver.read()
+        site_w = tel.site_power_w + (self.miners.read().total_w if self.miners else 0.0)
         self.budget.record(self._last_t_s, t_s, tel.throughput)
         self._last_t_s = t_s
         if self.journal:
@@ -124,7 +130,7 @@ class Controller:
         running = (t_s >= self.win_start_s) & (t_s < self.win_end_s)
         self._update_model_ratio(tel, running)
         timeline = self.timeline(t_s)
-        self._history.add(t_s, tel.site_power_w)
+        self._history.add(t_s, site_w)
         # Aim for the lowest ceiling until the next tick's actions can take effect, so that
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
@@ -134,11 +140,16 @@ class Controller:
             floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
         else:
             floors = np.ones(len(self.fleet))
+        miner_in = None
+        if self.miners:
+            miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel, running)
         plan = self.planner.plan(
-            PlanInput(t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s)
+            PlanInput(
+                t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s, miner_in
+            )
         )
         decision = Decision(
-            t_s, tel.site_power_w, target_w, it_ceiling_w, self.model_ratio, floors, plan,
+            t_s, site_w, target_w, it_ceiling_w, self.model_ratio, floors, plan,
             tuple(e.event.id for e in timeline.active(t_s)),
         )
         if self.journal:
@@ -148,11 +159,15 @@ class Controller:
         ):
             self.driver.apply(JobActions(self.fleet.ids, plan.cap_w, plan.active))
             self._applied = (plan.cap_w, plan.active)
+        if self.miners:
+            self.miners.apply(plan)
         return decision
 
     def shutdown(self) -> None:
-        """Return every job to normal."""
+        """Return every job (and miner) to normal."""
         self.driver.restore()
+        if self.miners:
+            self.miners.restore()
         self._applied = None
 
     # --- internals ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ computed for all steps between two control ticks at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.signal import lfilter
@@ -34,6 +34,7 @@ class TwinDriver:
         settings: TwinSettings = TwinSettings(),
         seed: int = 0,
         record: bool = True,
+        utilization: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         self.jobs, self.fleet, self.site = tuple(jobs), fleet, site
         self.win_start_s, self.win_end_s = window_s
@@ -62,6 +63,7 @@ class TwinDriver:
         self._pend_at_s = np.full(j, np.inf)
         self._cur = self._new = self._state_curves(self.cap_w, self.active)
         self._record = record
+        self._utilization = utilization  # step times -> [n, J] load scaling each job's power above idle
         self._site_chunks: list[np.ndarray] = []
         self._since_read = _Accumulator(j)
         self.throughput_s = np.zeros(j)  # true throughput-seconds inside each job's window
@@ -121,6 +123,8 @@ class TwinDriver:
         pending = times[:, None] >= self._pend_at_s[None, :]  # [n, J]
         (cur_w, cur_t), (new_w, new_t) = self._cur, self._new
         per_gpu_w = np.where(pending, new_w, cur_w)
+        if self._utilization is not None:
+            per_gpu_w = fleet.idle_w + (per_gpu_w - fleet.idle_w) * self._utilization(times)
         thr = np.where(pending, new_t, cur_t)
         running = (times[:, None] - self.step_s >= self.win_start_s) & (times[:, None] <= self.win_end_s)
         noise = self._advance_noise(n)

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gridflex.model.events import GridEvent
+from gridflex.model.miners import MinerSettings
 from gridflex.model.site import Job, Site, require_aware
 
 
@@ -50,6 +51,11 @@ class Scenario(BaseModel):
     events: tuple[GridEvent, ...] = ()
     twin: TwinSettings = TwinSettings()
     control: ControlSettings = ControlSettings()
+    miners: MinerSettings | None = Field(None, description="a bitcoin miner fleet behind the same meter")
+    load_traces: dict[str, str] = Field(
+        default_factory=dict,
+        description="job id -> utilization trace scaling its power above idle (e.g. azure-llm-conv)",
+    )
 
     @field_validator("start", "end")
     @classmethod
@@ -70,6 +76,10 @@ class Scenario(BaseModel):
             if ev.id in seen:
                 raise ValueError(f"events: duplicate id {ev.id!r}")
             seen.add(ev.id)
+        job_ids = sorted(j.id for j in self.jobs)
+        for job_id in self.load_traces:
+            if job_id not in job_ids:
+                raise ValueError(f"load_traces: no job {job_id!r}; jobs: {', '.join(job_ids)}")
         if self.control.interval_s < self.step_s:
             raise ValueError(
                 f"control.interval_s ({self.control.interval_s}) must be at least step_s ({self.step_s})"

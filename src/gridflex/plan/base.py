@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from gridflex.model.fleet import JobFleet
 from gridflex.model.site import Site
 from gridflex.plan.targets import TargetTimeline
+
+if TYPE_CHECKING:
+    from gridflex.plan.merit import MinerInput
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,6 +25,7 @@ class PlanInput:
     it_ceiling_w: float  # IT power to stay under now, after margin and feedback (inf: none)
     floor_throughput: np.ndarray  # [J] least throughput each job may run at now within its tier
     window_s: np.ndarray  # [J] length of each job's window
+    miners: MinerInput | None = None  # the miner fleet sharing the meter (None: no miners)
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +36,7 @@ class Plan:
     shortfall_w: float = 0.0  # modelled IT power above the ceiling (0: target met)
     broken_tier: tuple[str, ...] = ()  # jobs pushed below their tier's floor to meet the target
     notes: tuple[str, ...] = field(default=())
+    miner_w: np.ndarray | None = None  # [N] power target of each miner (0: asleep); None: no miners
 
     @classmethod
     def unconstrained(cls, inp: PlanInput) -> Plan:

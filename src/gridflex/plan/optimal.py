@@ -47,16 +47,29 @@ def shed_greedy(
     Returns the levels and the part of `shed_w` that could not be shed."""
     if shed_w <= 0:
         return start_w.copy(), 0.0
+    cost, width_w = hull_segments(fleet, value, floor_w, start_w, running)
+    taken, short = take_cheapest(cost.ravel(), width_w.ravel(), shed_w)
+    shed_per_job = taken.reshape(width_w.shape).sum(axis=1)
+    return start_w - shed_per_job / fleet.gpus, short
+
+
+def hull_segments(
+    fleet: JobFleet, value: np.ndarray, floor_w: np.ndarray, start_w: np.ndarray, running: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each job's hull segments between `floor_w` and `start_w` (per-GPU levels): the value lost
+    per watt shed on each [J, K-1], and the job's watts in it."""
     hull_w = fleet.hull_w
     width_w = np.minimum(hull_w[:, 1:], start_w[:, None])
     width_w -= np.maximum(hull_w[:, :-1], floor_w[:, None])
     np.maximum(width_w, 0.0, out=width_w)
     width_w *= np.where(running & fleet.controllable, fleet.gpus, 0)[:, None]
-    cost = (value / fleet.gpus)[:, None] * fleet.hull_slope
-    flat_w = width_w.ravel()
-    taken = cheapest_first(cost.ravel(), flat_w, shed_w)
-    shed_per_job = taken.reshape(width_w.shape).sum(axis=1)
-    return start_w - shed_per_job / fleet.gpus, max(0.0, shed_w - float(flat_w.sum()))
+    return (value / fleet.gpus)[:, None] * fleet.hull_slope, width_w
+
+
+def take_cheapest(cost: np.ndarray, width_w: np.ndarray, shed_w: float) -> tuple[np.ndarray, float]:
+    """Watts taken from each flat segment to shed `shed_w`, cheapest first (ties in order), and
+    the part that could not be shed."""
+    return cheapest_first(cost, width_w, shed_w), max(0.0, shed_w - float(width_w.sum()))
 
 
 #: Candidate segments few enough to sort outright.

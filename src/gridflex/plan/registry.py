@@ -7,11 +7,13 @@ from collections.abc import Callable
 from gridflex.errors import InputError
 from gridflex.plan.base import Planner
 from gridflex.plan.baselines import BASELINES
+from gridflex.plan.merit import MeritPlanner
 from gridflex.plan.optimal import OptimalPlanner
 from gridflex.plan.oracle import OraclePlanner
 
 PLANNERS: dict[str, Callable[[], Planner]] = {
     "optimal": OptimalPlanner,
+    "merit": MeritPlanner,
     **{p.name: p for p in BASELINES},
     "oracle": OraclePlanner,
 }

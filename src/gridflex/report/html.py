@@ -115,6 +115,8 @@ def page(title: str, sections: Sequence[str]) -> str:
 
 def run_report(result: RunResult, summary: dict) -> str:
     """The report of one `gridflex simulate` run."""
+    from gridflex.report.miners_html import hybrid_sections  # builds on this module's helpers
+
     overall = [{k: summary[k] for k in ("planner", "seed", "compliance", "sla_violations",
                                         "weighted_performance", "over_delivery", "response_s", "energy_kwh")}]
     warnings = "".join(f"<p class='warn'>⚠ {html.escape(w)}</p>" for w in summary["warnings"])
@@ -133,5 +135,6 @@ def run_report(result: RunResult, summary: dict) -> str:
             table(summary["jobs"], ["id", "workload", "gpus", "flex_tier", "flex_factor", "performance",
                                     "within_sla"]),
             job_plots(result),
+            *hybrid_sections(result, summary),
         ],
     )

@@ -6,6 +6,7 @@ import numpy as np
 
 from gridflex.model.fleet import JobFleet
 from gridflex.report.metrics import overall_compliance, score_event, weighted_performance
+from gridflex.report.miners import hybrid_summary
 from gridflex.sim.run import RunResult
 
 
@@ -46,6 +47,7 @@ def summarize(result: RunResult) -> dict:
             for j, p, w in zip(sc.jobs, performance, within)
         ],
         "warnings": result.trace.warnings(sc.start.tzinfo),
+        **hybrid_summary(result),  # site_draw_steadiness, ai_load_swing, miners: only for sites with miners
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,9 +23,13 @@ class _Strict(BaseModel):
 
 
 class DriverConfig(_Strict):
-    """Which plant the controller drives. `twin`: the digital twin in wall-clock time."""
+    """Which plant the controller drives. `twin`: the digital twin in wall-clock time; the others
+    are real drivers built by `gridflex.drivers.factory.make_driver` from `settings` (docs/slurm.md),
+    whose jobs are the ones they discover."""
 
-    kind: str = Field("twin", pattern="^twin$", description="plant driver; 'twin' for now")
+    kind: str = Field("twin", pattern="^(twin|slurm|process|nvml|composite)$", description="plant driver")
+    settings: dict[str, Any] = Field(default_factory=dict, description="a real driver's settings (docs/slurm.md)")
+    state_dir: Path | None = Field(None, description="where a real driver keeps the ledger of what it changed")
     seed: int = Field(0, description="seed of the twin's curve errors and power noise")
     step_s: float = Field(1.0, gt=0, le=60, description="the twin's simulation step")
     twin: TwinSettings = TwinSettings()

@@ -1,18 +1,20 @@
 """The site the service drives: its jobs and power curves, and the driver for its plant.
 
-`build_driver` is the one place that turns the `driver:` config section into a driver; only
-`kind: twin` (the digital twin, run in wall-clock time) exists so far.
+`build_driver` is the one place that turns the `driver:` config section into a driver: the
+digital twin run in wall-clock time, or a real driver (Slurm, process groups, NVML, composite)
+built by `gridflex.drivers.factory`.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
+from gridflex.drivers.base import Driver
+from gridflex.drivers.dry_run import DryRunDriver
+from gridflex.drivers.factory import make_driver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
@@ -21,9 +23,6 @@ from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Job, Site
 from gridflex.service.config import DriverConfig, ServiceConfig
 from gridflex.sim.scenarios import load_scenario
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class SiteSpec:
@@ -54,6 +53,8 @@ def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
 def build_driver(cfg: DriverConfig, spec: SiteSpec, fleet: JobFleet, start_s: float) -> Driver:
     """The plant driver named by the config. The twin runs every job from its start to its end,
     and has run one step already so that its first reading is a real one."""
+    if cfg.kind != "twin":
+        return make_driver({"kind": cfg.kind, **cfg.settings}, spec.site, spec.curves, cfg.state_dir)
     jobs = spec.jobs
     run_start = np.array([j.start.timestamp() if j.start else 0.0 for j in jobs])
     run_end = np.array([j.end.timestamp() if j.end else np.inf for j in jobs])
@@ -76,27 +77,3 @@ def set_fleet(driver: Driver, fleet: JobFleet) -> None:
     inner = driver.inner if isinstance(driver, DryRunDriver) else driver
     if isinstance(inner, TwinDriver):
         inner.fleet = fleet
-
-
-class DryRunDriver:
-    """Reads the plant but only logs what it would do."""
-
-    def __init__(self, inner: Driver):
-        self.inner = inner
-        self.name = f"dry-run({inner.name})"
-
-    def discover(self) -> list[Job]:
-        return self.inner.discover()
-
-    def read(self) -> Telemetry:
-        return self.inner.read()
-
-    def apply(self, actions: JobActions) -> None:
-        changed = [f"{j}: cap {c:.0f} W, active {a:.2f}" for j, c, a in actions]
-        log.info("dry run, would apply: %s", "; ".join(changed))
-
-    def restore(self) -> None:
-        log.info("dry run, would restore every job to normal")
-
-    def health(self) -> DriverHealth:
-        return self.inner.health()

@@ -86,6 +86,10 @@ class LiveService:
         self.spec = _with_tiers(spec, {k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
         self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
         driver = build_driver(config.driver, self.spec, self.fleet, now)
+        if config.driver.kind != "twin":  # a real plant: its jobs are the ones it discovers
+            found = SiteSpec(spec.site, tuple(driver.discover()), spec.curves, spec.control)
+            self.spec = _with_tiers(found, {k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
+            self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
         self._events: dict[str, tuple[GridEvent, float]] = {}

@@ -14,6 +14,8 @@ from gridflex.drivers.twin import TwinDriver
 from gridflex.model.fleet import JobFleet
 from gridflex.plan.registry import make_planner
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
+from gridflex.sim.hybrid import MinerRun, build_hybrid
+from gridflex.sim.load_trace import utilization_fn
 from gridflex.sim.scenarios import LoadedScenario
 
 
@@ -28,6 +30,7 @@ class TraceJournal:
     active: list[np.ndarray] = field(default_factory=list)
     throughput: list[np.ndarray] = field(default_factory=list)
     budget_used: list[np.ndarray] = field(default_factory=list)
+    miner_w: list[float] = field(default_factory=list)  # planned miner fleet power per tick (sites with miners)
     below_tier_s: dict[str, list[float]] = field(default_factory=dict)  # job -> ticks it was pushed below its tier
     short_s: list[float] = field(default_factory=list)  # ticks whose plan could not meet the target
     worst_short_w: float = 0.0
@@ -45,6 +48,8 @@ class TraceJournal:
             self.active.append(d.plan.active)
             if self.budget_source:
                 self.budget_used.append(self.budget_source())
+        if d.plan.miner_w is not None:
+            self.miner_w.append(float(d.plan.miner_w.sum()))
         for job in d.plan.broken_tier:
             self.below_tier_s.setdefault(job, []).append(d.t_s)
         if d.plan.shortfall_w > 0:
@@ -82,6 +87,7 @@ class RunResult:
     window_s: np.ndarray  # per job
     energy_kwh: float
     trace: TraceJournal
+    miners: MinerRun | None = None
 
     @property
     def scenario(self):
@@ -106,22 +112,34 @@ def run_scenario(
     fleet = JobFleet.build(sc.jobs, loaded.curves)
     windows = job_windows(loaded)
     start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
-    twin = TwinDriver(sc.jobs, fleet, sc.site, windows, start_s, sc.step_s, sc.twin, seed)
+    utilization = utilization_fn(sc.load_traces, fleet.ids, sc.start.tzinfo)
+    twin = TwinDriver(sc.jobs, fleet, sc.site, windows, start_s, sc.step_s, sc.twin, seed, utilization=utilization)
     trace = TraceJournal(keep_jobs=keep_jobs)
+    hybrid = None
+    if sc.miners is not None:
+        hybrid = build_hybrid(sc.miners, fleet, start_s, sc.step_s, loaded.base_dir)
+        planner = "merit" if planner == "optimal" else planner  # the optimum of a site with miners
     chosen = make_planner(planner)
     if hasattr(chosen, "bind_scenario"):  # an offline planner (the oracle) sees the whole scenario ahead
         chosen.bind_scenario(loaded, seed)
-    controller = Controller(fleet, sc.site, sc.control, twin, chosen, windows, start_s, trace)
+    controller = Controller(
+        fleet, sc.site, sc.control, twin, chosen, windows, start_s, trace,
+        miners=hybrid.side if hybrid else None,
+    )
     trace.budget_source = controller.budget.used
     controller.add_events(sc.events, start_s)
     ticks = np.arange(start_s, end_s, sc.control.interval_s)
     report_every = max(1, len(ticks) // 200)
     for i, t in enumerate(ticks):
         twin.advance_to(t)
+        if hybrid:
+            hybrid.twin.advance_to(t)
         controller.step(float(t))
         if progress and i % report_every == 0:
             progress(i / len(ticks))
     twin.advance_to(end_s)
+    if hybrid:
+        hybrid.twin.advance_to(end_s)
     if progress:
         progress(1.0)
     final = TargetTimeline.build(
@@ -130,6 +148,9 @@ def run_scenario(
         sc.control,
     )
     site = twin.site_power_trace()
+    miners = hybrid.result(site) if hybrid else None
+    if hybrid:
+        site = site + miners.power_w
     return RunResult(
         loaded=loaded,
         planner=planner,
@@ -139,6 +160,7 @@ def run_scenario(
         timeline=final,
         throughput_s=twin.throughput_s,
         window_s=windows[1] - windows[0],
-        energy_kwh=twin.energy_j / 3.6e6,
+        energy_kwh=(twin.energy_j + (hybrid.twin.energy_j if hybrid else 0.0)) / 3.6e6,
         trace=trace,
+        miners=miners,
     )

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
 from gridflex.model.scenario import Scenario
+from gridflex.signals.prices import load_prices
+from gridflex.sim.hybrid import hashprice_signal
 from gridflex.sim.curve_csv import builtin_curves, load_curves
 
 DEFAULT_SCENARIO = "phoenix-srp"
@@ -22,6 +24,7 @@ DEFAULT_SCENARIO = "phoenix-srp"
 class LoadedScenario:
     scenario: Scenario
     curves: CurveLibrary
+    base_dir: Path | None = None  # where relative paths in the scenario (curves, prices) start
 
 
 def builtin_scenarios() -> dict[str, str]:
@@ -69,7 +72,10 @@ def parse_scenario(text: str, source: str, base_dir: Path | None) -> LoadedScena
                 " (or add a curve CSV with 'curves:')"
             )
     _check_targets(scenario, curves, source)
-    return LoadedScenario(scenario, curves)
+    if scenario.miners is not None:
+        hashprice_signal(scenario.miners, base_dir)  # fail early on a bad series
+        load_prices(scenario.miners.prices, scenario.miners.price_column, base_dir)
+    return LoadedScenario(scenario, curves, base_dir)
 
 
 def _parse_document(text: str, source: str) -> dict:
