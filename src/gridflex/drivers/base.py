@@ -6,12 +6,13 @@ digital twin or real hardware.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from gridflex.errors import DriverError
 from gridflex.model.site import Job
 
 
@@ -26,6 +27,20 @@ class JobActions:
 
     def __iter__(self) -> Iterator[tuple[str, float, float]]:
         return zip(self.job_ids, self.cap_w.tolist(), self.active.tolist())
+
+
+def pair_with_jobs(actions: JobActions, jobs: Sequence[Job], kind: str = "job") -> list[tuple[Job, float, float]]:
+    """(job, cap_w, active) for every action, or `DriverError` for the whole set if the arrays
+    disagree in length or an action names a job the driver does not know."""
+    by_id = {j.id: j for j in jobs}
+    ids = tuple(actions.job_ids)
+    cap, active = np.asarray(actions.cap_w, float), np.asarray(actions.active, float)
+    if len(cap) != len(ids) or len(active) != len(ids):
+        raise DriverError(f"actions: {len(ids)} job_ids but {len(cap)} cap_w and {len(active)} active")
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise DriverError(f"actions: unknown {kind}(s) {unknown}; discovered: {sorted(by_id) or 'none'}")
+    return [(by_id[i], c, a) for i, c, a in zip(ids, cap.tolist(), active.tolist())]
 
 
 @dataclass(frozen=True, eq=False)

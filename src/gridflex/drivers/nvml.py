@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridflex.drivers.base import DriverHealth, JobActions, Telemetry
+from gridflex.drivers.base import DriverHealth, JobActions, Telemetry, pair_with_jobs
 from gridflex.drivers.estimate import PowerEstimate
 from gridflex.drivers.ledger import Ledger
 from gridflex.errors import DriverError
@@ -206,17 +206,9 @@ class NvmlDriver:
 
     def _steps(self, actions: JobActions) -> list[tuple[str, int, float]]:
         """Validated (job, GPU index, new limit) for every GPU whose limit changes."""
-        by_id = {j.id: j for j in self.jobs}
-        ids = tuple(actions.job_ids)
-        cap, active = np.asarray(actions.cap_w, float), np.asarray(actions.active, float)
-        if len(cap) != len(ids) or len(active) != len(ids):
-            raise DriverError(f"actions: {len(ids)} job_ids but {len(cap)} cap_w and {len(active)} active")
-        unknown = [i for i in ids if i not in by_id]
-        if unknown:
-            raise DriverError(f"actions: unknown job(s) {unknown}; known: {sorted(by_id) or 'none'}")
         steps = []
-        for jid, c, a in zip(ids, cap, active):
-            job, top = by_id[jid], self.curves[by_id[jid].workload].max_cap_w
+        for job, c, a in pair_with_jobs(actions, self.jobs):
+            jid, top = job.id, self.curves[job.workload].max_cap_w
             if not np.isfinite(a) or a != 1.0:
                 raise DriverError(f"job {jid!r}: active {a} not allowed; NVML cannot pause (allowed: 1; "
                                   "pair with slurm or process in a composite)")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridflex.drivers.base import DriverHealth, JobActions, Telemetry
+from gridflex.drivers.base import DriverHealth, JobActions, Telemetry, pair_with_jobs
 from gridflex.drivers.estimate import PowerEstimate
 from gridflex.drivers.ledger import Ledger
 from gridflex.errors import DriverError
@@ -121,16 +121,9 @@ class ProcessDriver:
 
     # --- internals ---------------------------------------------------------------------
     def _steps(self, actions: JobActions) -> list[tuple[str, str, float]]:
-        by_id = {j.id: j for j in self.jobs}
-        ids = tuple(actions.job_ids)
-        cap, active = np.asarray(actions.cap_w, float), np.asarray(actions.active, float)
-        if len(cap) != len(ids) or len(active) != len(ids):
-            raise DriverError(f"actions: {len(ids)} job_ids but {len(cap)} cap_w and {len(active)} active")
-        unknown = [i for i in ids if i not in by_id]
-        if unknown:
-            raise DriverError(f"actions: unknown job(s) {unknown}; discovered: {sorted(by_id) or 'none'}")
-        for jid, c, a in zip(ids, cap, active):
-            job, top = by_id[jid], self.curves[by_id[jid].workload].max_cap_w
+        paired = pair_with_jobs(actions, self.jobs)
+        for job, c, a in paired:
+            jid, top = job.id, self.curves[job.workload].max_cap_w
             if not np.isfinite(a) or not 0 <= a <= 1:
                 raise DriverError(f"job {jid!r}: active {a} outside 0..1")
             if 0 < a < 1 and self.settings.duty_period_s is None:
@@ -141,7 +134,7 @@ class ProcessDriver:
             if a < 1 and (job.flex_tier == 0 or Action.pause not in job.actions):
                 raise DriverError(f"job {jid!r} (flex {job.flex_tier}) does not allow pause")
         steps = []
-        for jid, a in zip(ids, active.tolist()):
+        for jid, a in ((job.id, a) for job, _, a in paired):
             if a == self._active.get(jid, 1.0):
                 continue
             steps.append((jid, "stop" if a == 0 else "continue" if a == 1 else f"duty-cycle at {a:.2f} of", a))

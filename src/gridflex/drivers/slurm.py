@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridflex.drivers.base import DriverHealth, JobActions, Telemetry
+from gridflex.drivers.base import DriverHealth, JobActions, Telemetry, pair_with_jobs
 from gridflex.drivers.estimate import PowerEstimate
 from gridflex.drivers.ledger import Ledger
 from gridflex.errors import DriverError
@@ -276,27 +276,19 @@ class SlurmDriver:
     # --- acting ------------------------------------------------------------------------------
     def _steps(self, actions: JobActions) -> list[tuple[str, ...]]:
         """Validated commands for `actions`, as (ledger key, tool, args...)."""
-        by_id = {j.id: j for j in self.jobs}
-        ids = tuple(actions.job_ids)
-        cap, active = np.asarray(actions.cap_w, float), np.asarray(actions.active, float)
-        if len(cap) != len(ids) or len(active) != len(ids):
-            raise DriverError(f"actions: {len(ids)} job_ids but {len(cap)} cap_w and {len(active)} active")
-        unknown = [i for i in ids if i not in by_id]
-        if unknown:
-            raise DriverError(f"actions: unknown Slurm job(s) {unknown}; discovered: {sorted(by_id) or 'none'}")
-        top = {j.id: self.curves[j.workload].max_cap_w for j in self.jobs}
-        for jid, c, a in zip(ids, cap, active):
-            job = by_id[jid]
+        paired = pair_with_jobs(actions, self.jobs, kind="Slurm job")
+        for job, c, a in paired:
+            jid, top = job.id, self.curves[job.workload].max_cap_w
             if not np.isfinite(a) or a not in (0.0, 1.0):
                 raise DriverError(f"job {jid!r}: active {a} not allowed; Slurm suspends whole jobs (0 or 1)")
-            if not np.isfinite(c) or c < top[jid] - 1e-6:
+            if not np.isfinite(c) or c < top - 1e-6:
                 raise DriverError(f"job {jid!r}: cap_w {c} needs a GPU power cap, which Slurm cannot set; "
-                                  f"allowed: {top[jid]:.0f} W (uncapped) or add an nvml driver in a composite")
+                                  f"allowed: {top:.0f} W (uncapped) or add an nvml driver in a composite")
             if a < 1 and Action.pause not in job.actions:
                 raise DriverError(f"job {jid!r} (flex {job.flex_tier}) does not allow pause")
         steps = []
-        for jid, a in zip(ids, active):
-            mode = by_id[jid].pause_mode
+        for job, _, a in paired:
+            jid, mode = job.id, job.pause_mode
             suspended, stopped, signalled = (f"{v}:{jid}" in self.ledger for v in ("suspend", "stop", "signal"))
             if a == 0 and not (suspended or stopped or signalled):
                 if mode is PauseMode.checkpoint:
