@@ -43,14 +43,18 @@ class MinerInput:
 
 
 class MeritPlanner:
-    """Least cost per MW shed across miners and GPU jobs; without miners, the optimal planner."""
+    """The `optimal` planner: least cost per MW shed across miners and GPU jobs; on a site
+    without miners, exactly `OptimalPlanner` (the flex-weighted optimum)."""
 
-    name = "merit"
+    name = "optimal"
+
+    def __init__(self) -> None:
+        self._jobs_only = OptimalPlanner()
 
     def plan(self, inp: PlanInput) -> Plan:
         m = inp.miners
         if m is None:
-            return OptimalPlanner().plan(inp)
+            return self._jobs_only.plan(inp)
         fleet, scale = inp.fleet, m.gpu_site_w_per_it_w
         want_g = group_totals(m, m.want_w)
         value_g = group_totals(m, m.value_usd_per_mwh) / np.maximum(np.bincount(m.fleet.group), 1)

@@ -8,12 +8,10 @@ from gridflex.errors import InputError
 from gridflex.plan.base import Planner
 from gridflex.plan.baselines import BASELINES
 from gridflex.plan.merit import MeritPlanner
-from gridflex.plan.optimal import OptimalPlanner
 from gridflex.plan.oracle import OraclePlanner
 
 PLANNERS: dict[str, Callable[[], Planner]] = {
-    "optimal": OptimalPlanner,
-    "merit": MeritPlanner,
+    "optimal": MeritPlanner,  # miners and jobs in one merit order; without miners, OptimalPlanner
     **{p.name: p for p in BASELINES},
     "oracle": OraclePlanner,
 }

@@ -118,7 +118,6 @@ def run_scenario(
     hybrid = None
     if sc.miners is not None:
         hybrid = build_hybrid(sc.miners, fleet, start_s, sc.step_s, loaded.base_dir)
-        planner = "merit" if planner == "optimal" else planner  # the optimum of a site with miners
     chosen = make_planner(planner)
     if hasattr(chosen, "bind_scenario"):  # an offline planner (the oracle) sees the whole scenario ahead
         chosen.bind_scenario(loaded, seed)
