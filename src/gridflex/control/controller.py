@@ -75,7 +75,8 @@ class Controller:
         self._events: dict[str, tuple[GridEvent, float]] = {}  # id -> (event, known from [epoch s])
         self._history = _RunningWindow(settings.baseline_window_s)
         self._last_t_s = start_s
-        self._lookahead: tuple[float, np.ndarray, np.ndarray] | None = None  # (computed at, grid, cumulative)
+        # (computed at, events it saw, grid, cumulative constrained seconds)
+        self._lookahead: tuple[float, tuple[str, ...], np.ndarray, np.ndarray] | None = None
         self._applied: tuple[np.ndarray, np.ndarray] | None = None  # last actions sent to the driver
         self._resolved_cache: dict[str, ResolvedEvent] = {}
 
@@ -193,14 +194,15 @@ class Controller:
         """Seconds left in each job's window during which the known targets call for cuts."""
         if not timeline.events and timeline.limit_w is None:
             return np.zeros(len(self.fleet))
-        if self._lookahead is None or t_s - self._lookahead[0] >= LOOKAHEAD_STEP_S:
+        known = tuple(e.event.id for e in timeline.events)  # an event just become known changes it
+        if self._lookahead is None or t_s - self._lookahead[0] >= LOOKAHEAD_STEP_S or self._lookahead[1] != known:
             horizon_s = max(float(self.win_end_s.max()), t_s) - t_s
             grid = t_s + np.arange(0.0, horizon_s + LOOKAHEAD_STEP_S, LOOKAHEAD_STEP_S)
             ceiling = timeline.ceiling_at(grid) * (1 - self.site.margin)
             constrained = ceiling < self._unconstrained_site_w(grid)
             cumulative = np.concatenate([[0.0], np.cumsum(constrained[:-1] * LOOKAHEAD_STEP_S)])
-            self._lookahead = (t_s, grid, cumulative)
-        _, grid, cum = self._lookahead
+            self._lookahead = (t_s, known, grid, cumulative)
+        _, _, grid, cum = self._lookahead
         lo = np.interp(np.maximum(t_s, self.win_start_s), grid, cum)
         hi = np.interp(self.win_end_s, grid, cum)
         return np.clip(hi - lo, 0.0, None)

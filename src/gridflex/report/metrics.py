@@ -54,7 +54,7 @@ def score_event(
     minute_p = hold_p[: n * per].reshape(n, per).mean(axis=1)
     minute_target = target[: n * per].reshape(n, per).mean(axis=1)
     ok = minute_p <= minute_target * (1 + tolerance)
-    over = np.clip(target - hold_p, 0, None).mean() / ev.baseline_w if len(hold_p) else 0.0
+    over = np.clip(target - hold_p, 0, None).mean() / ev.baseline_w if len(hold_p) and ev.baseline_w > 0 else 0.0
     return EventScore(
         id=ev.event.id,
         baseline_w=ev.baseline_w,

@@ -1,0 +1,40 @@
+from datetime import timedelta
+
+import numpy as np
+
+from gridflex.control.controller import Controller
+from gridflex.drivers.twin import TwinDriver
+from gridflex.model.events import GridEvent, Target
+from gridflex.model.fleet import JobFleet
+from gridflex.plan.registry import make_planner
+from gridflex.sim.run import job_windows
+
+
+def controller_for(loaded):
+    sc = loaded.scenario
+    fleet = JobFleet.build(sc.jobs, loaded.curves)
+    windows = job_windows(loaded)
+    start_s = sc.start.timestamp()
+    twin = TwinDriver(sc.jobs, fleet, sc.site, windows, start_s, sc.step_s, sc.twin, 0)
+    return Controller(fleet, sc.site, sc.control, twin, make_planner("optimal"), windows, start_s), twin
+
+
+def test_budget_look_ahead_sees_an_event_the_tick_it_becomes_known(small):
+    """A second event announced while the first holds must count in the pacing at once."""
+    ctl, twin = controller_for(small)
+    first = small.scenario.events[0]
+    ctl.add_event(first, small.scenario.start.timestamp())
+    later = GridEvent(
+        id="later", start=first.end + timedelta(minutes=5), end=first.end + timedelta(minutes=15),
+        target=Target(reduction=0.2), notice_s=600,
+    )
+    ctl.add_event(later, later.start.timestamp() - 600)
+    t1 = later.start.timestamp() - 600  # 'later' is known from here on, during the first event's hold
+    t0 = t1 - 30  # ... and not yet here
+    twin.advance_to(t0)
+    ctl.step(t0)
+    before = ctl._constrained_left_s(t0, ctl.timeline(t0))
+    twin.advance_to(t1)
+    after = ctl._constrained_left_s(t1, ctl.timeline(t1))
+    assert t1 - t0 < 60  # inside one refresh period of the look-ahead
+    assert np.all(after > before - (t1 - t0) + 500)  # the 10-minute event is counted
