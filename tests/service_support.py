@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -78,3 +79,15 @@ def serve_argv(config_path, port: int) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "gridflex.cli", "serve", "--config", str(config_path), "--port", str(port)]
+
+
+def dispatch_now(event_id: str, minutes: float, target: dict, ramp_s: float = 0) -> dict:
+    """A POST /api/v1/events body for an event starting now and lasting `minutes`."""
+    now = datetime.now(UTC)
+    return {
+        "id": event_id,
+        "start": now.isoformat(),
+        "end": (now + timedelta(minutes=minutes)).isoformat(),
+        "ramp_s": ramp_s,
+        "target": target,
+    }

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 import yaml
 
 from gridflex.service.config import TOKEN_ENV
-from tests.service_support import TOKEN, free_port, serve_argv
+from tests.service_support import TOKEN, dispatch_now, free_port, serve_argv
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -70,14 +69,7 @@ def test_dashboard_updates_live(service_url, tmp_path):
         assert "kW" in page.inner_text("#site-power")
         assert page.locator("#jobs tbody tr").count() == 6
 
-        now = datetime.now(timezone.utc)
-        event = {
-            "id": "browser-dispatch",
-            "start": now.isoformat(),
-            "end": (now + timedelta(minutes=30)).isoformat(),
-            "ramp_s": 0,
-            "target": {"power_w": 72000},
-        }
+        event = dispatch_now("browser-dispatch", 30, {"power_w": 72000})
         r = httpx.post(f"{service_url}/api/v1/events", json=event, headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 201
         page.wait_for_selector("#events tbody tr:has-text('browser-dispatch')", timeout=15000)

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ import yaml
 from gridflex.service.config import TOKEN_ENV
 from gridflex.store import Store
 from gridflex.store.models import DecisionRow
-from tests.service_support import TOKEN, free_port, serve_argv
+from tests.service_support import TOKEN, dispatch_now, free_port, serve_argv
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -66,14 +65,7 @@ def served(tmp_path):
 def test_sigkill_mid_event_then_restart_resumes_everything(served):
     start, procs, tmp_path = served
     base = start()
-    now = datetime.now(timezone.utc)
-    event = {
-        "id": "dispatch",
-        "start": now.isoformat(),
-        "end": (now + timedelta(minutes=10)).isoformat(),
-        "ramp_s": 0,
-        "target": {"power_w": 70000},
-    }
+    event = dispatch_now("dispatch", 10, {"power_w": 70000})
     assert httpx.post(f"{base}/api/v1/events", json=event, headers=AUTH).status_code == 201
     _wait(f"{base}/api/v1/status", lambda b: b["site_power_w"] < 70000 and b["active_events"] == ["dispatch"])
     time.sleep(3)
@@ -106,13 +98,7 @@ def test_sigkill_mid_event_then_restart_resumes_everything(served):
 def test_sigterm_restores_every_job_before_exit(served):
     start, procs, tmp_path = served
     base = start()
-    now = datetime.now(timezone.utc)
-    event = {
-        "id": "cut",
-        "start": now.isoformat(),
-        "end": (now + timedelta(minutes=5)).isoformat(),
-        "target": {"reduction": 0.3},
-    }
+    event = dispatch_now("cut", 5, {"reduction": 0.3})
     assert httpx.post(f"{base}/api/v1/events", json=event, headers=AUTH).status_code == 201
     _wait(f"{base}/api/v1/status", lambda b: any(j["cap_w"] < 400 or j["active"] < 1 for j in b["jobs"]))
     procs[-1].send_signal(signal.SIGTERM)
