@@ -114,7 +114,10 @@ class Controller:
             return ev.baseline_w
         if ev.id in self.baselines_w:
             return self.baselines_w[ev.id]
-        estimate = self._history.mean() if self._history else self._unconstrained_site_w(t_s)
+        if self.settings.baseline_source == "unconstrained" and self._history:
+            estimate = self._history.mean()
+        else:
+            estimate = self._unconstrained_site_w(t_s)
         if t_s >= ev.start.timestamp():
             self.baselines_w[ev.id] = estimate
             self._lookahead = None
@@ -125,13 +128,14 @@ class Controller:
         tel = self.driver.read()
         site_w = tel.site_power_w + (self.miners.read().total_w if self.miners else 0.0)
         self.budget.record(self._last_t_s, t_s, tel.throughput)
-        self._last_t_s = t_s
+        dt_s, self._last_t_s = t_s - self._last_t_s, t_s
         if self.journal:
             self.journal.telemetry(tel)
         running = (t_s >= self.win_start_s) & (t_s < self.win_end_s)
         self._update_model_ratio(tel, running)
         timeline = self.timeline(t_s)
-        self._history.add(t_s, site_w)
+        if dt_s > 0 and not timeline.governs(t_s):  # baselines come from unconstrained power only
+            self._history.add(site_w, dt_s)
         # Aim for the lowest ceiling until the next tick's actions can take effect, so that
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
@@ -219,21 +223,25 @@ def _interval_sum(starts: np.ndarray, ends: np.ndarray, weight: np.ndarray, t: n
 
 
 class _RunningWindow:
-    """Mean of (t, value) samples over the last `window_s` seconds, O(1) per sample."""
+    """Duration-weighted mean of the last `window_s` seconds of samples added, O(1) per sample.
+    Time not added (e.g. while an event shapes power) does not count towards the window."""
 
     def __init__(self, window_s: float):
         self.window_s = window_s
-        self._samples: deque[tuple[float, float]] = deque()
-        self._sum = 0.0
+        self._samples: deque[tuple[float, float]] = deque()  # (value, seconds it stands for)
+        self._sum = self._span_s = 0.0
 
-    def add(self, t_s: float, value: float) -> None:
-        self._samples.append((t_s, value))
-        self._sum += value
-        while self._samples and self._samples[0][0] < t_s - self.window_s:
-            self._sum -= self._samples.popleft()[1]
+    def add(self, value: float, duration_s: float) -> None:
+        self._samples.append((value, duration_s))
+        self._sum += value * duration_s
+        self._span_s += duration_s
+        while self._span_s - self._samples[0][1] >= self.window_s:
+            v, d = self._samples.popleft()
+            self._sum -= v * d
+            self._span_s -= d
 
     def mean(self) -> float:
-        return self._sum / len(self._samples)
+        return self._sum / self._span_s
 
     def __bool__(self) -> bool:
         return bool(self._samples)

@@ -27,7 +27,16 @@ class ControlSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval_s: float = Field(2.0, gt=0, description="seconds between control ticks")
-    baseline_window_s: float = Field(3600.0, gt=0, description="window before an event for its baseline")
+    baseline_window_s: float = Field(
+        3600.0, gt=0, description="seconds of unconstrained site power before an event that make its baseline"
+    )
+    baseline_source: str = Field(
+        "unconstrained",
+        pattern="^(unconstrained|model)$",
+        description="a 'reduction' event's baseline: 'unconstrained' = mean measured site power over the last"
+        " baseline_window_s seconds not under any event (ramp, hold or snap-back guard); 'model' = the modelled"
+        " power of the site with nothing slowed, at the event's start",
+    )
     snapback_guard_s: float = Field(
         3600.0, ge=0, description="after an event, hold power near its baseline this long (no snap-back)"
     )
