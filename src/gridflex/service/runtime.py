@@ -11,16 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflex.control.controller import Controller, Decision
+from gridflex.control.controller import Controller, Decision, WindowRule
 from gridflex.drivers.base import Telemetry
 from gridflex.errors import DriverError, InputError
 from gridflex.model.events import GridEvent
-from gridflex.model.fleet import JobFleet
-from gridflex.model.site import FLEX_FACTOR
+from gridflex.model.site import FLEX_FACTOR, Job
 from gridflex.plan.registry import make_planner
 from gridflex.service.config import ServiceConfig
 from gridflex.service.metrics import ServiceMetrics
-from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver, set_fleet
+from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver
 from gridflex.store.db import JobState, Store
 from gridflex.store.models import DecisionRow, TelemetryRow
 
@@ -30,21 +29,20 @@ PRUNE_EVERY_S = 3600.0
 FAILED_TICKS_BEFORE_RESTORE = 3
 
 
-def budget_windows(spec: SiteSpec, epoch_s: float, window_s: float, t_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each job's current flex-budget window: rolling windows of `window_s` from the job's start
-    (or from the service's first start), cut at the job's end."""
-    starts, ends = [], []
-    for job in spec.jobs:
+def rolling_windows(epoch_s: float, window_s: float) -> WindowRule:
+    """Flex budgets of live jobs: rolling windows of `window_s` from the job's start (or from the
+    service's first start), cut at the job's end."""
+
+    def window(job: Job, t_s: float) -> tuple[float, float]:
         anchor = job.start.timestamp() if job.start else epoch_s
-        k = max(0, int((t_s - anchor) // window_s))
-        start = anchor + k * window_s
+        start = anchor + max(0, int((t_s - anchor) // window_s)) * window_s
         end = start + window_s
         if job.end:
             end = min(end, job.end.timestamp())
             start = min(start, end)
-        starts.append(start)
-        ends.append(end)
-    return np.array(starts), np.array(ends)
+        return start, end
+
+    return window
 
 
 @dataclass(frozen=True)
@@ -83,13 +81,8 @@ class LiveService:
         if not epoch:
             store.set_meta("epoch_s", repr(now))
         saved = store.job_states()
-        self.spec = _with_tiers(spec, {k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
-        self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
-        driver = build_driver(config.driver, self.spec, self.fleet, now)
-        if config.driver.kind != "twin":  # a real plant: its jobs are the ones it discovers
-            found = SiteSpec(spec.site, tuple(driver.discover()), spec.curves, spec.control)
-            self.spec = _with_tiers(found, {k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
-            self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
+        self.spec = spec
+        driver = build_driver(config.driver, spec, now)
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
         self._events: dict[str, tuple[GridEvent, float]] = {}
@@ -101,7 +94,16 @@ class LiveService:
         self.journal = StoreJournal(store, self.metrics, self._accounts)
         last_s = store.last_decision_s()
         self._last_tick_s = now if last_s is None else min(last_s, now)
-        self.controller = self._new_controller(saved, baselines, 1.0)
+        c = self.controller = Controller(
+            spec.site, self.control, self.driver, make_planner(config.planner), spec.curves,
+            rolling_windows(self.epoch_s, config.budget_window_s), self._last_tick_s, self.journal,
+        )
+        c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
+        c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
+        for ev, known_s in self._events.values():
+            c.add_event(ev, known_s)
+        c.baselines_w.update(baselines)
+        c.sync_jobs(now)
         if self._events:
             log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
         self.status: Status | None = None
@@ -109,6 +111,11 @@ class LiveService:
         self._pruned_s = 0.0
         self._failed_ticks = 0
         self._thread: threading.Thread | None = None
+
+    @property
+    def fleet(self):
+        """The jobs the controller drives now."""
+        return self.controller.fleet
 
     # --- the loop -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -141,7 +148,6 @@ class LiveService:
 
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
-            self._roll_windows(t_s)
             self._expire_events(t_s)
             self._prune(t_s)
             advance(self.driver, t_s)
@@ -220,7 +226,7 @@ class LiveService:
     # --- jobs ---------------------------------------------------------------------------------
     def jobs(self) -> list[dict]:
         with self._lock:
-            c, f = self.controller, self.fleet
+            c = self.controller
             used, perf = c.budget.used(), c.budget.performance()
             return [
                 {
@@ -233,13 +239,14 @@ class LiveService:
                     "performance": float(perf[i]),
                     "window_start_s": float(c.win_start_s[i]),
                     "window_end_s": float(c.win_end_s[i]),
-                    "controllable": bool(f.controllable[i]),
+                    "controllable": bool(c.fleet.controllable[i]),
                 }
-                for i, job in enumerate(self.spec.jobs)
+                for i, job in enumerate(c.jobs)
             ]
 
     def set_tier(self, job_id: str, tier: int) -> None:
-        """Change a job's flex tier; its budget account over the current window carries on."""
+        """Change a job's flex tier; its budget account over the current window carries on, and
+        the plant's driver acts on the new tier from the next tick."""
         if tier not in FLEX_FACTOR:
             raise InputError(f"flex_tier: {tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
         with self._lock:
@@ -248,49 +255,10 @@ class LiveService:
             states = self._job_states(self.controller)
             states[job_id] = JobState(**{**states[job_id].__dict__, "flex_tier": tier})
             self.store.save_job_states(list(states.values()))
-            self.spec = _with_tiers(self.spec, {job_id: tier})
-            self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
-            set_fleet(self.driver, self.fleet)
-            old = self.controller
-            self.controller = self._new_controller(states, dict(old.baselines_w), old.model_ratio)
+            self.controller.set_tier(job_id, tier)
         log.info("job %s: flex tier set to %d", job_id, tier)
 
     # --- internals ----------------------------------------------------------------------------
-    def _new_controller(
-        self, saved: dict[str, JobState], baselines: dict[str, float], model_ratio: float
-    ) -> Controller:
-        """A controller carrying on from the last tick: budget accounts whose window is unchanged,
-        events, frozen baselines and the model ratio."""
-        now_s = max(self._last_tick_s, self.clock())
-        windows = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, now_s)
-        c = Controller(
-            self.fleet,
-            self.spec.site,
-            self.control,
-            self.driver,
-            make_planner(self.config.planner),
-            windows,
-            self._last_tick_s,
-            self.journal,
-        )
-        for i, job_id in enumerate(self.fleet.ids):
-            st = saved.get(job_id)
-            if st and st.window_start_s == windows[0][i] and st.window_end_s == windows[1][i]:
-                c.budget.delivered_s[i], c.budget.elapsed_s[i] = st.delivered_s, st.elapsed_s
-        for ev, known_s in self._events.values():
-            c.add_event(ev, known_s)
-        c.baselines_w.update(baselines)
-        c.model_ratio = model_ratio
-        return c
-
-    def _roll_windows(self, t_s: float) -> None:
-        start, end = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, t_s)
-        c = self.controller
-        if np.array_equal(start, c.win_start_s) and np.array_equal(end, c.win_end_s):
-            return
-        log.info("flex-budget window rolled over")
-        self.controller = self._new_controller(self._job_states(c), dict(c.baselines_w), c.model_ratio)
-
     def _prune(self, t_s: float) -> None:
         """Drop telemetry and decisions older than `store.history_s`, once an hour."""
         if t_s - self._pruned_s >= PRUNE_EVERY_S:
@@ -323,7 +291,7 @@ class LiveService:
                 float(c.budget.delivered_s[i]),
                 float(c.budget.elapsed_s[i]),
             )
-            for i, job in enumerate(self.spec.jobs)
+            for i, job in enumerate(c.jobs)
         }
 
     def _accounts(self) -> tuple[list[JobState], dict[str, float]]:
@@ -343,7 +311,7 @@ class LiveService:
                 "power_w": float(tel.job_power_w[i]),
                 "flex_budget_used": float(used[i]),
             }
-            for i, job_id in enumerate(self.fleet.ids)
+            for i, job_id in enumerate(d.job_ids)
         )
         health = self.driver.health()
         self.status = Status(
@@ -408,6 +376,3 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _with_tiers(spec: SiteSpec, tiers: dict[str, int]) -> SiteSpec:
-    jobs = tuple(j.model_copy(update={"flex_tier": tiers[j.id]}) if j.id in tiers else j for j in spec.jobs)
-    return SiteSpec(spec.site, jobs, spec.curves, spec.control)
