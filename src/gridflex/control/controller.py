@@ -226,14 +226,16 @@ class Controller:
         # Aim for the lowest ceiling until the next tick's actions can take effect, so that
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
-        it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
+        # IT power no job draws (GPUs idle in their pool, other devices) is not the planner's to shed.
+        other_w = max(0.0, tel.it_power_w - float(np.sum(tel.job_power_w)))
+        it_ceiling_w = float((self.site.it_power_w(target_w * (1 - self.site.margin)) - other_w) / self.model_ratio)
         if np.isfinite(target_w):
             # The tick under way counts as constrained: it is if the planner has anything to shed.
             floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
         else:
             floors = np.ones(len(self.fleet))
-        soon = [e for e in timeline.events if e.start_s - self.settings.defer_lookahead_s <= t_s <= e.end_s]
-        held = self.deferral.decide(t_s, dt_s, self.driver.queue(), constrained=bool(soon))
+        soon = [e.end_s for e in timeline.events if e.start_s - self.settings.defer_lookahead_s <= t_s <= e.end_s]
+        held = self.deferral.decide(t_s, dt_s, self.driver.queue(), max(soon) if soon else None)
         miner_in = None
         if self.miners:
             miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel, running)

@@ -3,8 +3,11 @@
 A queued job may be held for at most its tier's allowance: the time that running at its flex
 factor would have added, `(1 / flex_factor - 1)` times its work (a Flex 3 job of 2 h may wait
 2 h, a Flex 1 job of 2 h about 13 min); a job of unknown length counts as `hold_unknown_work_s`
-of work. Flex 0 jobs are never held. Once no event is under way or near, held jobs are released
-oldest first, one every `release_stagger_s`, so that site power climbs back gradually.
+of work. A job is held only if its allowance covers the rest of the events under way or near:
+a job that would have to start before they end anyway starts now, with its whole allowance left
+for the planner to slow it. Flex 0 jobs are never held. Once no event is under way or near,
+held jobs are released oldest first, one every `release_stagger_s`, so that site power climbs
+back gradually.
 """
 
 from __future__ import annotations
@@ -28,19 +31,22 @@ class Deferral:
         work_s = job.duration_s or self.settings.hold_unknown_work_s
         return (1.0 / job.flex_factor - 1.0) * work_s
 
-    def decide(self, t_s: float, dt_s: float, queued: Sequence[Job], constrained: bool) -> frozenset[str]:
-        """The ids to hold from now on. `constrained`: an event is under way or starts soon."""
+    def decide(self, t_s: float, dt_s: float, queued: Sequence[Job], constrained_until_s: float | None) -> frozenset[str]:
+        """The ids to hold from now on. `constrained_until_s`: when the events under way or near
+        end (None: none)."""
         waiting = {j.id: j for j in queued}
         self.held = [i for i in self.held if i in waiting]
         for i in self.held:
             self.held_s[i] = self.held_s.get(i, 0.0) + dt_s
-        self.held = [i for i in self.held if self.held_s[i] < self.allowance_s(waiting[i])]
-        if constrained:
+        if constrained_until_s is not None:
+            rest_s = constrained_until_s - t_s
+
+            def covers(j: Job) -> bool:
+                return j.flex_tier > 0 and self.held_s.get(j.id, 0.0) + rest_s <= self.allowance_s(j)
+
             already = set(self.held)
-            self.held += [
-                j.id for j in queued
-                if j.flex_tier > 0 and j.id not in already and self.held_s.get(j.id, 0.0) < self.allowance_s(j)
-            ]
+            self.held = [i for i in self.held if covers(waiting[i])]
+            self.held += [j.id for j in queued if j.id not in already and covers(j)]
         elif self.held and t_s - self._last_release_s >= self.settings.release_stagger_s:
             self.held.pop(0)
             self._last_release_s = t_s

@@ -2,7 +2,9 @@
 
 It is a site with a scheduler: fixed-window jobs run in their window; queued jobs wait in
 their GPU pool's queue (first in, first out, no backfill), start when the pool has room and
-gridflex does not hold them, and end once their work is done (a slowed job runs longer).
+gridflex does not hold them, and end once their work is done (a slowed job runs longer). The
+scheduler works in passes, one per control tick: a job submitted since the last pass is listed
+in the queue and may start from the next pass on (so gridflex can hold it first).
 GPUs no job holds draw their pool's idle power.
 
 It is deliberately not the planner's model: every job's true curve departs from the
@@ -69,8 +71,10 @@ class TwinDriver:
         self.ended_s = np.full(j, np.nan)
         self.held_s = np.zeros(j)  # seconds each queued job spent held
         self.throughput_s = np.zeros(j)  # true throughput-seconds while running (its work done)
+        self.run_s = np.zeros(j)  # seconds each job ran
         self._order = np.argsort(np.where(queued, self.submit_s, np.inf), kind="stable")  # queue order
         self._run = np.zeros(0, dtype=np.int64)  # rows running now, in start order
+        self._last_pass_s = start_s
         self._running_jobs: tuple[Job, ...] = ()
         self._queued_jobs: tuple[Job, ...] = ()
         # --- the physics ---
@@ -177,6 +181,7 @@ class TwinDriver:
                 self._pend_at_s[r] = np.inf
                 self._cur[0][r], self._cur[1][r] = self._new[0][r], self._new[1][r]
             self.throughput_s[run] += thr.sum(axis=0) * self.step_s
+            self.run_s[run] += in_window.sum(axis=0) * self.step_s
             self._since_read.add(run, job_w.sum(axis=0), thr.sum(axis=0), n)
         else:
             it_w = np.full(n, idle_w)
@@ -206,7 +211,8 @@ class TwinDriver:
             run = run[~over]
         waiting = self._order[self.state[self._order] == WAITING]
         fixed = waiting[(self.fixed_start_s[waiting] <= t_s) & (self.fixed_end_s[waiting] > t_s)]
-        queued = waiting[(self.submit_s[waiting] <= t_s) & ~self.held[waiting]]
+        queued = waiting[(self.submit_s[waiting] <= self._last_pass_s) & ~self.held[waiting]]
+        self._last_pass_s = t_s
         starts = [fixed, self._fits(queued, fixed)]
         new = np.concatenate(starts)
         if len(new):

@@ -146,7 +146,7 @@ def run_scenario(
         step_times_s=sc.start.timestamp() + sc.step_s * np.arange(1, len(site_w) + 1),
         site_power_w=site_w,
         timeline=final,
-        performance=job_performance(twin, loaded),
+        performance=job_performance(twin),
         started_s=twin.started_s,
         ended_s=twin.ended_s,
         held_s=twin.held_s,
@@ -156,14 +156,8 @@ def run_scenario(
     )
 
 
-def job_performance(twin: TwinDriver, loaded: LoadedScenario) -> np.ndarray:
-    """Mean throughput of each job over its window. A fixed-window job: work done over its window.
-    A queued job: work done over the time it ran plus the time gridflex held it (a job slowed to
-    half speed, or held as long as it then ran, scores 0.5). NaN: a queued job that never started."""
-    sc = loaded.scenario
-    start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
-    window_s = np.clip(np.minimum(twin.fixed_end_s, end_s) - np.maximum(twin.fixed_start_s, start_s), 1e-9, None)
-    ran_s = np.where(np.isnan(twin.ended_s), end_s, twin.ended_s) - twin.started_s
-    queued = np.isfinite(twin.work_s)
-    queued_perf = twin.throughput_s / np.maximum(ran_s + twin.held_s, 1e-9)
-    return np.where(queued, queued_perf, twin.throughput_s / window_s)
+def job_performance(twin: TwinDriver) -> np.ndarray:
+    """Mean throughput of each job over the time it ran plus the time gridflex held it in the
+    queue (a job slowed to half speed, or held as long as it then ran, scores 0.5). NaN: a job
+    that never started."""
+    return np.where(np.isnan(twin.started_s), np.nan, twin.throughput_s / np.maximum(twin.run_s + twin.held_s, 1e-9))
