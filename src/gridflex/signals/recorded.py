@@ -152,22 +152,19 @@ def electricity_maps_hourly(zone: str, folder: Path | None = None, column: str =
 
 def ercot_da_forecast(interval_start_s: np.ndarray, da_usd_per_mwh: np.ndarray, name: str) -> Forecast:
     """Day-ahead prices as a forecast: the vintage issued at 13:30 Central on day D-1 holds
-    the day-ahead prices of days D-1 and D (all that is published by then)."""
+    the day-ahead prices of days D-1 and D (all that is published by then and still ahead)."""
     local_days = sorted({datetime.fromtimestamp(t, ERCOT_TZ).date() for t in interval_start_s})
     day_start = {d: datetime(d.year, d.month, d.day, tzinfo=ERCOT_TZ).timestamp() for d in local_days}
     issued, target, values = [], [], []
-    for d in local_days[1:]:
+    for d in local_days:
         prev = d - timedelta(days=1)
         issue = datetime(prev.year, prev.month, prev.day, tzinfo=ERCOT_TZ) + ERCOT_DA_PUBLISHED
-        end = day_start[d] + DAY_S + 2 * HOUR_S  # DST days are up to 25 h long
-        sel = (interval_start_s >= day_start[prev]) & (interval_start_s < end)
+        sel = interval_start_s >= day_start.get(prev, day_start[d])
         if d + timedelta(days=1) in day_start:
             sel &= interval_start_s < day_start[d + timedelta(days=1)]
         issued.append(np.full(sel.sum(), issue.timestamp()))
         target.append(interval_start_s[sel])
         values.append(da_usd_per_mwh[sel])
-    if not issued:
-        raise InputError(f"{name}: day-ahead forecast needs at least two days of prices")
     return Forecast(np.concatenate(issued), np.concatenate(target), np.concatenate(values), f"{name} day-ahead")
 
 
@@ -176,7 +173,8 @@ def ercot_hb_south(path: Path | None = None) -> Recorded:
     path = path or shared_data_dir() / "prices-ercot-hb-south-2024" / "ercot_hb_south_15min_2024-06-01_2025-03-27.csv"
     rows = _rows(path)
     t = epoch_s(_column(rows, "interval_start_local_CPT", str(path)), ERCOT_TZ)
-    keep = np.concatenate([[True], np.diff(t) > 0])  # the author's regular grid repeats an hour at fall-back
+    # the author's regular local grid fills the skipped spring-forward hour: keep rising times only
+    keep = np.concatenate([[True], t[1:] > np.maximum.accumulate(t)[:-1]])
     rt = _floats(_column(rows, "hb_south_rt_spp_usd_per_mwh", str(path)))[keep]
     da = _floats(_column(rows, "hb_south_da_spp_usd_per_mwh", str(path)))[keep]
     t = t[keep]
