@@ -281,3 +281,63 @@ def _check(inp: HorizonInput) -> None:
             raise InputError(f"horizon class {c.name!r}: gpus must be > 0 and work_gpu_h >= 0")
         if c.flex_tier not in FLEX_FACTOR:
             raise InputError(f"horizon class {c.name!r}: flex_tier must be one of {sorted(FLEX_FACTOR)}")
+
+
+@dataclass(frozen=True)
+class JobDemand:
+    """One job as the horizon planner sees it: the work it still needs and its window."""
+
+    id: str
+    curve: PowerCurve
+    gpus: int
+    flex_tier: int
+    work_gpu_h: float  # full-speed GPU-hours still required by `deadline_s`
+    release_s: float  # when it may start (now for a queued job)
+    deadline_s: float | None  # None: by the end of the horizon
+    running: bool = False
+
+
+def classify(jobs: Sequence[JobDemand], t0_s: float, slot_s: float, deadline_bucket_s: float = 6 * 3600.0
+             ) -> tuple[list[JobClass], np.ndarray]:
+    """Aggregate jobs into classes (and each job's class index) to keep the LP small.
+
+    Jobs share a class when they have the same curve, flex tier, state (running or queued),
+    release slot and deadline bucket (`deadline_bucket_s` wide, counted from `t0_s`). A class
+    sums its jobs' GPUs and work and takes its earliest member's deadline, so a class plan never
+    finishes work later than a member needs it. The plan is a fluid relaxation inside a class:
+    `dispatch` hands the class's working GPUs to its jobs, earliest deadline first."""
+    if deadline_bucket_s <= 0 or slot_s <= 0:
+        raise InputError("classify: slot_s and deadline_bucket_s must be > 0")
+    groups: dict[tuple, list[int]] = {}
+    for i, j in enumerate(jobs):
+        k_rel = int(np.ceil(max(j.release_s - t0_s, 0.0) / slot_s - 1e-9))
+        bucket = -1 if j.deadline_s is None else int((j.deadline_s - t0_s) // deadline_bucket_s)
+        groups.setdefault((j.curve.workload, j.flex_tier, j.running, k_rel, bucket), []).append(i)
+    classes, member = [], np.empty(len(jobs), int)
+    for n, (key, idx) in enumerate(groups.items()):
+        js = [jobs[i] for i in idx]
+        deadlines = [j.deadline_s for j in js if j.deadline_s is not None]
+        classes.append(JobClass(
+            f"{key[0]}/f{key[1]}/{'run' if key[2] else 'queue'}/r{key[3]}/d{key[4]}", js[0].curve,
+            sum(j.gpus for j in js), sum(j.work_gpu_h for j in js), t0_s + key[3] * slot_s,
+            min(deadlines) if deadlines else None, key[1]))
+        member[idx] = n
+    return classes, member
+
+
+def dispatch(plan: HorizonPlan, k: int, jobs: Sequence[JobDemand], member: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """What each job does in slot `k` of a plan: GPUs at work, and the per-GPU power level
+    (the class's average operating point) for them. A class's working GPUs go to its jobs in
+    order of deadline (no deadline last), each job taking up to all of its GPUs."""
+    gpus = np.zeros(len(jobs))
+    level_w = np.zeros(len(jobs))
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i].deadline_s is None, jobs[i].deadline_s or 0.0))
+    left = plan.gpus_running[:, k].copy()
+    for i in order:
+        c = member[i]
+        gpus[i] = min(jobs[i].gpus, max(left[c], 0.0))
+        left[c] -= gpus[i]
+        if plan.gpus_running[c, k] > 1e-9:
+            level_w[i] = plan.power_w[c, k] / plan.gpus_running[c, k]
+    return gpus, level_w
