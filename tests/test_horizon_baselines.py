@@ -5,7 +5,7 @@ import pytest
 
 from gridflex.errors import InputError
 from gridflex.model.curves import PowerCurve
-from gridflex.plan.horizon import JobDemand, classify, dispatch, solve, HorizonInput
+from gridflex.plan.horizon import HorizonInput, JobDemand, classify, dispatch, solve
 from gridflex.plan.shift_baselines import (
     ShiftProblem,
     lwa_interrupting,
@@ -78,9 +78,12 @@ def test_perfect_foresight_bounds_every_baseline():
 
 def test_classify_groups_jobs_and_dispatch_hands_gpus_out_by_deadline():
     jobs = [JobDemand("a", CURVE, 4, 2, 8.0, 0.0, 7 * SLOT), JobDemand("b", CURVE, 6, 2, 6.0, 0.0, 6 * SLOT),
-            JobDemand("c", CURVE, 2, 3, 2.0, 0.0, None), JobDemand("r", CURVE, 2, 1, 1.0, 0.0, None, running=True)]
+            JobDemand("c", CURVE, 2, 3, 2.0, 0.0, None), JobDemand("r", CURVE, 2, 1, 1.0, 0.0, None, running=True),
+            JobDemand("z", CURVE, 2, 0, 1.0, 0.0, None, running=True)]
     classes, member = classify(jobs, 0.0, SLOT, deadline_bucket_s=12 * SLOT)
-    assert len(classes) == 3 and member[0] == member[1]
+    # same curve and window: tiers and running/queued share a class; Flex 0 (a fixed load) does not
+    assert len(classes) == 3 and member[0] == member[1] and member[2] == member[3] != member[4]
+    assert classes[member[4]].flex_tier == 0 and classes[member[2]].work_gpu_h == 3.0
     ab = classes[member[0]]
     assert (ab.gpus, ab.work_gpu_h, ab.deadline_s) == (10, 14.0, 6 * SLOT)  # earliest member's deadline
     plan = solve(HorizonInput(0.0, SLOT, classes, 12, CARBON, np.zeros(8), power_shaping=False))

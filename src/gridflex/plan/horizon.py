@@ -294,33 +294,37 @@ class JobDemand:
     work_gpu_h: float  # full-speed GPU-hours still required by `deadline_s`
     release_s: float  # when it may start (now for a queued job)
     deadline_s: float | None  # None: by the end of the horizon
-    running: bool = False
+    running: bool = False  # informational: in the LP a running job is its remaining work too
 
 
 def classify(jobs: Sequence[JobDemand], t0_s: float, slot_s: float, deadline_bucket_s: float = 6 * 3600.0
              ) -> tuple[list[JobClass], np.ndarray]:
     """Aggregate jobs into classes (and each job's class index) to keep the LP small.
 
-    Jobs share a class when they have the same curve, flex tier, state (running or queued),
-    release slot and deadline bucket (`deadline_bucket_s` wide, counted from `t0_s`). A class
-    sums its jobs' GPUs and work and takes its earliest member's deadline, so a class plan never
-    finishes work later than a member needs it. The plan is a fluid relaxation inside a class:
-    `dispatch` hands the class's working GPUs to its jobs, earliest deadline first."""
+    Jobs share a class when they have the same curve, release slot and deadline bucket
+    (`deadline_bucket_s` wide, counted from `t0_s`), and are both Flex 0 (a fixed load) or both
+    flexible: in the LP a flexible job is only its work and its window (a running job's tier
+    sets how much work it must keep, a queued job's deadline how much by when), so tiers and
+    running/queued need not split classes. A class sums its jobs' GPUs and work and takes its
+    earliest member's deadline, so a class plan never finishes work later than a member needs it.
+    The plan is a fluid relaxation inside a class: `dispatch` hands the class's working GPUs to
+    its jobs, earliest deadline first. Classes are at most curves x deadline buckets x release
+    slots (+ the Flex-0 ones): at 10,000 GPUs and 48 h, a few dozen."""
     if deadline_bucket_s <= 0 or slot_s <= 0:
         raise InputError("classify: slot_s and deadline_bucket_s must be > 0")
     groups: dict[tuple, list[int]] = {}
     for i, j in enumerate(jobs):
         k_rel = int(np.ceil(max(j.release_s - t0_s, 0.0) / slot_s - 1e-9))
         bucket = -1 if j.deadline_s is None else int((j.deadline_s - t0_s) // deadline_bucket_s)
-        groups.setdefault((j.curve.workload, j.flex_tier, j.running, k_rel, bucket), []).append(i)
+        groups.setdefault((j.curve.workload, j.flex_tier == 0, k_rel, bucket), []).append(i)
     classes, member = [], np.empty(len(jobs), int)
-    for n, (key, idx) in enumerate(groups.items()):
+    for n, ((workload, fixed, k_rel, bucket), idx) in enumerate(groups.items()):
         js = [jobs[i] for i in idx]
         deadlines = [j.deadline_s for j in js if j.deadline_s is not None]
         classes.append(JobClass(
-            f"{key[0]}/f{key[1]}/{'run' if key[2] else 'queue'}/r{key[3]}/d{key[4]}", js[0].curve,
-            sum(j.gpus for j in js), sum(j.work_gpu_h for j in js), t0_s + key[3] * slot_s,
-            min(deadlines) if deadlines else None, key[1]))
+            f"{workload}/{'flex0' if fixed else 'flex'}/r{k_rel}/d{bucket}", js[0].curve, sum(j.gpus for j in js),
+            sum(j.work_gpu_h for j in js), t0_s + k_rel * slot_s, min(deadlines) if deadlines else None,
+            0 if fixed else min(j.flex_tier for j in js)))
         member[idx] = n
     return classes, member
 
