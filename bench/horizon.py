@@ -123,34 +123,36 @@ def make_week(seed: int = 0, pool: int = 2048) -> Week:
 
 def mpc(week: Week, known, power_shaping: bool, replan_slots: int = 4) -> tuple[np.ndarray, int]:
     """Run the horizon planner in closed loop: every `replan_slots` slots plan 48 h ahead for the
-    jobs that have arrived, then carry out the plan's first slots. Returns site power and late jobs."""
+    jobs that have arrived, then carry out the plan's first slots. Returns site power and the
+    number of jobs finished after their deadline (a job already late is planned as soon as it can)."""
     p = week.problem
     left = p.gpus * p.duration_slots * SLOT_S / H  # full-speed GPU-hours still to do
-    hulls = [c.hull(with_pause=False) for c in week.curves]
+    finished = np.full(len(left), week.n_slots + 1)
     site_w = np.zeros(week.n_slots)
     dt_h = SLOT_S / H
     for k0 in range(0, week.n_slots, replan_slots):
         idx = [j for j in range(len(left)) if p.release_k[j] <= k0 and left[j] > 1e-9]
         K = min(HORIZON_SLOTS, week.n_slots - k0)
         t_k0 = week.t0_s + k0 * SLOT_S
-        jobs = [JobDemand(str(j), week.curves[j], int(p.gpus[j]), 2, float(left[j]), t_k0,
-                          week.t0_s + p.deadline_k[j] * SLOT_S) for j in idx]
+
+        def demands(t_s: float) -> list[JobDemand]:
+            return [JobDemand(str(j), week.curves[j], int(p.gpus[j]), 2, float(left[j]), t_s,
+                              max(week.t0_s + p.deadline_k[j] * SLOT_S,  # late: as soon as it can
+                                  t_s + np.ceil(left[j] / (p.gpus[j] * dt_h) - 1e-9) * SLOT_S)) for j in idx]
+
+        jobs = demands(t_k0)
         classes, member = classify(jobs, t_k0, SLOT_S)
         plan = solve(HorizonInput(t_k0, SLOT_S, classes, p.pool_gpus, known(k0)[k0:k0 + K], np.zeros(K),
                                   pue=p.pue, idle_w=p.idle_w, power_shaping=power_shaping))
         for dk in range(min(replan_slots, K)):
-            gpus, level = dispatch(plan, dk, jobs, member)
-            it = p.idle_w * (p.pool_gpus - gpus.sum())
+            gpus, level = dispatch(plan, dk, demands(t_k0 + dk * SLOT_S), member)
             for i, j in enumerate(idx):
-                if gpus[i] <= 0 or left[j] <= 1e-9:
-                    continue
-                rate = gpus[i] * float(np.interp(level[i], *hulls[j])) * dt_h
-                share = min(1.0, left[j] / rate)  # a job that finishes mid-slot stops drawing power
-                left[j] -= rate * share
-                it += gpus[i] * (level[i] - p.idle_w) * share
-            site_w[k0 + dk] = p.pue * it
-    done_by_deadline = left <= 1e-6
-    return site_w, int((~done_by_deadline).sum())
+                if gpus[i] > 0:
+                    left[j] -= gpus[i] * float(np.interp(level[i], *week.curves[j].hull(with_pause=False))) * dt_h
+                    if left[j] <= 1e-6 and finished[j] > week.n_slots:
+                        finished[j] = k0 + dk + 1
+            site_w[k0 + dk] = p.pue * ((gpus * (level - p.idle_w)).sum() + p.idle_w * p.pool_gpus)
+    return site_w, int((finished > p.deadline_k).sum())
 
 
 def week_comparison(seed: int = 0) -> dict:

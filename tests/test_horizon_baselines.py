@@ -77,19 +77,37 @@ def test_perfect_foresight_bounds_every_baseline():
 
 
 def test_classify_groups_jobs_and_dispatch_hands_gpus_out_by_deadline():
-    jobs = [JobDemand("a", CURVE, 4, 2, 8.0, 0.0, 7 * SLOT), JobDemand("b", CURVE, 6, 2, 6.0, 0.0, 6 * SLOT),
+    jobs = [JobDemand("a", CURVE, 4, 2, 8.0, 0.0, 7 * SLOT), JobDemand("b", CURVE, 6, 2, 12.0, 0.0, 6 * SLOT),
             JobDemand("c", CURVE, 2, 3, 2.0, 0.0, None), JobDemand("r", CURVE, 2, 1, 1.0, 0.0, None, running=True),
             JobDemand("z", CURVE, 2, 0, 1.0, 0.0, None, running=True)]
-    classes, member = classify(jobs, 0.0, SLOT, deadline_bucket_s=12 * SLOT)
+    classes, member = classify(jobs, 0.0, SLOT, deadline_bucket_s=12 * SLOT, exact_below=0)
     # same curve and window: tiers and running/queued share a class; Flex 0 (a fixed load) does not
     assert len(classes) == 3 and member[0] == member[1] and member[2] == member[3] != member[4]
     assert classes[member[4]].flex_tier == 0 and classes[member[2]].work_gpu_h == 3.0
     ab = classes[member[0]]
-    assert (ab.gpus, ab.work_gpu_h, ab.deadline_s) == (10, 14.0, 6 * SLOT)  # earliest member's deadline
+    assert (ab.gpus, ab.work_gpu_h, ab.deadline_s) == (10, 20.0, 6 * SLOT)  # due by the earliest deadline
     plan = solve(HorizonInput(0.0, SLOT, classes, 12, CARBON, np.zeros(8), power_shaping=False))
     k = int(np.argmax(plan.gpus_running[member[0]]))
     gpus, level = dispatch(plan, k, jobs, member)
-    assert gpus[1] == pytest.approx(min(6, plan.gpus_running[member[0], k]))  # b is due first
+    assert gpus[1] == pytest.approx(min(6, plan.gpus_running[member[0], k]))  # b has less slack
     assert level[1] == pytest.approx(400)
     with pytest.raises(InputError):
         classify(jobs, 0.0, 0.0)
+
+
+def test_few_jobs_are_planned_exactly():
+    """A big short job and a small long one: cheap slots at the end could do both jobs' work in
+    sum, but not the small job's: planned one class per job, it starts early enough."""
+    jobs = [JobDemand("big", CURVE, 8, 2, 8.0, 0.0, 8 * SLOT), JobDemand("small", CURVE, 2, 2, 8.0, 0.0, 8 * SLOT)]
+    classes, member = classify(jobs, 0.0, SLOT)
+    assert len(classes) == 2
+    carbon = np.array([100, 100, 100, 100, 100, 100, 10, 10], float)
+    plan = solve(HorizonInput(0.0, SLOT, classes, 10, carbon, np.zeros(8), power_shaping=False))
+    left = [8.0, 8.0]
+    for k in range(8):
+        now = [JobDemand(j.id, j.curve, j.gpus, 2, w, 0.0, j.deadline_s) for j, w in zip(jobs, left)]
+        gpus, _ = dispatch(plan, k, now, member)
+        left = [w - g * 1.0 for w, g in zip(left, gpus)]
+    assert left == pytest.approx([0.0, 0.0])
+    assert plan.gpus_running[member[1], 6:] == pytest.approx([2.0, 2.0])  # small: both cheap slots, and two more
+    assert plan.gpus_running[member[0], 6] == pytest.approx(8.0)  # big in a cheap slot

@@ -45,7 +45,7 @@ OVER_CEILING_PENALTY = 1e7
 
 @dataclass(frozen=True)
 class JobClass:
-    """Jobs planned together: same curve, tier, state, release slot and deadline bucket."""
+    """Jobs planned together: same curve, release slot and deadline bucket (see `classify`)."""
 
     name: str
     curve: PowerCurve
@@ -101,6 +101,7 @@ class HorizonInput:
 
 @dataclass(frozen=True, eq=False)
 class HorizonPlan:
+    slot_s: float
     slot_starts_s: np.ndarray  # [K]
     class_names: tuple[str, ...]
     gpus_running: np.ndarray  # [C, K] GPUs of each class at work (fractional: an average)
@@ -236,7 +237,7 @@ def solve(inp: HorizonInput) -> HorizonPlan:
     over[capped] = x[iv]
     shortfall = np.zeros(C)
     shortfall[ci_of] = x[isf]
-    return HorizonPlan(inp.slot_starts_s, tuple(c.name for c in inp.classes), gpus_running, power_w, work_h,
+    return HorizonPlan(inp.slot_s, inp.slot_starts_s, tuple(c.name for c in inp.classes), gpus_running, power_w, work_h,
                        miner_w, site_w, shortfall, over, fun, time.perf_counter() - started)
 
 
@@ -297,18 +298,21 @@ class JobDemand:
     running: bool = False  # informational: in the LP a running job is its remaining work too
 
 
-def classify(jobs: Sequence[JobDemand], t0_s: float, slot_s: float, deadline_bucket_s: float = 6 * 3600.0
-             ) -> tuple[list[JobClass], np.ndarray]:
-    """Aggregate jobs into classes (and each job's class index) to keep the LP small.
+def classify(jobs: Sequence[JobDemand], t0_s: float, slot_s: float, deadline_bucket_s: float = 6 * 3600.0,
+             exact_below: int = 200) -> tuple[list[JobClass], np.ndarray]:
+    """Group jobs into classes (and each job's class index) to keep the LP small.
 
-    Jobs share a class when they have the same curve, release slot and deadline bucket
+    Up to `exact_below` jobs, each job is its own class: the plan is exact. Above, jobs share a
+    class when they have the same curve, release slot and deadline bucket
     (`deadline_bucket_s` wide, counted from `t0_s`), and are both Flex 0 (a fixed load) or both
     flexible: in the LP a flexible job is only its work and its window (a running job's tier
     sets how much work it must keep, a queued job's deadline how much by when), so tiers and
-    running/queued need not split classes. A class sums its jobs' GPUs and work and takes its
-    earliest member's deadline, so a class plan never finishes work later than a member needs it.
-    The plan is a fluid relaxation inside a class: `dispatch` hands the class's working GPUs to
-    its jobs, earliest deadline first. Classes are at most curves x deadline buckets x release
+    running/queued need not split classes. A class sums its jobs' GPUs and work and is due by its
+    earliest member's deadline (no member's work is planned later than it needs it). The plan is
+    a fluid relaxation inside a class (one member's work may be planned on another's GPUs, so a
+    member with few GPUs and much work can still end up late; the per-tick planner's deadline
+    guard must catch it):
+    `dispatch` hands the class's working GPUs to its jobs, least slack first. Classes are at most curves x deadline buckets x release
     slots (+ the Flex-0 ones): at 10,000 GPUs and 48 h, a few dozen."""
     if deadline_bucket_s <= 0 or slot_s <= 0:
         raise InputError("classify: slot_s and deadline_bucket_s must be > 0")
@@ -316,32 +320,43 @@ def classify(jobs: Sequence[JobDemand], t0_s: float, slot_s: float, deadline_buc
     for i, j in enumerate(jobs):
         k_rel = int(np.ceil(max(j.release_s - t0_s, 0.0) / slot_s - 1e-9))
         bucket = -1 if j.deadline_s is None else int((j.deadline_s - t0_s) // deadline_bucket_s)
-        groups.setdefault((j.curve.workload, j.flex_tier == 0, k_rel, bucket), []).append(i)
+        key = (j.curve.workload, j.flex_tier == 0, k_rel, bucket if len(jobs) > exact_below else f"{bucket}.{i}")
+        groups.setdefault(key, []).append(i)
     classes, member = [], np.empty(len(jobs), int)
     for n, ((workload, fixed, k_rel, bucket), idx) in enumerate(groups.items()):
         js = [jobs[i] for i in idx]
-        deadlines = [j.deadline_s for j in js if j.deadline_s is not None]
+        deadlines = [j.deadline_s for j in js]
         classes.append(JobClass(
             f"{workload}/{'flex0' if fixed else 'flex'}/r{k_rel}/d{bucket}", js[0].curve, sum(j.gpus for j in js),
-            sum(j.work_gpu_h for j in js), t0_s + k_rel * slot_s, min(deadlines) if deadlines else None,
+            sum(j.work_gpu_h for j in js), t0_s + k_rel * slot_s, None if None in deadlines else min(deadlines),
             0 if fixed else min(j.flex_tier for j in js)))
         member[idx] = n
     return classes, member
 
 
+def latest_start_s(j: JobDemand) -> float:
+    """The last moment a job can start and still finish by its deadline with all its GPUs at full speed."""
+    return (j.deadline_s if j.deadline_s is not None else np.inf) - j.work_gpu_h / j.gpus * 3600.0
+
+
 def dispatch(plan: HorizonPlan, k: int, jobs: Sequence[JobDemand], member: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
     """What each job does in slot `k` of a plan: GPUs at work, and the per-GPU power level
-    (the class's average operating point) for them. A class's working GPUs go to its jobs in
-    order of deadline (no deadline last), each job taking up to all of its GPUs."""
+    (the class's average operating point) for them. A class's working GPUs go to its jobs
+    least slack first (latest start at full speed; no deadline last), each job taking what it
+    can use: all its GPUs, or fewer if its remaining `work_gpu_h` ends within the slot. Pass the
+    jobs with their work as of slot k."""
     gpus = np.zeros(len(jobs))
     level_w = np.zeros(len(jobs))
-    order = sorted(range(len(jobs)), key=lambda i: (jobs[i].deadline_s is None, jobs[i].deadline_s or 0.0))
+    dt_h = plan.slot_s / 3600.0
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i].deadline_s is None, latest_start_s(jobs[i])))
     left = plan.gpus_running[:, k].copy()
     for i in order:
         c = member[i]
-        gpus[i] = min(jobs[i].gpus, max(left[c], 0.0))
+        if plan.gpus_running[c, k] <= 1e-9 or jobs[i].work_gpu_h <= 0:
+            continue
+        level_w[i] = plan.power_w[c, k] / plan.gpus_running[c, k]
+        rate = float(np.interp(level_w[i], *jobs[i].curve.hull(with_pause=False))) * dt_h
+        gpus[i] = min(jobs[i].gpus, max(left[c], 0.0), jobs[i].work_gpu_h / rate)
         left[c] -= gpus[i]
-        if plan.gpus_running[c, k] > 1e-9:
-            level_w[i] = plan.power_w[c, k] / plan.gpus_running[c, k]
     return gpus, level_w
