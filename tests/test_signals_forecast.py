@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gridflex.errors import InputError
-from gridflex.signals.forecast import Forecast, persistence_forecast
+from gridflex.signals.forecast import CorrectedForecast, Forecast, persistence_forecast
 from gridflex.signals.prices import StepSignal
 
 H = 3600.0
@@ -75,3 +75,14 @@ def test_persistence_last_and_errors():
         persistence_forecast(actual, np.array([5 * H]), 3 * H, H, "tomorrow")
     with pytest.raises(InputError, match="before any observed"):
         persistence_forecast(actual, np.array([-2 * H]), 3 * H, H, "last")
+
+
+def test_corrected_forecast_uses_only_observed_errors():
+    f = vintages([0.0], horizon=12)  # values 0, 1, 2, ... at hours 0..11
+    actual = StepSignal(np.arange(0, 12 * H, H), np.arange(12.0) + 10.0)  # 10 above the forecast
+    c = CorrectedForecast(f, actual, tau_s=2 * H, report_delay_s=H)
+    s = c.forecast_at(3 * H)  # the newest actual observed by then is hour 2's
+    assert s.at(2 * H) == pytest.approx(2 + 10)
+    assert s.at(4 * H) == pytest.approx(4 + 10 * np.exp(-1))
+    later = StepSignal(actual.times_s, np.where(actual.times_s > 2 * H, -1e6, actual.values))
+    assert np.array_equal(CorrectedForecast(f, later, 2 * H, H).forecast_at(3 * H).values, s.values)

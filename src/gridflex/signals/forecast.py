@@ -113,3 +113,26 @@ def persistence_forecast(
         np.broadcast_to(issued[:, None], target.shape).ravel(), target.ravel(), values.ravel(),
         name or f"{actual.name} persistence ({method})",
     )
+
+
+@dataclass(frozen=True, eq=False)
+class CorrectedForecast:
+    """A forecast corrected by its last observed error: the latest vintage plus the error seen
+    in the newest actual (actual - forecast), fading with lead time as exp(-lead / tau_s).
+    Forecast errors persist for hours, so a planner that re-plans often gains from it; only
+    actuals observed by the asking time (time + `report_delay_s`) are read."""
+
+    forecast: Forecast
+    actual: StepSignal
+    tau_s: float = 3 * 3600.0
+    report_delay_s: float = 0.0
+
+    def forecast_at(self, issued_s: float) -> StepSignal:
+        f = self.forecast.forecast_at(issued_s)
+        i = int(np.searchsorted(self.actual.times_s, issued_s - self.report_delay_s, side="right")) - 1
+        if i < 0:
+            return f
+        t_obs = self.actual.times_s[i]
+        err = float(self.actual.values[i] - f.at(t_obs))
+        lead = np.maximum(f.times_s - t_obs, 0.0)
+        return StepSignal(f.times_s, f.values + err * np.exp(-lead / self.tau_s), f"{f.name} corrected")
