@@ -145,7 +145,7 @@ def mpc(week: Week, known, power_shaping: bool, replan_slots: int = 4) -> tuple[
         K = min(HORIZON_SLOTS, week.n_slots - k0)
         t_k0 = week.t0_s + k0 * SLOT_S
 
-        def demands(t_s: float) -> list[JobDemand]:
+        def demands(t_s: float, idx: list[int] = idx) -> list[JobDemand]:
             return [JobDemand(str(j), week.curves[j], int(p.gpus[j]), 2, float(left[j]), t_s,
                               max(week.t0_s + p.deadline_k[j] * SLOT_S,  # late: as soon as it can
                                   t_s + np.ceil(left[j] / (p.gpus[j] * dt_h) - 1e-9) * SLOT_S)) for j in idx]

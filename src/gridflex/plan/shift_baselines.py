@@ -47,7 +47,9 @@ class ShiftProblem:
     def __post_init__(self) -> None:
         n = len(self.gpus)
         if any(len(a) != n for a in (self.full_w, self.duration_slots, self.release_k, self.deadline_k)):
-            raise InputError("shift problem: gpus, full_w, duration_slots, release_k, deadline_k need one value per job")
+            raise InputError(
+                "shift problem: gpus, full_w, duration_slots, release_k, deadline_k need one value per job"
+            )
         if np.any(self.gpus > self.pool_gpus) or np.any(self.duration_slots < 1):
             raise InputError("shift problem: each job needs 1..pool_gpus GPUs and at least one slot")
 
@@ -130,7 +132,7 @@ def threshold(p: ShiftProblem, known: Known, limit: float) -> np.ndarray:
 
 
 def perfect_foresight(p: ShiftProblem, curves: list[PowerCurve], carbon_g_per_kwh: np.ndarray,
-                      price_usd_per_mwh: np.ndarray | None = None, weights: Weights = Weights(),
+                      price_usd_per_mwh: np.ndarray | None = None, weights: Weights | None = None,
                       power_shaping: bool = True, t0_s: float = 0.0) -> HorizonPlan:
     """The horizon LP over the whole period with the true signal and all jobs known: one class
     per job (`curves[j]` its curve), released and due as in `p`."""
@@ -139,7 +141,7 @@ def perfect_foresight(p: ShiftProblem, curves: list[PowerCurve], carbon_g_per_kw
                for j in range(len(p.gpus))]
     price = np.zeros(p.n_slots) if price_usd_per_mwh is None else price_usd_per_mwh
     return solve(HorizonInput(t0_s, p.slot_s, classes, p.pool_gpus, np.asarray(carbon_g_per_kwh, float), price,
-                              pue=p.pue, idle_w=p.idle_w, weights=weights, power_shaping=power_shaping))
+                              pue=p.pue, idle_w=p.idle_w, weights=weights or Weights(), power_shaping=power_shaping))
 
 
 def _first_fit(free: np.ndarray, gpus: int, d: int, r: int) -> int:

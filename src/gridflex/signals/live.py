@@ -52,7 +52,7 @@ def _get(client: httpx.Client, url: str, source: str, **kw) -> dict:
 
 
 def _ts(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def _check_fresh(source: str, newest_s: float, now_s: float, max_age_s: float) -> None:

@@ -71,7 +71,7 @@ def epoch_s(stamps: list[str], tz: ZoneInfo | None = None) -> np.ndarray:
     """Epoch seconds of ISO 8601 stamps; stamps without a zone are taken in `tz` (UTC if None)."""
     out = np.empty(len(stamps))
     for i, s in enumerate(stamps):
-        t = datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
+        t = datetime.fromisoformat(s.strip())
         if t.tzinfo is None:
             t = t.replace(tzinfo=tz or ZoneInfo("UTC"))
         out[i] = t.timestamp()
