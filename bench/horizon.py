@@ -9,7 +9,8 @@ week: a week of real GB carbon intensity (2023-03-14 12:00 to 03-21 12:00 UTC) a
   forecasts the NESO API actually issued in it (bundled). 2,048 GPUs; every two hours (seeded)
   a batch job of 64-512 GPUs arrives needing 2-8 h at full speed, due 12-36 h after it arrives
   (Phoenix A100 curves). Policies, each deciding with the forecast known at the time (the
-  latest issued vintage corrected by its last observed error, `CorrectedForecast`, tau 3 h):
+  latest issued vintage corrected by its last observed error, `CorrectedForecast`, tau 3 h, as
+  carbon forecast errors persist for hours):
   run-now (FIFO), Let's Wait Awhile non-interrupting and interrupting, a threshold policy (pause
   above the median of the 48-h forecast known at the start), and the horizon planner re-solved every
   hour over 48 h of 15-min slots (MPC; jobs unknown until they arrive). The perfect-foresight
@@ -18,7 +19,12 @@ week: a week of real GB carbon intensity (2023-03-14 12:00 to 03-21 12:00 UTC) a
   shifting with power caps; each is compared with the bound of the same model. The cost of
   forecast error is measured by running it again on the uncorrected forecast and on the actuals.
 
-    .venv/bin/python bench/horizon.py [--part speed|week|all] [--seeds 0 1 2] [--json out/horizon.json]
+    .venv/bin/python bench/horizon.py [--part speed|week|all] [--seeds 0 1 2] [--source gb-carbon-week]
+                                      [--json out/horizon.json]
+
+With --source ercot-price-week the week is ERCOT HB_SOUTH real-time prices (2024-08-16 to 08-23,
+with the spike of 08-20) and the forecast is the day-ahead price, uncorrected (price spikes do not
+persist); the policies minimise cost.
 """
 
 from __future__ import annotations
@@ -93,8 +99,9 @@ class Week:
     t0_s: float
     n_slots: int
     actual: np.ndarray  # [K] g/kWh
-    issued: Forecast  # the forecasts as issued
-    corrected: CorrectedForecast  # the same, corrected by the last observed error
+    used: Forecast | CorrectedForecast  # the forecast every policy decides with
+    other: Forecast | CorrectedForecast  # the alternative, for the horizon planner only
+    other_label: str
     problem: ShiftProblem
     curves: list[PowerCurve]
 
@@ -102,33 +109,36 @@ class Week:
         return source.forecast_at(self.t0_s + k * SLOT_S).at(self.t0_s + SLOT_S * np.arange(self.n_slots))
 
     def known(self, k: int) -> np.ndarray:
-        """The whole week's slots as forecast at slot k (latest vintage, corrected; its last value holds)."""
-        return self._at(self.corrected, k)
+        """The whole week's slots as forecast at slot k (the latest vintage; its last value holds)."""
+        return self._at(self.used, k)
 
-    def known_raw(self, k: int) -> np.ndarray:
-        return self._at(self.issued, k)
+    def known_other(self, k: int) -> np.ndarray:
+        return self._at(self.other, k)
 
     def perfect(self, _k: int) -> np.ndarray:
         return self.actual
 
 
-def make_week(seed: int = 0, pool: int = 2048) -> Week:
-    gb = builtin("gb-carbon-week")
-    t0 = float(np.ceil(gb.forecast.issue_times_s[0] / H) * H)  # 2023-03-14 13:00 UTC
-    n = 7 * 24 * 4
-    actual = gb.actual.at(t0 + SLOT_S * np.arange(n))
+def make_week(source: str = "gb-carbon-week", seed: int = 0, pool: int = 2048) -> Week:
+    rec = builtin(source)
+    t0 = max(float(np.ceil(rec.forecast.issue_times_s[0] / H) * H), float(rec.actual.times_s[0]))
+    n = min(7 * 24 * 4, int((rec.actual.times_s[-1] - t0) // SLOT_S) + 1)
+    actual = rec.actual.at(t0 + SLOT_S * np.arange(n))
     rng = np.random.default_rng(seed)
     names = sorted(n for n in builtin_curves() if not n.startswith("infer"))
     release = np.arange(0, n - 4 * 40, 8)  # every 2 h, the last one 40 h before the end
     J = len(release)
     gpus = rng.choice([64, 128, 256, 512], J)
     duration = rng.integers(8, 33, J)  # 2-8 h
-    deadline = np.minimum(release + duration + rng.integers(40, 113), n)  # 10-28 h of slack... in slots
+    deadline = np.minimum(release + duration + rng.integers(40, 113), n)  # 10-28 h of slack
     curves = [builtin_curves()[names[int(i)]] for i in rng.integers(len(names), size=J)]
     full_w = np.array([c.full_power_w for c in curves])
     problem = ShiftProblem(SLOT_S, n, gpus, full_w, duration, release, deadline, pool, pue=1.2)
-    corrected = CorrectedForecast(gb.forecast, gb.actual, tau_s=3 * H, report_delay_s=1800.0)
-    return Week(t0, n, actual, gb.forecast, corrected, problem, curves)
+    step_s = float(np.median(np.diff(rec.actual.times_s)))  # an interval's value is known at its end
+    corrected = CorrectedForecast(rec.forecast, rec.actual, tau_s=3 * H, report_delay_s=step_s)
+    if rec.kind == "price":  # price spikes do not persist: the day-ahead price as it is
+        return Week(t0, n, actual, rec.forecast, corrected, "day-ahead corrected by the last error", problem, curves)
+    return Week(t0, n, actual, corrected, rec.forecast, "issued forecast uncorrected", problem, curves)
 
 
 def mpc(week: Week, known, power_shaping: bool, replan_slots: int = 4) -> tuple[np.ndarray, int]:
@@ -165,39 +175,41 @@ def mpc(week: Week, known, power_shaping: bool, replan_slots: int = 4) -> tuple[
     return site_w, int((finished > p.deadline_k).sum())
 
 
-def week_comparison(seed: int = 0) -> dict:
-    w = make_week(seed)
+def week_comparison(source: str = "gb-carbon-week", seed: int = 0) -> dict:
+    w = make_week(source, seed)
     p = w.problem
     dt_h = SLOT_S / H
-    kg = (lambda site_w: float((site_w * dt_h / 1000 * w.actual / 1000).sum()))
+    # kg CO2 (g/kWh) or USD (USD/MWh): site kWh x signal / 1000
+    total = (lambda site_w: float((site_w * dt_h / 1000 * w.actual / 1000).sum()))
     limit = float(np.median(w.known(0)[:HORIZON_SLOTS]))  # the median of the first 48-h forecast
     runs = {
         "run-now (FIFO)": run_now(p),
         "LWA non-interrupting": lwa_noninterrupting(p, w.known),
         "LWA interrupting": lwa_interrupting(p, w.known),
-        f"threshold ({limit:.0f} g/kWh)": threshold(p, w.known, limit),
+        f"threshold ({limit:.0f})": threshold(p, w.known, limit),
     }
-    rows = {name: {"kg_co2": kg(p.site_power_w(r)), "late_jobs": p.late_jobs(r)} for name, r in runs.items()}
+    rows = {name: {"total": total(p.site_power_w(r)), "late_jobs": p.late_jobs(r)} for name, r in runs.items()}
     for shaping, label in ((False, "shift only"), (True, "shift + caps")):
         t = time.perf_counter()
         site_w, late = mpc(w, w.known, shaping)
-        rows[f"horizon MPC, {label}"] = {"kg_co2": kg(site_w), "late_jobs": late, "wall_s": time.perf_counter() - t}
-        site_w, late = mpc(w, w.known_raw, shaping)
-        rows[f"horizon MPC, {label}, issued forecast uncorrected"] = {"kg_co2": kg(site_w), "late_jobs": late}
+        rows[f"horizon MPC, {label}"] = {"total": total(site_w), "late_jobs": late, "wall_s": time.perf_counter() - t}
+        site_w, late = mpc(w, w.known_other, shaping)
+        rows[f"horizon MPC, {label}, {w.other_label}"] = {"total": total(site_w), "late_jobs": late}
         site_w, late = mpc(w, w.perfect, shaping)
-        rows[f"horizon MPC, {label}, actuals as forecast"] = {"kg_co2": kg(site_w), "late_jobs": late}
+        rows[f"horizon MPC, {label}, actuals as forecast"] = {"total": total(site_w), "late_jobs": late}
         bound = perfect_foresight(p, w.curves, w.actual, power_shaping=shaping, t0_s=w.t0_s)
-        rows[f"perfect-foresight bound, {label}"] = {"kg_co2": kg(bound.site_power_w),
+        rows[f"perfect-foresight bound, {label}"] = {"total": total(bound.site_power_w),
                                                      "late_jobs": int((bound.shortfall_gpu_h > 1e-6).sum())}
-    base = rows["run-now (FIFO)"]["kg_co2"]
+    base = rows["run-now (FIFO)"]["total"]
     for name, row in rows.items():
         label = "shift + caps" if "caps" in name else "shift only"
-        bound_saved = base - rows[f"perfect-foresight bound, {label}"]["kg_co2"]
-        row["saved_vs_run_now"] = (base - row["kg_co2"]) / base
-        row["share_of_bound_saving"] = (base - row["kg_co2"]) / bound_saved if bound_saved > 0 else float("nan")
+        bound_saved = base - rows[f"perfect-foresight bound, {label}"]["total"]
+        row["saved_vs_run_now"] = (base - row["total"]) / base
+        row["share_of_bound_saving"] = (base - row["total"]) / bound_saved if bound_saved > 0 else float("nan")
     mae = {name: float(np.mean([np.abs(f(k) - w.actual)[k:k + HORIZON_SLOTS].mean() for k in range(0, w.n_slots, 4)]))
-           for name, f in (("issued", w.known_raw), ("corrected", w.known))}
-    return {"jobs": len(p.gpus), "pool_gpus": p.pool_gpus, "slots": w.n_slots,
+           for name, f in (("used", w.known), ("other", w.known_other))}
+    unit = "kg CO2" if builtin(source).unit == "gCO2/kWh" else "USD"
+    return {"source": source, "unit": unit, "other_label": w.other_label, "jobs": len(p.gpus), "pool_gpus": p.pool_gpus, "slots": w.n_slots,
             "forecast_mae_g_per_kwh_48h": mae, "rows": rows}
 
 
@@ -205,6 +217,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["speed", "week", "all"], default="all")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="job-arrival seeds of the week")
+    ap.add_argument("--source", default="gb-carbon-week", choices=["gb-carbon-week", "ercot-price-week"],
+                    help="the week's signal: GB carbon (forecasts as issued) or ERCOT prices (day-ahead as forecast)")
     ap.add_argument("--json", help="write the results to this JSON file")
     a = ap.parse_args()
     out = {}
@@ -215,14 +229,14 @@ def main() -> None:
               f"{s['cpu_s_median']:.2f} s CPU, "
               f"load average {s['load_avg']:.1f}")
     if a.part in ("week", "all"):
-        out["week"] = weeks = {seed: week_comparison(seed) for seed in a.seeds}
+        out["week"] = weeks = {seed: week_comparison(a.source, seed) for seed in a.seeds}
         for seed, wk in weeks.items():
             mae = wk["forecast_mae_g_per_kwh_48h"]
-            print(f"week, seed {seed}: {wk['jobs']} jobs on {wk['pool_gpus']} GPUs; forecast MAE over 48 h: "
-                  f"issued {mae['issued']:.1f}, corrected {mae['corrected']:.1f} g/kWh")
-            print(f"{'policy':62s} {'kg CO2':>9s} {'saved':>7s} {'of bound':>9s} {'late':>5s}")
+            print(f"week of {wk['source']}, seed {seed}: {wk['jobs']} jobs on {wk['pool_gpus']} GPUs; "
+                  f"forecast MAE over 48 h: {mae['used']:.1f} ({mae['other']:.1f} {wk['other_label']})")
+            print(f"{'policy':62s} {wk['unit']:>9s} {'saved':>7s} {'of bound':>9s} {'late':>5s}")
             for name, r in wk["rows"].items():
-                print(f"{name:62s} {r['kg_co2']:9.0f} {100 * r['saved_vs_run_now']:6.1f}% "
+                print(f"{name:62s} {r['total']:9.0f} {100 * r['saved_vs_run_now']:6.1f}% "
                       f"{100 * r['share_of_bound_saving']:8.1f}% {r['late_jobs']:5d}")
     if a.json:
         os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
