@@ -87,3 +87,23 @@ def test_classes_outside_the_horizon_and_bad_input():
         solve(inp([job(1)], [1, 2], price_usd_per_mwh=np.zeros(3)))
     with pytest.raises(InputError, match="gpus must be"):
         solve(inp([job(1, gpus=0)], [1, 2]))
+
+
+def test_slot_inputs_from_a_timeline_and_a_forecast():
+    from datetime import UTC, datetime, timedelta
+
+    from gridflex.model.events import GridEvent, Target
+    from gridflex.model.scenario import ControlSettings
+    from gridflex.plan.horizon import slot_ceilings_w, slot_means
+    from gridflex.plan.targets import ResolvedEvent, TargetTimeline
+    from gridflex.signals.prices import StepSignal
+
+    start = datetime(2025, 6, 2, 12, tzinfo=UTC)
+    ev = GridEvent(id="cut", start=start, end=start + timedelta(hours=1), target=Target(reduction=0.5))
+    tl = TargetTimeline.build([ResolvedEvent(ev, 1000.0)], 2000.0, ControlSettings())
+    t0 = start.timestamp() - 2 * SLOT
+    ceil = slot_ceilings_w(tl, t0, SLOT, 8)
+    assert ceil[0] == 2000.0 and ceil[2:6].max() <= 1000.0 and ceil.min() == pytest.approx(500.0)
+    sig = StepSignal(np.array([0.0, 1800.0]), np.array([100.0, 300.0]))  # half-hourly values
+    assert slot_means(sig, 0.0, SLOT, 3) == pytest.approx([100, 100, 300])
+    assert slot_means(sig, 900.0, 1800.0, 1) == pytest.approx([200])  # straddles the step

@@ -37,6 +37,8 @@ from scipy.optimize import linprog
 from gridflex.errors import GridflexError, InputError
 from gridflex.model.curves import DEFAULT_IDLE_W, PowerCurve
 from gridflex.model.site import FLEX_FACTOR
+from gridflex.plan.targets import TargetTimeline
+from gridflex.signals.prices import Signal
 
 #: Penalties relative to the largest cost of one watt for one slot.
 SHORTFALL_PENALTY = 1e4
@@ -113,6 +115,20 @@ class HorizonPlan:
     over_ceiling_w: np.ndarray  # [K] site power above the ceiling (0: met)
     objective: float
     solve_s: float
+
+
+def slot_ceilings_w(timeline: TargetTimeline, t0_s: float, slot_s: float, n_slots: int, samples: int = 15
+                    ) -> np.ndarray:
+    """[K] site-power ceiling of each slot from a target timeline: the lowest over the slot
+    (sampled `samples` times), so that a plan under it is under every event's ramp too."""
+    t = t0_s + slot_s * (np.arange(n_slots)[:, None] + np.arange(samples)[None, :] / samples)
+    return timeline.ceiling_at(t).min(axis=1)
+
+
+def slot_means(signal: Signal, t0_s: float, slot_s: float, n_slots: int, samples: int = 6) -> np.ndarray:
+    """[K] mean of a signal (e.g. `Forecast.forecast_at(now)`) over each slot."""
+    t = t0_s + slot_s * (np.arange(n_slots)[:, None] + (np.arange(samples)[None, :] + 0.5) / samples)
+    return np.asarray(signal.at(t), float).mean(axis=1)
 
 
 def running_class(name: str, curve: PowerCurve, gpus: int, flex_tier: int, t0_s: float, until_s: float) -> JobClass:
