@@ -56,3 +56,16 @@ def test_missing_shared_folder_says_what_to_set(tmp_path, monkeypatch):
     monkeypatch.setenv("GRIDFLEX_SHARED_DATA", str(tmp_path))
     with pytest.raises(InputError, match="GRIDFLEX_SHARED_DATA"):
         recorded.gb_carbon()
+
+
+def test_full_year_and_season_files_give_forecasts_known_at_the_time():
+    gb = recorded.gb_carbon()
+    issue = datetime(2023, 7, 1, 12, tzinfo=UTC).timestamp()
+    s = gb.forecast.forecast_at(issue)
+    assert s.at(issue + 3 * H) == pytest.approx(gb.actual.at(issue + 3 * H - 24 * H))
+    ercot = recorded.ercot_hb_south()
+    before = datetime(2024, 8, 20, 13, 0, tzinfo=recorded.ERCOT_TZ).timestamp()
+    after = datetime(2024, 8, 20, 14, 0, tzinfo=recorded.ERCOT_TZ).timestamp()
+    tomorrow = datetime(2024, 8, 21, 0, 0, tzinfo=recorded.ERCOT_TZ).timestamp()
+    assert ercot.forecast.forecast_at(before).times_s[-1] < tomorrow  # 08-21 not yet published
+    assert ercot.forecast.forecast_at(after).times_s[-1] >= tomorrow + 23 * H
