@@ -243,6 +243,13 @@ def h100_figures(data: Path) -> dict:
     return out
 
 
+def _minute_mean_variance(tau_s: float, step_s: float = 1.0, span_s: float = 60.0) -> float:
+    """Variance of the mean over `span_s` of a unit-variance AR(1) with time constant `tau_s`."""
+    n = int(span_s / step_s)
+    lag = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    return float(np.exp(-lag * step_s / tau_s).mean())
+
+
 def derived(data: Path, srp: dict, curves: dict, h100: dict) -> dict:
     """The twin's parameters from the raw figures (the formulas are in docs/twin.md)."""
     from gridflex.sim.scenarios import load_scenario
@@ -266,15 +273,22 @@ def derived(data: Path, srp: dict, curves: dict, h100: dict) -> dict:
         each = d["energy_wmin"] / (2 if d["at"] == "15:14" else 1)  # 15:14: both MPT jobs at once
         stall.append(each / (drop_ft if d["at"].endswith(("17", "18")) else drop_mpt) * 60.0)
     restart = np.array([srp["restart_s_swap"], srp["restart_s_end"]])
+    tau_s = float(-60.0 / np.log(max(srp["minute_noise_lag1"], 0.05)))
     released = released_w(data, loaded, srp, float(np.exp(np.log(srp["pre_event_median_w"] / model_w))))
     return {
         "model_full_w": model_w,
         "power_bias": float(np.log(srp["pre_event_median_w"] / model_w)),
         "minute_noise_rel": srp["minute_noise_pre_w"] / root_sum_sq,
+        # std of the 1-s AR(1) whose 1-minute means have that std, less what the (white, 1-s)
+        # iteration swings of h100 leave in a minute mean
+        "minute_process_rel": float(np.sqrt(
+            (srp["minute_noise_pre_w"] / root_sum_sq) ** 2 - h100["run1000"]["compute_rel_std_1s"] ** 2 / 60
+        ) / np.sqrt(_minute_mean_variance(tau_s))),
         "slow_drift_rel": srp["slow_drift_pre_w"] / root_sum_sq,
-        "minute_noise_tau_s": float(-60.0 / np.log(max(srp["minute_noise_lag1"], 0.05))),
+        "minute_noise_tau_s": tau_s,
         "checkpoint_stall_s": [round(float(x), 1) for x in stall],
         "checkpoint_stall_s_median": float(np.median(stall)),
+        "checkpoint_stall_log_sd": float(np.log(stall).std(ddof=1)),
         "checkpoint_period_s": 3600.0,
         "restart_s_median": float(np.exp(np.log(restart).mean())),
         "restart_log_sd": float(np.log(restart).std(ddof=1)),

@@ -44,7 +44,7 @@ class Calibration:
     suspended_fraction: float = 0.103  # suspended in memory: as idle (assumed)
     # Fluctuation of a job's power above idle, common to all its GPUs.
     iteration_rel: float = 0.018  # std of 1-s means within compute (h100)
-    minute_rel: float = 0.0076  # per-job std of minute-scale wander (SRP pre-event residual)
+    minute_rel: float = 0.0096  # per-job std of the 1-s process behind the SRP minute residual
     minute_tau_s: float = 30.0  # its correlation time (SRP lag-1 autocorrelation)
     drift_rel: float = 0.013  # per-job std of slow drift (SRP pre-event 7-min median)
     drift_tau_s: float = 1800.0  # assumed
