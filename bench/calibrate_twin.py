@@ -154,9 +154,8 @@ def curve_spread(data: Path) -> dict:
     for r in rows:
         by_w.setdefault(r["Workload"], []).append(r)
     for w, rs in by_w.items():
-        if w.startswith("infer"):  # the inference rows share one normalised curve: one job
-            if w != "infer_llama_8b_48g":
-                continue
+        if w.startswith("infer") and w != "infer_llama_8b_48g":
+            continue  # the inference rows share one normalised curve: one job
         cap = np.array([float(r["GPU power cap"]) for r in rs])
         thr = np.array([float(r["normalized throughput"]) for r in rs])
         pw = np.array([float(r["power per GPU"]) for r in rs])
@@ -223,7 +222,7 @@ def h100_figures(data: Path) -> dict:
         compute_s = t2[en] - t2[st]
         stall_s = t2[st[1:]] - t2[en[:-1]]
         sec = (t2 // 1).astype(int)
-        u, inv = np.unique(sec, return_inverse=True)
+        _, inv = np.unique(sec, return_inverse=True)
         w1 = np.bincount(inv, w2) / np.bincount(inv)
         hi1 = np.bincount(inv, hi) / np.bincount(inv) == 1
         startup = (tt > 15) & (tt < tt[on[0]] - 5)

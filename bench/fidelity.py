@@ -39,7 +39,7 @@ BASELINE = (time(15, 5), time(16, 5))
 
 def _minute_series(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
     """1-minute means of site power, labelled by the start of their minute."""
-    per = int(round(60 / result.scenario.step_s))
+    per = round(60 / result.scenario.step_s)
     n = len(result.site_power_w) // per
     t0 = result.step_times_s[0] - result.scenario.step_s
     return t0 + 60.0 * np.arange(n), result.site_power_w[: n * per].reshape(n, per).mean(axis=1)

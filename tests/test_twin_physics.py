@@ -147,3 +147,36 @@ def test_the_controller_and_planners_cannot_reach_the_twin():
                 if isinstance(node, ast.ImportFrom):
                     names = [node.module or ""]
                 assert not any("twin" in n for n in names), f"{path} imports the twin"
+
+
+def test_calibration_matches_what_the_script_derives_from_the_data():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "calibrate_twin.py"
+    spec = importlib.util.spec_from_file_location("calibrate_twin", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = Path("../shared/data")
+    srp, curves, h100 = script.srp_figures(data), script.curve_spread(data), script.h100_figures(data)
+    d = script.derived(data, srp, curves, h100)
+    expected = {
+        "knee_sd_w": max(curves["phoenix_knee_std_w"], curves["zeus_knee_std_w"]),
+        "low_slope_log_sd": max(curves["phoenix_log_low_slope_std"], curves["zeus_log_low_slope_std"]),
+        "power_bias": d["power_bias"],
+        "power_scale_sd": curves["phoenix_power_scale_std"],
+        "idle_fraction": h100["idle_fraction_of_max"],
+        "released_fraction": d["released_w"] / 400.0,
+        "iteration_rel": h100["run1000"]["compute_rel_std_1s"],
+        "minute_rel": d["minute_process_rel"],
+        "minute_tau_s": d["minute_noise_tau_s"],
+        "drift_rel": d["slow_drift_rel"],
+        "checkpoint_stall_s": d["checkpoint_stall_s_median"],
+        "checkpoint_stall_log_sd": d["checkpoint_stall_log_sd"],
+        "stall_activity": h100["stall_activity"],
+        "startup_activity": h100["startup_activity"],
+        "restart_s": d["restart_s_median"],
+        "restart_log_sd": d["restart_log_sd"],
+        "recovery_depth": srp["post_deficit"],
+    }
+    for name, value in expected.items():
+        assert getattr(CAL, name) == pytest.approx(value, rel=0.03, abs=1e-3), name

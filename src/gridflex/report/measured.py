@@ -36,7 +36,7 @@ def read_measured(path: str | Path) -> MeasuredSeries:
         if not row or not "".join(row).strip():
             continue
         try:
-            when = datetime.fromisoformat(row[0].strip().replace("Z", "+00:00"))
+            when = datetime.fromisoformat(row[0].strip())
             power = float(row[1])
         except (ValueError, IndexError):
             if n == 1:
