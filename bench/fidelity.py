@@ -14,7 +14,8 @@ rest: what the measured trace shows, docs/twin.md), over several seeds, and comp
 Nothing here depends on how the twin is built: after the twin changes, the same command gives
 the new numbers (`--label` names them in the JSON).
 
-    .venv/bin/python bench/fidelity.py [--seeds 5] [--planner dvfs-pause-fair] [--label before] [--json out/fidelity.json]
+    .venv/bin/python bench/fidelity.py [--seeds 5] [--planner dvfs-pause-fair] [--label before]
+        [--json out/fidelity.json] [--report out/fidelity.html]
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--scenario", default=SCENARIO)
     ap.add_argument("--label", default="", help="a name for this twin (e.g. before, after)")
     ap.add_argument("--json", help="write the result here")
+    ap.add_argument("--report", help="write seed 0's HTML report, with the measured trace overlaid, here")
     args = ap.parse_args()
     loaded = load_scenario(args.scenario)
     results = [run_scenario(loaded, args.planner, seed, keep_jobs=False) for seed in range(args.seeds)]
@@ -117,6 +119,12 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
+    if args.report:
+        from gridflex.report.html import run_report
+        from gridflex.report.summary import summarize
+
+        with open(args.report, "w") as f:
+            f.write(run_report(results[0], summarize(results[0]), builtin_measured()))
 
 
 if __name__ == "__main__":

@@ -85,8 +85,7 @@ def test_fluctuation_adds_per_job_not_per_gpu():
 def test_checkpoint_stalls_are_periodic_near_idle_and_cost_throughput():
     rng = np.random.default_rng(5)
     fl = tp.Fluctuation()
-    fl.append(np.array([True, False]), rng)
-    fl.phase_s[:] = 100.0  # outside a stall at the start
+    fl.append(np.array([True, False]), rng, phase_s=np.array([100.0, 100.0]))  # outside a stall at first
     activity, thr = fl.advance(3 * 3600, 1.0, rng)
     stalled = thr[:, 0] < 1
     assert (1 - thr[:, 0]).sum() == pytest.approx(3 * fl.stall_s[0], abs=1e-6)

@@ -157,14 +157,17 @@ class Fluctuation:
     def __len__(self) -> int:
         return len(self.minute)
 
-    def append(self, training: np.ndarray, rng: np.random.Generator) -> None:
-        """Add rows (True: a training job that checkpoints), each in its stationary state with
-        a random checkpoint phase."""
+    def append(self, training: np.ndarray, rng: np.random.Generator, phase_s: np.ndarray | None = None) -> None:
+        """Add rows (True: a training job that checkpoints), each in its stationary state; the
+        checkpoint phase (seconds into the hourly cycle, whose first `stall_s` are the save) is
+        random unless given (a job just restarted: e.g. `period - minutes until its first save`)."""
         training = np.asarray(training, bool)
         k, cal = len(training), self.cal
+        if phase_s is None:
+            phase_s = rng.uniform(0.0, cal.checkpoint_period_s, k)
         self.minute = np.concatenate([self.minute, rng.normal(0.0, cal.minute_rel, k)])
         self.drift = np.concatenate([self.drift, rng.normal(0.0, cal.drift_rel, k)])
-        self.phase_s = np.concatenate([self.phase_s, rng.uniform(0.0, cal.checkpoint_period_s, k)])
+        self.phase_s = np.concatenate([self.phase_s, np.asarray(phase_s, float) % cal.checkpoint_period_s])
         stall = cal.checkpoint_stall_s * np.exp(rng.normal(0.0, cal.checkpoint_stall_log_sd, k))
         self.stall_s = np.concatenate([self.stall_s, stall])
         self.training = np.concatenate([self.training, training])
