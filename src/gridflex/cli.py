@@ -51,15 +51,19 @@ def simulate(
     seed: Annotated[int, typer.Option(help="seed of the twin's model error and noise")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON here")] = None,
     report: Annotated[Path | None, typer.Option(help="write a self-contained HTML report here")] = None,
+    measured: Annotated[Path | None, typer.Option(
+        help="CSV of UTC time and measured site power (W) to overlay in the report, e.g. a field trace")] = None,
 ) -> None:
     """Run a scenario: the controller drives the digital twin in simulated time."""
     from gridflex.report.html import run_report
+    from gridflex.report.measured import read_measured
     from gridflex.report.summary import summarize
     from gridflex.sim.run import run_scenario
     from gridflex.sim.scenarios import load_scenario
 
     try:
         loaded = load_scenario(scenario)
+        overlay = read_measured(measured) if measured else None
         if planner not in PLANNERS:
             raise InputError(f"--planner: unknown planner {planner!r}; choose one of: {', '.join(PLANNERS)}")
         with _progress(f"{loaded.scenario.name} · {planner}") as tick:
@@ -71,7 +75,7 @@ def simulate(
     if json_path:
         _write(json_path, json.dumps(summary, indent=2))
     if report:
-        _write(report, run_report(result, summary))
+        _write(report, run_report(result, summary, overlay))
 
 
 def print_summary(summary: dict) -> None:
