@@ -19,6 +19,7 @@ from gridflex.model.fleet import JobFleet
 from gridflex.model.site import FLEX_FACTOR
 from gridflex.plan.registry import make_planner
 from gridflex.service.config import ServiceConfig
+from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
 from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver, set_fleet
 from gridflex.store.db import JobState, Store
@@ -176,6 +177,7 @@ class LiveService:
         if ev.end.timestamp() <= t_s:
             raise InputError(f"end: the event ended at {ev.end.isoformat()}, before now")
         full_w, least_w = self._power_range_w()
+        check_event_limits(ev, t_s, self.config.events, full_w, least_w)
         if ev.target.power_w is not None:
             if ev.target.power_w >= full_w:
                 raise InputError(

@@ -66,6 +66,12 @@ class TierChange(BaseModel):
     flex_tier: int = Field(ge=0, le=3, description="0 = never slowed; 1/2/3 keep 90/75/50 % of throughput")
 
 
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(max_length=1024, description="the API token (api.token or GRIDFLEX_API_TOKEN)")
+
+
 class _Row(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
