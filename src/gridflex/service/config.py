@@ -29,7 +29,9 @@ class DriverConfig(_Strict):
 
     kind: str = Field("twin", pattern="^(twin|slurm|process|nvml|composite)$", description="plant driver")
     settings: dict[str, Any] = Field(default_factory=dict, description="a real driver's settings (docs/slurm.md)")
-    state_dir: Path | None = Field(None, description="where a real driver keeps the ledger of what it changed")
+    state_dir: Path | None = Field(
+        None, description="where a real driver keeps the ledger of what it changed (relative to the config file)"
+    )
     seed: int = Field(0, description="seed of the twin's curve errors and power noise")
     step_s: float = Field(1.0, gt=0, le=60, description="the twin's simulation step")
     twin: TwinSettings = TwinSettings()
@@ -138,8 +140,13 @@ def load_config(path: str | Path | None) -> ServiceConfig:
         cfg = ServiceConfig.model_validate(data)
     except ValidationError as e:
         raise InputError(f"{path}: invalid config\n{format_validation_error(e)}") from None
-    url = sqlite_url_beside(cfg.store.url, Path(path).parent)
-    return cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": url})})
+    base = Path(path).parent
+    url = sqlite_url_beside(cfg.store.url, base)
+    state_dir = cfg.driver.state_dir
+    if state_dir is not None and not state_dir.is_absolute():
+        state_dir = (base / state_dir).resolve()
+    return cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": url}),
+                                  "driver": cfg.driver.model_copy(update={"state_dir": state_dir})})
 
 
 def sqlite_url_beside(url: str, base_dir: Path) -> str:
