@@ -241,3 +241,48 @@ def _wait_ready(base: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.3)
     raise AssertionError("service did not start")
+
+
+@pytest.mark.slow
+def test_ven_registers_again_after_the_vtn_restarts(tmp_path):
+    """A VTN restarted on the same port has forgotten the VEN and its reports: the VEN notices the
+    failed polls, registers again, and the new VTN receives site-power reports."""
+    vtn_port, api_port = free_port(), free_port()
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "store": {"url": f"sqlite:///{tmp_path}/gf.db"},
+        "control": {"interval_s": 1.0},
+        "openadr": {"enabled": True, "vtn_url": f"http://127.0.0.1:{vtn_port}/OpenADR2/Simple/2.0b",
+                    "report_interval_s": 2, "retry_s": 1},
+    }))
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen(serve_argv(cfg, api_port), stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            env={**os.environ, TOKEN_ENV: TOKEN})
+    vtns = []
+    try:
+        _wait_ready(f"http://127.0.0.1:{api_port}")
+        vtns.append(Vtn(vtn_port))
+        assert vtns[0].registered.wait(60), log.read_text()[-3000:]
+        _until(lambda: vtns[0].reports, 60, "no report reached the first VTN")
+        failures = log.read_text().count("Could not connect to server")  # the first tries, before any VTN
+        vtns[0].stop()
+        _until(lambda: log.read_text().count("Could not connect to server") > failures, 60,
+               "the VEN never noticed the VTN gone")
+        vtns.append(Vtn(vtn_port))
+        assert vtns[1].registered.wait(60), log.read_text()[-3000:]
+        _until(lambda: vtns[1].reports, 60, "no report reached the restarted VTN")
+        text = log.read_text()
+        assert "registering again" in text
+        assert "apscheduler" not in text and "to report" not in text  # no scheduler or per-sample chatter
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if len(vtns) == 2:
+            vtns[1].stop()
+
+
+def _until(pred, timeout_s: float, message: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,7 +84,8 @@ def test_discovers_running_jobs_with_tiers_gpus_and_curves(cluster, tmp_path):
     assert gpus.gpu_indices() == {flex2: [0, 1]}  # the GPUs Slurm allocated, for NVML
 
 
-def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
+def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gridflex.drivers.slurm")
     jobs = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2", gpus=2), c=dict(partition="flex"),
                       b=dict(comment="gridflex:flex=0"))
     (flex2, _), (flex3, _), (flex0, _) = jobs.values()
@@ -116,6 +118,8 @@ def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
     assert wait_proc_states(cluster, flex2, {"S"}) == {"S"}
     assert "suspend" in driver.latency_summary() and max(driver.latency_s["suspend"]) < 5.0
     print("slurm actuation latency:", driver.latency_summary())
+    for verb in ("suspend", "resume"):  # every actuation is logged, one line each, with its reason
+        assert [r.getMessage() for r in caplog.records].count(f"slurm: {verb} job {flex2} (plan)") == 1
 
 
 def test_flex0_job_is_never_touched_and_bad_actions_change_nothing(cluster, tmp_path):

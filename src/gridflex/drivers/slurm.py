@@ -220,7 +220,7 @@ class SlurmDriver:
                 continue
             tool_args = {"suspend": ("scontrol", "resume"), "stop": ("scontrol", "release"),
                          "hold": ("scontrol", "release")}[verb]
-            issued.append(self._command(key, (*tool_args, job_id), forget=True))
+            issued.append(self._command(key, (*tool_args, job_id), forget=True, reason="restore"))
         self._confirm(issued)
 
     def health(self) -> DriverHealth:
@@ -311,11 +311,12 @@ class SlurmDriver:
                 self.ledger.forget(key)
                 continue
             due_s = self.clock() + self.settings.checkpoint_grace_s if key.startswith("signal:") else None
-            issued.append(self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s))
+            issued.append(self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s,
+                                        reason="plan"))
         self._confirm(issued)
 
-    def _command(self, key: str, cmd: tuple[str, ...], forget: bool,
-                 original: float | None = None) -> tuple[tuple[str, ...], float] | None:
+    def _command(self, key: str, cmd: tuple[str, ...], forget: bool, original: float | None = None,
+                 reason: str = "") -> tuple[tuple[str, ...], float] | None:
         """Run one command with the ledger kept in step: remembered before a change, forgotten
         after an undo; a job that has meanwhile ended is forgotten. Returns (command, start time)
         for `_confirm`, or None if the job had ended."""
@@ -339,6 +340,7 @@ class SlurmDriver:
             raise
         if forget:
             self.ledger.forget(key)
+        log.info("slurm: %s job %s (%s)", cmd[1] if cmd[0] == "scontrol" else cmd[0], job_id, reason)
         return cmd, t0
 
     def _retrying(self, cmd: tuple[str, ...]) -> None:
@@ -389,7 +391,8 @@ class SlurmDriver:
             if key.startswith("signal:") and due is not None and now >= due:
                 job_id = key.split(":", 1)[1]
                 try:
-                    self._confirm([self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False)])
+                    self._confirm([self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False,
+                                                reason="checkpoint grace time over")])
                 except SlurmUnreachable:
                     raise  # the signal entry stays: requeue when slurmctld is back
                 except DriverError as e:  # e.g. a job that is not requeueable: it keeps running
@@ -399,12 +402,14 @@ class SlurmDriver:
     def _hold_or_release_pending(self, paused_any: bool) -> None:
         if paused_any:
             known = {j.id for j in self.jobs}
-            issued = [self._command(f"hold:{e.job_id}", ("scontrol", "hold", e.job_id), forget=False)
+            issued = [self._command(f"hold:{e.job_id}", ("scontrol", "hold", e.job_id), forget=False,
+                                    reason="flexible pending job held while work is paused")
                       for e in self.cli.queue("--states=PENDING")
                       if e.job_id not in known and self._in_scope(e) and self.job_of(e).flex_tier > 0
                       and "held" not in e.reason.lower()]
         else:
-            issued = [self._command(key, ("scontrol", "release", key.split(":", 1)[1]), forget=True)
+            issued = [self._command(key, ("scontrol", "release", key.split(":", 1)[1]), forget=True,
+                                    reason="nothing paused any more")
                       for key in self.ledger.keys("hold:")]
         self._confirm(issued)
 

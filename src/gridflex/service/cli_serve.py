@@ -13,7 +13,7 @@ import typer
 from gridflex.errors import GridflexError, InputError
 
 #: Libraries whose routine chatter (openleadr's scheduler runs every few seconds) would drown the log.
-QUIET_LOGGERS = ("alembic", "apscheduler")
+QUIET_LOGGERS = ("alembic", "apscheduler", "openleadr")
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="site config YAML (see examples/site.yaml)")]
 LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error")]
 

@@ -151,19 +151,44 @@ class Ven:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        """Register with the VTN, retrying every `retry_s` until it answers; openleadr then polls."""
+        """Register with the VTN, retrying every `retry_s` until it answers; openleadr then polls.
+        When the VTN answers again after polls failed (it restarted, and forgot this VEN and its
+        reports), register again from scratch."""
         while True:
             self.client = self._new_client()
+            back = self._watch_polls(self.client)
             try:
                 await self.client.run()
             except Exception:  # the API keeps serving while the VTN is away
                 log.exception("OpenADR client failed")
             if self.client.registration_id:
                 log.info("registered with VTN %s as %s", self.cfg.vtn_url, self.client.ven_id)
-                return
+                await back.wait()
+                log.warning("VTN %s answers again after failed polls: registering again", self.cfg.vtn_url)
+                await self._stop_client()
+                continue
             await self._stop_client()
             log.warning("no registration from VTN %s; retrying in %.0f s", self.cfg.vtn_url, self.cfg.retry_s)
             await asyncio.sleep(self.cfg.retry_s)
+
+    @staticmethod
+    def _watch_polls(client) -> asyncio.Event:
+        """An event set when a poll succeeds after one or more failed (the VTN was away)."""
+        back, failed = asyncio.Event(), [0]
+        poll = client.poll
+
+        async def watched():
+            answer = await poll()
+            kind, payload = answer if isinstance(answer, tuple) else (None, {})
+            code = ((payload or {}).get("response") or {}).get("response_code", 200)
+            if kind is None or code != 200:
+                failed[0] += 1
+            elif failed[0]:
+                back.set()
+            return answer
+
+        client.poll = watched  # openleadr's scheduled _poll calls self.poll()
+        return back
 
     async def stop(self) -> None:
         if self._task:
