@@ -133,6 +133,9 @@ class Ven:
     def _new_client(self):
         from openleadr import OpenADRClient
 
+        # openleadr sets its logger to INFO on import: three lines per report sample. Quiet but for --log-level debug.
+        debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        logging.getLogger("openleadr").setLevel(logging.DEBUG if debug else logging.WARNING)
         client = OpenADRClient(ven_name=self.cfg.ven_name, vtn_url=self.cfg.vtn_url, show_fingerprint=False)
         client.add_handler("on_event", self.on_event)
         client.add_handler("on_update_event", self.on_event)
