@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gridflex.errors import InputError
 from gridflex.model.events import GridEvent
-from gridflex.service.config import TOKEN_ENV, ServiceConfig
+from gridflex.service.config import TOKEN_ENV, ServiceConfig, stale_after_s
 from gridflex.service.runtime import LiveService
 from gridflex.service.schemas import (
     DecisionOut,
@@ -153,6 +153,7 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
         s = service.status
         known = service.active_event_ids()
         interval_s = service.control.interval_s
+        limit_s = stale_after_s(service.control)
         if s is None:
             return StatusOut(
                 t_s=None,
@@ -162,7 +163,13 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
                 known_events=known,
                 jobs=[],
                 interval_s=interval_s,
+                degraded=True,
+                degraded_reasons=["no reading of the plant yet"],
+                stale_after_s=limit_s,
             )
+        age_s = max(0.0, service.clock() - s.read_at_s)
+        reasons = [f"the last reading is {age_s:.0f} s old (limit {limit_s:g} s)"] if age_s > limit_s else []
+        reasons += [s.error] if s.error else [] if s.driver_ok else ["the driver reports a problem"]
         return StatusOut(
             t_s=s.t_s,
             site_power_w=s.site_power_w,
@@ -175,6 +182,11 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
             driver=s.driver,
             driver_ok=s.driver_ok,
             interval_s=interval_s,
+            age_s=age_s,
+            estimated=s.estimated,
+            degraded=bool(reasons),
+            degraded_reasons=reasons,
+            stale_after_s=limit_s,
         )
 
     @app.get("/api/v1/telemetry", dependencies=read, tags=["site"], responses=read_answers | _answers(422))

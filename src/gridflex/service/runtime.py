@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,6 +62,9 @@ class Status:
     jobs: tuple[dict, ...]
     driver: str
     driver_ok: bool
+    read_at_s: float  # when the plant was read (epoch s): the reading's age is now minus this
+    estimated: bool  # the power is estimated from a model, not measured
+    error: str = ""  # why the latest tick failed ("" when it did not)
 
 
 class LiveService:
@@ -94,6 +98,7 @@ class LiveService:
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
         self._events: dict[str, tuple[GridEvent, float]] = {}
+        self._lifted: deque[str] = deque()  # cancelled through the API, lifted from the controller next tick
         baselines: dict[str, float] = {}
         for rec in store.events(status="active"):
             self._events[rec.event.id] = (rec.event, rec.known_from_s)
@@ -106,6 +111,7 @@ class LiveService:
         if self._events:
             log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
         self.status: Status | None = None
+        self._jobs_view: list[dict] | None = None
         self._stop = threading.Event()
         self._pruned_s = 0.0
         self._failed_ticks = 0
@@ -131,9 +137,9 @@ class LiveService:
         while not self._stop.is_set():
             try:
                 self.tick(self.clock())
-            except Exception:  # e.g. the store is unreachable: nothing was acted on; keep the loop alive
+            except Exception as e:  # e.g. the store is unreachable: nothing was acted on; keep the loop alive
                 log.exception("control tick failed")
-                self._tick_failed()
+                self._tick_failed(f"tick failed: {e}")
             next_s += interval_s
             now = self.clock()
             if next_s < now - interval_s:  # fell behind: skip ticks rather than bunch them
@@ -142,6 +148,7 @@ class LiveService:
 
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
+            self._lift_cancelled()
             self._roll_windows(t_s)
             self._expire_events(t_s)
             self._prune(t_s)
@@ -151,7 +158,7 @@ class LiveService:
             except DriverError as e:
                 log.error("driver error: %s", e)
                 self.metrics.driver_errors.inc()
-                self._tick_failed()
+                self._tick_failed(f"driver: {e}")
                 return None
             finally:
                 self._last_tick_s = t_s
@@ -159,8 +166,10 @@ class LiveService:
             self._publish(decision)
             return decision
 
-    def _tick_failed(self) -> None:
+    def _tick_failed(self, why: str) -> None:
         """Count a failed tick; after a few in a row, return the plant to normal (it is unwatched)."""
+        if self.status is not None:  # the last reading stays, and says it is no longer healthy
+            self.status = replace(self.status, driver_ok=False, error=why)
         self.metrics.tick_errors.inc()
         self._failed_ticks += 1
         if self._failed_ticks == FAILED_TICKS_BEFORE_RESTORE:
@@ -207,38 +216,53 @@ class LiveService:
         log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
 
     def cancel_event(self, event_id: str, reason: str = "cancelled") -> None:
-        with self._lock:
-            if event_id not in self._events:
-                raise KeyError(event_id)
-            self.store.set_event_status(event_id, "cancelled", reason)
-            del self._events[event_id]
-            self.controller.cancel_event(event_id)
+        """Persist the cancel and forget the event now, without waiting on a tick in progress
+        (it may be stuck on a slow driver); the controller lifts it at the start of its next tick."""
+        if event_id not in self._events:
+            raise KeyError(event_id)
+        self.store.set_event_status(event_id, "cancelled", reason)
+        self._events.pop(event_id, None)
+        self._lifted.append(event_id)
         log.info("event %s cancelled (%s)", event_id, reason)
 
+    def _lift_cancelled(self) -> None:
+        while self._lifted:
+            try:
+                self.controller.cancel_event(self._lifted.popleft())
+            except InputError:  # a controller built since the cancel never had it
+                pass
+
     def active_event_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._events)
+        return list(self._events)  # a copy made under the GIL: never waits on a tick
 
     # --- jobs ---------------------------------------------------------------------------------
     def jobs(self) -> list[dict]:
-        with self._lock:
-            c, f = self.controller, self.fleet
-            used, perf = c.budget.used(), c.budget.performance()
-            return [
-                {
-                    "id": job.id,
-                    "workload": job.workload,
-                    "gpus": job.gpus,
-                    "flex_tier": job.flex_tier,
-                    "flex_factor": job.flex_factor,
-                    "flex_budget_used": float(used[i]),
-                    "performance": float(perf[i]),
-                    "window_start_s": float(c.win_start_s[i]),
-                    "window_end_s": float(c.win_end_s[i]),
-                    "controllable": bool(f.controllable[i]),
-                }
-                for i, job in enumerate(self.spec.jobs)
-            ]
+        """Jobs and their accounts as of the last tick (or tier change): never waits on a tick."""
+        view = self._jobs_view
+        if view is None:
+            with self._lock:
+                view = self._jobs_view = self._job_rows()
+        return view
+
+    def _job_rows(self) -> list[dict]:
+        """Every job and its account now (the caller holds the lock)."""
+        c, f = self.controller, self.fleet
+        used, perf = c.budget.used(), c.budget.performance()
+        return [
+            {
+                "id": job.id,
+                "workload": job.workload,
+                "gpus": job.gpus,
+                "flex_tier": job.flex_tier,
+                "flex_factor": job.flex_factor,
+                "flex_budget_used": float(used[i]),
+                "performance": float(perf[i]),
+                "window_start_s": float(c.win_start_s[i]),
+                "window_end_s": float(c.win_end_s[i]),
+                "controllable": bool(f.controllable[i]),
+            }
+            for i, job in enumerate(self.spec.jobs)
+        ]
 
     def set_tier(self, job_id: str, tier: int) -> None:
         """Change a job's flex tier; its budget account over the current window carries on."""
@@ -255,6 +279,7 @@ class LiveService:
             set_fleet(self.driver, self.fleet)
             old = self.controller
             self.controller = self._new_controller(states, dict(old.baselines_w), old.model_ratio)
+            self._jobs_view = self._job_rows()
         log.info("job %s: flex tier set to %d", job_id, tier)
 
     # --- internals ----------------------------------------------------------------------------
@@ -279,7 +304,7 @@ class LiveService:
             st = saved.get(job_id)
             if st and st.window_start_s == windows[0][i] and st.window_end_s == windows[1][i]:
                 c.budget.delivered_s[i], c.budget.elapsed_s[i] = st.delivered_s, st.elapsed_s
-        for ev, known_s in self._events.values():
+        for ev, known_s in list(self._events.values()):
             c.add_event(ev, known_s)
         c.baselines_w.update(baselines)
         c.model_ratio = model_ratio
@@ -305,7 +330,7 @@ class LiveService:
         for event_id, (ev, _) in list(self._events.items()):
             if ev.end.timestamp() + guard_s < t_s:
                 self.store.set_event_status(event_id, "completed")
-                del self._events[event_id]
+                self._events.pop(event_id, None)
                 self.controller.cancel_event(event_id)
 
     def _power_range_w(self) -> tuple[float, float]:
@@ -348,6 +373,7 @@ class LiveService:
             for i, job_id in enumerate(self.fleet.ids)
         )
         health = self.driver.health()
+        self._jobs_view = self._job_rows()
         self.status = Status(
             d.t_s,
             d.site_power_w,
@@ -358,6 +384,8 @@ class LiveService:
             jobs,
             self.driver.name,
             health.ok,
+            tel.t_s,
+            bool(tel.estimated),
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
 

@@ -29,6 +29,11 @@ class StatusOut(BaseModel):
     driver: str | None = None
     driver_ok: bool | None = None
     interval_s: float
+    age_s: float | None = Field(None, description="age of the reading shown (seconds since the plant was read)")
+    estimated: bool | None = Field(None, description="the power is estimated from a model, not measured")
+    degraded: bool = Field(description="the reading is older than `stale_after_s`, or the plant or store failed")
+    degraded_reasons: list[str] = Field(description="why `degraded` (empty when not)")
+    stale_after_s: float = Field(description="a reading older than this makes the status degraded")
 
 
 class EventOut(BaseModel):
