@@ -113,6 +113,19 @@ def test_impossible_or_malformed_events_opt_out_and_change_nothing(tmp_path):
     run_ticks(svc, clock, 1)
 
 
+@pytest.mark.parametrize("oadr_id", ["a/b", "x\nINFO forged line", "x" * 120])
+@pytest.mark.parametrize("signal, kind, value", [("SIMPLE", "level", 2.0), ("ELECTRICITY_PRICE", "price", 30.0)])
+def test_event_ids_that_could_never_be_cancelled_opt_out(tmp_path, caplog, oadr_id, signal, kind, value):
+    clock = FakeClock(datetime(2026, 5, 3, 16, tzinfo=timezone.utc).timestamp())
+    svc = make_service(f"sqlite:///{tmp_path}/i.db", clock)
+    event = _event(signal, kind, [value], datetime.fromtimestamp(clock.t_s, timezone.utc))
+    event["event_descriptor"]["event_id"] = oadr_id
+    assert "event_id" in translate(event, CFG).reason
+    assert Ven(svc, CFG).handle(event) == "optOut"
+    assert svc.store.events() == [] and svc.store.prices() == []
+    assert not any("\n" in r.getMessage() for r in caplog.records)  # no forged log lines
+
+
 class Vtn:
     """openleadr's real VTN on loopback, in its own thread and event loop."""
 

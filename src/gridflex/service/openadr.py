@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from pydantic import ValidationError
 
 from gridflex.errors import InputError
-from gridflex.model.events import GridEvent
+from gridflex.model.events import EVENT_ID_PATTERN, EVENT_ID_RULE, GridEvent
 from gridflex.service.config import OpenAdrConfig
 from gridflex.service.runtime import LiveService
 
@@ -57,6 +58,10 @@ def translate(event: dict, cfg: OpenAdrConfig) -> Translation:
         base_id = f"{event_id_prefix(desc['event_id'])}{mod}"
     except (KeyError, TypeError, ValueError) as e:
         return Translation(reason=f"malformed event: missing or bad {e}")
+    if not re.fullmatch(EVENT_ID_PATTERN, f"{base_id}:999"):  # room for the interval number
+        shown = repr(str(desc["event_id"])[:40])
+        return Translation(reason=f"event_id {shown} is not allowed: gridflex ids ('{PREFIX}:<event id>:<modification"
+                                  f" number>:<n>') must be {EVENT_ID_RULE}")
     out = Translation()
     try:
         for sig in signals:
@@ -232,7 +237,7 @@ class Ven:
             except InputError as e:
                 tr.reason = str(e)
         if tr.reason:
-            log.warning("opting out of OpenADR event %s: %s", oadr_id, tr.reason)
+            log.warning("opting out of OpenADR event %r: %s", str(oadr_id)[:128], tr.reason)
             self.service.metrics.opt_outs.inc()
             return "optOut"
         added: list[str] = []
@@ -245,10 +250,10 @@ class Ven:
         except Exception as e:  # never half-applied: undo what was added
             for ev_id in added:
                 self.service.cancel_event(ev_id, f"rolled back: {e}")
-            log.warning("opting out of OpenADR event %s: %s", oadr_id, e)
+            log.warning("opting out of OpenADR event %r: %s", str(oadr_id)[:128], e)
             self.service.metrics.opt_outs.inc()
             return "optOut"
         for ev_id in superseded:
             self.service.cancel_event(ev_id, "superseded by a modified OpenADR event")
-        log.info("opted in to OpenADR event %s (%d interval(s))", oadr_id, len(tr.events))
+        log.info("opted in to OpenADR event %r (%d interval(s))", oadr_id, len(tr.events))
         return "optIn"
