@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gridflex.drivers.meter import MeterSettings
 from gridflex.errors import InputError
 from gridflex.model.scenario import ControlSettings, TwinSettings
 from gridflex.model.site import Job, Site
@@ -118,6 +119,7 @@ class ServiceConfig(_Strict):
     store: StoreConfig = StoreConfig()
     openadr: OpenAdrConfig = OpenAdrConfig()
     events: EventLimits = EventLimits()
+    meter: MeterSettings | None = Field(None, description="the site's Modbus TCP meter (drivers/meter.py); none: off")
 
     def token(self) -> str | None:
         """The bearer token: the environment variable, else the config."""
