@@ -284,3 +284,30 @@ def test_the_service_drives_a_real_slurm_from_its_config(cluster, tmp_path):
     assert svc.status.active_events == ("cut",) and svc.driver.read().estimated
     svc.stop()  # on exit every job is back to normal
     assert cluster.state(flex2) == "RUNNING"
+
+
+def test_gridflex_restore_resumes_what_a_killed_service_left_suspended(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.service_support import make_service
+
+    (flex2, _), = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2")).values()
+    svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
+                       driver={"kind": "slurm", "state_dir": str(tmp_path / "state")})
+    svc.tick(time.time())
+    full_w, least_w = svc._power_range_w()
+    now = datetime.now(UTC)
+    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=5),
+                            target=Target(power_w=(full_w + least_w) / 2)))
+    svc.tick(time.time())
+    assert cluster.state(flex2) == "SUSPENDED"  # and then gridflex is killed: nothing restores it
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump({"driver": {"kind": "slurm", "state_dir": "state"}}))
+    out = subprocess.run([sys.executable, "-m", "gridflex.cli", "restore", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert cluster.state(flex2) == "RUNNING"
+    assert f"slurm: resume job {flex2} (restore)" in out.stderr
