@@ -69,7 +69,10 @@ def test_api_answers_from_the_last_state_while_a_tick_is_stuck(tmp_path):
         assert _answer_within(lambda: client.get("/api/v1/jobs").status_code) == 200
         r = _answer_within(lambda: client.delete("/api/v1/events/cut", headers=AUTH))
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
-        print(f"status, jobs and DELETE answered in {time.monotonic() - t0:.2f} s while the tick was stuck")
+        later = body | {"id": "later", "start": (T0 + timedelta(hours=2)).isoformat(),
+                        "end": (T0 + timedelta(hours=3)).isoformat()}
+        assert _answer_within(lambda: client.post("/api/v1/events", json=later, headers=AUTH)).status_code == 201
+        print(f"status, jobs, DELETE and POST answered in {time.monotonic() - t0:.2f} s while the tick was stuck")
         assert ticking.is_alive()  # it really was stuck all along
 
         stuck.fail = True  # slurmctld stays down: the tick fails, and the status says so
@@ -81,6 +84,7 @@ def test_api_answers_from_the_last_state_while_a_tick_is_stuck(tmp_path):
         stuck.stuck.clear()  # back: the next tick lifts the cancelled event and the status is fresh
         clock.t_s += 2
         decision = svc.tick(clock.t_s)
-        assert decision is not None and decision.active_events == ()
+        assert decision is not None and decision.active_events == ()  # "cut" lifted, "later" not yet due
+        assert [r.event.id for r in svc.controller.timeline(clock.t_s).events] == ["later"]  # known, upcoming
         back = client.get("/api/v1/status").json()
-        assert back["degraded"] is False and back["driver_ok"] is True and back["known_events"] == []
+        assert back["degraded"] is False and back["driver_ok"] is True and back["known_events"] == ["later"]

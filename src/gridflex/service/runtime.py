@@ -98,7 +98,8 @@ class LiveService:
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
         self._events: dict[str, tuple[GridEvent, float]] = {}
-        self._lifted: deque[str] = deque()  # cancelled through the API, lifted from the controller next tick
+        # Events added or cancelled since the tick began, handed to the controller when the next one starts.
+        self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
         baselines: dict[str, float] = {}
         for rec in store.events(status="active"):
             self._events[rec.event.id] = (rec.event, rec.known_from_s)
@@ -148,7 +149,7 @@ class LiveService:
 
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
-            self._lift_cancelled()
+            self._hand_over_events()
             self._roll_windows(t_s)
             self._expire_events(t_s)
             self._prune(t_s)
@@ -205,31 +206,36 @@ class LiveService:
             )
 
     def add_event(self, ev: GridEvent, source: str = "api") -> None:
-        """Check, persist, then act on a new event."""
-        with self._lock:
-            now = self.clock()
-            self.check_event(ev, now)
-            known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
-            self.store.add_event(ev, source, known_s)
-            self._events[ev.id] = (ev, known_s)
-            self.controller.add_event(ev, known_s)
+        """Check and persist a new event, without waiting on a tick in progress (it may be stuck on a
+        slow driver); the controller takes it at the start of its next tick."""
+        now = self.clock()
+        self.check_event(ev, now)
+        known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
+        self.store.add_event(ev, source, known_s)  # refuses an id seen before
+        self._events[ev.id] = (ev, known_s)
+        self._pending.append(("add", ev, known_s))
         log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
 
     def cancel_event(self, event_id: str, reason: str = "cancelled") -> None:
-        """Persist the cancel and forget the event now, without waiting on a tick in progress
-        (it may be stuck on a slow driver); the controller lifts it at the start of its next tick."""
+        """Persist the cancel and forget the event now, without waiting on a tick in progress;
+        the controller lifts it at the start of its next tick."""
         if event_id not in self._events:
             raise KeyError(event_id)
         self.store.set_event_status(event_id, "cancelled", reason)
         self._events.pop(event_id, None)
-        self._lifted.append(event_id)
+        self._pending.append(("cancel", event_id, 0.0))
         log.info("event %s cancelled (%s)", event_id, reason)
 
-    def _lift_cancelled(self) -> None:
-        while self._lifted:
+    def _hand_over_events(self) -> None:
+        """Give the controller the events added and cancelled since the last tick, in order."""
+        while self._pending:
+            op, item, known_s = self._pending.popleft()
             try:
-                self.controller.cancel_event(self._lifted.popleft())
-            except InputError:  # a controller built since the cancel never had it
+                if op == "add":
+                    self.controller.add_event(item, known_s)
+                else:
+                    self.controller.cancel_event(item)
+            except InputError:  # a controller built since then has it already, or never had it
                 pass
 
     def active_event_ids(self) -> list[str]:
