@@ -86,7 +86,9 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, RedactTokens) for f in access.filters):
+            access.addFilter(RedactTokens())
         if run_loop:
             service.start()
         if ven is not None:
