@@ -239,3 +239,21 @@ def test_store_url_is_relative_to_the_config_file(tmp_path, monkeypatch):
     assert load_config(cfg).store.url == f"sqlite:///{tmp_path}/conf/state/gf.db"
     cfg.write_text(yaml.safe_dump({"store": {"url": "sqlite:////abs/gf.db"}}))
     assert load_config(cfg).store.url == "sqlite:////abs/gf.db"
+
+
+def test_the_documented_curl_example_makes_a_valid_upcoming_event(tmp_path):
+    """docs/service.md's example computes its dates and calls .venv/bin/gridflex: run its shell
+    lines with `curl` replaced by a stand-in that prints the body, and check the body."""
+    from pathlib import Path
+
+    from gridflex.model.events import GridEvent
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
+    assert "\ngridflex " not in doc and ".venv/bin/gridflex serve" in doc
+    block = doc.split("An event from five minutes from now")[1].split("```")[1]
+    script = "curl() { for a; do [ \"$prev\" = -d ] && printf '%s' \"$a\"; prev=$a; done; echo; }\n" + block
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=True)
+    body = json.loads(out.stdout.splitlines()[0])
+    ev = GridEvent.model_validate(body)
+    now = datetime.now(timezone.utc)
+    assert now < ev.start < now + timedelta(minutes=10) and ev.end - ev.start == timedelta(hours=2)
