@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,7 +90,8 @@ def controller_for(driver, settings: ControlSettings) -> Controller:
                       lambda job, seen_s: (now - 60, now + 3600), now)
 
 
-def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
+def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gridflex.drivers.slurm")
     jobs = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2", gpus=2), c=dict(partition="flex"),
                       b=dict(comment="gridflex:flex=0"))
     (flex2, _), (flex3, _), (flex0, _) = jobs.values()
@@ -119,6 +121,8 @@ def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
     assert wait_proc_states(cluster, flex2, {"S"}) == {"S"}
     assert "suspend" in driver.latency_summary() and max(driver.latency_s["suspend"]) < 5.0
     print("slurm actuation latency:", driver.latency_summary())
+    for verb in ("suspend", "resume"):  # every actuation is logged, one line each, with its reason
+        assert [r.getMessage() for r in caplog.records].count(f"slurm: {verb} job {flex2} (plan)") == 1
 
 
 def test_flex0_job_is_never_touched_and_bad_actions_change_nothing(cluster, tmp_path):
@@ -282,3 +286,30 @@ def test_the_service_drives_a_real_slurm_from_its_config(cluster, tmp_path):
     assert svc.status.active_events == ("cut",) and svc.driver.read().estimated
     svc.stop()  # on exit every job is back to normal
     assert cluster.state(flex2) == "RUNNING"
+
+
+def test_gridflex_restore_resumes_what_a_killed_service_left_suspended(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.service_support import make_service
+
+    (flex2, _), = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2")).values()
+    svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
+                       driver={"kind": "slurm", "state_dir": str(tmp_path / "state")})
+    svc.tick(time.time())
+    full_w, least_w = svc._power_range_w()
+    now = datetime.now(UTC)
+    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=5),
+                            target=Target(power_w=(full_w + least_w) / 2)))
+    svc.tick(time.time())
+    assert cluster.state(flex2) == "SUSPENDED"  # and then gridflex is killed: nothing restores it
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump({"driver": {"kind": "slurm", "state_dir": "state"}}))
+    out = subprocess.run([sys.executable, "-m", "gridflex.cli", "restore", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert cluster.state(flex2) == "RUNNING"
+    assert f"slurm: resume job {flex2} (restore)" in out.stderr

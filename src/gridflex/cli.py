@@ -13,7 +13,7 @@ from rich.table import Table
 
 from gridflex.errors import InputError
 from gridflex.plan.registry import PLANNERS
-from gridflex.service.cli_serve import serve
+from gridflex.service.cli_serve import restore, serve
 from gridflex.sim.compare import compare
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.command()(restore)
 app.command()(compare)
 out = Console()
 err = Console(stderr=True)

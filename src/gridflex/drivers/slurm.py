@@ -237,7 +237,7 @@ class SlurmDriver:
                 continue
             tool_args = {"suspend": ("scontrol", "resume"), "stop": ("scontrol", "release"),
                          "hold": ("scontrol", "release")}[verb]
-            issued.append(self._command(key, (*tool_args, job_id), forget=True))
+            issued.append(self._command(key, (*tool_args, job_id), forget=True, reason="restore"))
         self._confirm(issued)
 
     def health(self) -> DriverHealth:
@@ -332,11 +332,12 @@ class SlurmDriver:
                 self.ledger.forget(key)
                 continue
             due_s = self.clock() + self.settings.checkpoint_grace_s if key.startswith("signal:") else None
-            issued.append(self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s))
+            issued.append(self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s,
+                                        reason="plan"))
         self._confirm(issued)
 
-    def _command(self, key: str, cmd: tuple[str, ...], forget: bool,
-                 original: float | None = None) -> tuple[tuple[str, ...], float] | None:
+    def _command(self, key: str, cmd: tuple[str, ...], forget: bool, original: float | None = None,
+                 reason: str = "") -> tuple[tuple[str, ...], float] | None:
         """Run one command with the ledger kept in step: remembered before a change, forgotten
         after an undo; a job that has meanwhile ended is forgotten. Returns (command, start time)
         for `_confirm`, or None if the job had ended."""
@@ -360,6 +361,7 @@ class SlurmDriver:
             raise
         if forget:
             self.ledger.forget(key)
+        log.info("slurm: %s job %s (%s)", cmd[1] if cmd[0] == "scontrol" else cmd[0], job_id, reason)
         return cmd, t0
 
     def _retrying(self, cmd: tuple[str, ...]) -> None:
@@ -410,7 +412,8 @@ class SlurmDriver:
             if key.startswith("signal:") and due is not None and now >= due:
                 job_id = key.split(":", 1)[1]
                 try:
-                    self._confirm([self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False)])
+                    self._confirm([self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False,
+                                                reason="checkpoint grace time over")])
                 except SlurmUnreachable:
                     raise  # the signal entry stays: requeue when slurmctld is back
                 except DriverError as e:  # e.g. a job that is not requeueable: it keeps running
@@ -422,9 +425,11 @@ class SlurmDriver:
         pending = {j.id: j for j in self.pending}
         for job_id in held - set(pending):
             self._warn(f"job {job_id}: not pending any more; not held")
-        issued = [self._command(f"hold:{i}", ("scontrol", "hold", i), forget=False)
+        issued = [self._command(f"hold:{i}", ("scontrol", "hold", i), forget=False,
+                                reason="queued flexible job deferred by the plan")
                   for i in sorted(held & set(pending)) if f"hold:{i}" not in self.ledger and pending[i].flex_tier > 0]
-        issued += [self._command(key, ("scontrol", "release", key.split(":", 1)[1]), forget=True)
+        issued += [self._command(key, ("scontrol", "release", key.split(":", 1)[1]), forget=True,
+                                 reason="the plan releases it")
                    for key in self.ledger.keys("hold:") if key.split(":", 1)[1] not in held]
         self._confirm(issued)
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from gridflex.model.events import GridEvent
 from gridflex.model.site import FLEX_FACTOR, Job
 from gridflex.plan.registry import make_planner
 from gridflex.service.config import ServiceConfig
+from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
 from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver
 from gridflex.store.db import JobState, Store
@@ -58,6 +60,9 @@ class Status:
     jobs: tuple[dict, ...]
     driver: str
     driver_ok: bool
+    read_at_s: float  # when the plant was read (epoch s): the reading's age is now minus this
+    estimated: bool  # the power is estimated from a model, not measured
+    error: str = ""  # why the latest tick failed ("" when it did not)
 
 
 class LiveService:
@@ -86,6 +91,8 @@ class LiveService:
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
         self._events: dict[str, tuple[GridEvent, float]] = {}
+        # Events added or cancelled since the tick began, handed to the controller when the next one starts.
+        self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
         baselines: dict[str, float] = {}
         for rec in store.events(status="active"):
             self._events[rec.event.id] = (rec.event, rec.known_from_s)
@@ -107,6 +114,7 @@ class LiveService:
         if self._events:
             log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
         self.status: Status | None = None
+        self._jobs_view: list[dict] | None = None
         self._stop = threading.Event()
         self._pruned_s = 0.0
         self._failed_ticks = 0
@@ -137,9 +145,9 @@ class LiveService:
         while not self._stop.is_set():
             try:
                 self.tick(self.clock())
-            except Exception:  # e.g. the store is unreachable: nothing was acted on; keep the loop alive
+            except Exception as e:  # e.g. the store is unreachable: nothing was acted on; keep the loop alive
                 log.exception("control tick failed")
-                self._tick_failed()
+                self._tick_failed(f"tick failed: {e}")
             next_s += interval_s
             now = self.clock()
             if next_s < now - interval_s:  # fell behind: skip ticks rather than bunch them
@@ -148,6 +156,7 @@ class LiveService:
 
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
+            self._hand_over_events()
             self._expire_events(t_s)
             self._prune(t_s)
             advance(self.driver, t_s)
@@ -156,7 +165,7 @@ class LiveService:
             except DriverError as e:
                 log.error("driver error: %s", e)
                 self.metrics.driver_errors.inc()
-                self._tick_failed()
+                self._tick_failed(f"driver: {e}")
                 return None
             finally:
                 self._last_tick_s = t_s
@@ -164,8 +173,10 @@ class LiveService:
             self._publish(decision)
             return decision
 
-    def _tick_failed(self) -> None:
+    def _tick_failed(self, why: str) -> None:
         """Count a failed tick; after a few in a row, return the plant to normal (it is unwatched)."""
+        if self.status is not None:  # the last reading stays, and says it is no longer healthy
+            self.status = replace(self.status, driver_ok=False, error=why)
         self.metrics.tick_errors.inc()
         self._failed_ticks += 1
         if self._failed_ticks == FAILED_TICKS_BEFORE_RESTORE:
@@ -182,6 +193,7 @@ class LiveService:
         if ev.end.timestamp() <= t_s:
             raise InputError(f"end: the event ended at {ev.end.isoformat()}, before now")
         full_w, least_w = self._power_range_w()
+        check_event_limits(ev, t_s, self.config.events, full_w, least_w)
         if ev.target.power_w is not None:
             if ev.target.power_w >= full_w:
                 raise InputError(
@@ -200,49 +212,69 @@ class LiveService:
             )
 
     def add_event(self, ev: GridEvent, source: str = "api") -> None:
-        """Check, persist, then act on a new event."""
-        with self._lock:
-            now = self.clock()
-            self.check_event(ev, now)
-            known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
-            self.store.add_event(ev, source, known_s)
-            self._events[ev.id] = (ev, known_s)
-            self.controller.add_event(ev, known_s)
+        """Check and persist a new event, without waiting on a tick in progress (it may be stuck on a
+        slow driver); the controller takes it at the start of its next tick."""
+        now = self.clock()
+        self.check_event(ev, now)
+        known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
+        self.store.add_event(ev, source, known_s)  # refuses an id seen before
+        self._events[ev.id] = (ev, known_s)
+        self._pending.append(("add", ev, known_s))
         log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
 
     def cancel_event(self, event_id: str, reason: str = "cancelled") -> None:
-        with self._lock:
-            if event_id not in self._events:
-                raise KeyError(event_id)
-            self.store.set_event_status(event_id, "cancelled", reason)
-            del self._events[event_id]
-            self.controller.cancel_event(event_id)
+        """Persist the cancel and forget the event now, without waiting on a tick in progress;
+        the controller lifts it at the start of its next tick."""
+        if event_id not in self._events:
+            raise KeyError(event_id)
+        self.store.set_event_status(event_id, "cancelled", reason)
+        self._events.pop(event_id, None)
+        self._pending.append(("cancel", event_id, 0.0))
         log.info("event %s cancelled (%s)", event_id, reason)
 
+    def _hand_over_events(self) -> None:
+        """Give the controller the events added and cancelled since the last tick, in order."""
+        while self._pending:
+            op, item, known_s = self._pending.popleft()
+            try:
+                if op == "add":
+                    self.controller.add_event(item, known_s)
+                else:
+                    self.controller.cancel_event(item)
+            except InputError:  # a controller built since then has it already, or never had it
+                pass
+
     def active_event_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._events)
+        return list(self._events)  # a copy made under the GIL: never waits on a tick
 
     # --- jobs ---------------------------------------------------------------------------------
     def jobs(self) -> list[dict]:
-        with self._lock:
-            c = self.controller
-            used, perf = c.budget.used(), c.budget.performance()
-            return [
-                {
-                    "id": job.id,
-                    "workload": job.workload,
-                    "gpus": job.gpus,
-                    "flex_tier": job.flex_tier,
-                    "flex_factor": job.flex_factor,
-                    "flex_budget_used": float(used[i]),
-                    "performance": float(perf[i]),
-                    "window_start_s": float(c.win_start_s[i]),
-                    "window_end_s": float(c.win_end_s[i]),
-                    "controllable": bool(c.fleet.controllable[i]),
-                }
-                for i, job in enumerate(c.jobs)
-            ]
+        """Jobs and their accounts as of the last tick (or tier change): never waits on a tick."""
+        view = self._jobs_view
+        if view is None:
+            with self._lock:
+                view = self._jobs_view = self._job_rows()
+        return view
+
+    def _job_rows(self) -> list[dict]:
+        """Every job and its account now (the caller holds the lock)."""
+        c = self.controller
+        used, perf = c.budget.used(), c.budget.performance()
+        return [
+            {
+                "id": job.id,
+                "workload": job.workload,
+                "gpus": job.gpus,
+                "flex_tier": job.flex_tier,
+                "flex_factor": job.flex_factor,
+                "flex_budget_used": float(used[i]),
+                "performance": float(perf[i]),
+                "window_start_s": float(c.win_start_s[i]),
+                "window_end_s": float(c.win_end_s[i]),
+                "controllable": bool(c.fleet.controllable[i]),
+            }
+            for i, job in enumerate(c.jobs)
+        ]
 
     def set_tier(self, job_id: str, tier: int) -> None:
         """Change a job's flex tier; its budget account over the current window carries on, and
@@ -256,6 +288,7 @@ class LiveService:
             states[job_id] = JobState(**{**states[job_id].__dict__, "flex_tier": tier})
             self.store.save_job_states(list(states.values()))
             self.controller.set_tier(job_id, tier)
+            self._jobs_view = self._job_rows()
         log.info("job %s: flex tier set to %d", job_id, tier)
 
     # --- internals ----------------------------------------------------------------------------
@@ -271,7 +304,7 @@ class LiveService:
         for event_id, (ev, _) in list(self._events.items()):
             if ev.end.timestamp() + guard_s < t_s:
                 self.store.set_event_status(event_id, "completed")
-                del self._events[event_id]
+                self._events.pop(event_id, None)
                 self.controller.cancel_event(event_id)
 
     def _power_range_w(self) -> tuple[float, float]:
@@ -314,6 +347,7 @@ class LiveService:
             for i, job_id in enumerate(d.job_ids)
         )
         health = self.driver.health()
+        self._jobs_view = self._job_rows()
         self.status = Status(
             d.t_s,
             d.site_power_w,
@@ -324,6 +358,8 @@ class LiveService:
             jobs,
             self.driver.name,
             health.ok,
+            tel.t_s,
+            bool(tel.estimated),
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
 
