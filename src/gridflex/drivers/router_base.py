@@ -200,7 +200,8 @@ class ShiftStep:
 
 
 def shift_traffic(router: RouterDriver, backend: str, target_shares: Mapping[str, float], max_step: float = 0.1,
-                  step_interval_s: float = 1.0, *, sleep: Callable[[float], None] = time.sleep,
+                  step_interval_s: float = 1.0, *, max_steps: int | None = None,
+                  sleep: Callable[[float], None] = time.sleep,
                   on_step: Callable[[ShiftStep], None] | None = None) -> list[ShiftStep]:
     """Move `backend`'s split to `target_shares` (server -> share, summing to 1; servers not
     named get 0) in steps, waiting `step_interval_s` between them. Each step goes along the
@@ -208,7 +209,7 @@ def shift_traffic(router: RouterDriver, backend: str, target_shares: Mapping[str
     changes a server's share (as applied, in integer weights) by more than `max_step`, and
     while a step is applied (raises before cuts) no server gets more than the larger of its old
     and new share. Stops with `DriverError`, weights left at the last step, if a receiving
-    server is down or not ready."""
+    server is down or not ready. `max_steps` stops early (a caller that steps once per tick)."""
     if not (isinstance(max_step, (int, float)) and MIN_STEP <= max_step <= 1):
         raise InputError(f"max_step: {max_step!r}; allowed: a share in [{MIN_STEP}, 1]")
     if not (isinstance(step_interval_s, (int, float)) and 0 <= step_interval_s < math.inf):
@@ -235,7 +236,7 @@ def shift_traffic(router: RouterDriver, backend: str, target_shares: Mapping[str
         steps.append(step)
         if on_step is not None:
             on_step(step)
-        if last:
+        if last or len(steps) == max_steps:
             return steps
         sleep(step_interval_s)
         stats = router.read(backend)

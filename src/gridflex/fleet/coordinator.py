@@ -42,7 +42,7 @@ class FleetSites:
 
     names: tuple[str, ...]
     regions: tuple[str, ...]
-    headroom_w: np.ndarray  # more power the site may draw now within its own limits (< 0: none)
+    headroom_w: np.ndarray  # more power the site may draw now within its own limits (< 0: none; inf: no limit)
     capacity_rps: np.ndarray  # inference requests/s of this model the site can serve
     energy_per_request_j: np.ndarray  # marginal site energy per request (W per request/s)
     carbon_g_per_kwh: np.ndarray
@@ -86,9 +86,13 @@ class FleetDecision:
 
 
 def decide(sites: FleetSites, classes: RequestClasses, current_share: np.ndarray, rtt: RttTable,
-           costs: FleetCosts = FleetCosts()) -> FleetDecision:
-    """The split of every class over the sites, and what it does to each site's power."""
+           costs: FleetCosts = FleetCosts(), keep_share: np.ndarray | None = None) -> FleetDecision:
+    """The split of every class over the sites, and what it does to each site's power relative
+    to `current_share`. Unreachable sites keep `keep_share` (default: `current_share`), e.g. the
+    router's actual split when `current_share` is a reference taken before an event."""
     _validate(sites, classes, current_share)
+    keep = current_share if keep_share is None else keep_share
+    _validate(sites, classes, keep)
     n_c, n_s = len(classes.names), len(sites.names)
     rtt_ms = rtt.between(classes.origins, sites.regions)  # (C, S)
     rate = classes.rate_rps.astype(float)
@@ -99,8 +103,9 @@ def decide(sites: FleetSites, classes: RequestClasses, current_share: np.ndarray
 
     # bounds: budgets per request; unreachable sites keep what they serve now
     ok_latency = rtt_ms <= classes.latency_budget_ms[:, None]
-    x_lo = np.where(reach, 0.0, now)
-    x_hi = np.where(reach, np.where(ok_latency, rate[:, None], 0.0), now)
+    kept = keep * rate[:, None]
+    x_lo = np.where(reach, 0.0, kept)
+    x_hi = np.where(reach, np.where(ok_latency, rate[:, None], 0.0), kept)
     event = reach & (sites.event_cut_w > 0)
     y_hi = np.where(event, sites.flex_w, 0.0)
     # site rows: capacity and headroom (never below what the site serves now)
@@ -156,11 +161,11 @@ def _validate(sites: FleetSites, classes: RequestClasses, current_share: np.ndar
         v = np.asarray(getattr(sites, name))
         if v.shape != (n_s,):
             raise InputError(f"sites.{name}: shape {v.shape}; allowed: one value per site ({n_s})")
-        if name == "reachable":
-            continue
-        if not np.isfinite(v).all() or (name != "headroom_w" and (v < 0).any()):
-            raise InputError(f"sites.{name}: {v.tolist()}; allowed: finite numbers"
-                             + ("" if name == "headroom_w" else " >= 0"))
+        if name == "headroom_w":
+            if np.isnan(v).any() or np.isneginf(v).any():
+                raise InputError(f"sites.headroom_w: {v.tolist()}; allowed: watts (inf: no limit)")
+        elif name != "reachable" and (not np.isfinite(v).all() or (v < 0).any()):
+            raise InputError(f"sites.{name}: {v.tolist()}; allowed: finite numbers >= 0")
     if (np.asarray(sites.energy_per_request_j) <= 0).any():
         raise InputError("sites.energy_per_request_j: every site needs a positive energy per request")
     for name in ("rate_rps", "latency_budget_ms"):

@@ -1,0 +1,160 @@
+"""`gridflex fleet` end to end on loopback: stub site APIs (GET /api/v1/status) and a real
+HAProxy (tests/haproxy_support.py) whose weights the coordinator steps."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gridflex.cli import app
+from gridflex.drivers.router_haproxy import HAProxyDriver
+from gridflex.fleet.config import load_fleet_config
+from gridflex.fleet.loop import FleetCoordinator
+from tests.haproxy_support import HAProxyRig, Site, haproxy_binary, require_haproxy
+
+pytestmark = pytest.mark.timeout(300)
+RTT_CSV = Path("../shared/data/cloud-interregion-latency/ibm_vpc_interregion_latency_long.csv").resolve()
+HOME = [1.0, 0.0]  # with equal prices and carbon, requests from Washington DC are served there
+
+
+class StubSite:
+    """A site API answering GET /api/v1/status with whatever `status` holds."""
+
+    def __init__(self, **status):
+        self.status = {"t_s": 1.0, "site_power_w": 100e3, "target_w": None, "active_events": [], "jobs": [],
+                       "known_events": [], "interval_s": 2.0, **status}
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                body = json.dumps(stub.status).encode() if self.path == "/api/v1/status" else b"{}"
+                self.send_response(200 if self.path == "/api/v1/status" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    if haproxy_binary() is None:
+        msg = "HAProxy not installed; run scripts/ci/haproxy.sh"
+        pytest.fail(msg) if require_haproxy() else pytest.skip(msg)
+    rig = HAProxyRig(tmp_path_factory.mktemp("fleet"), [Site("siteA", "Washington DC", 1),
+                                                        Site("siteB", "Dallas", 1)], "Washington DC")
+    rig.start()
+    yield rig
+    rig.stop()
+
+
+@pytest.fixture
+def setup(rig, tmp_path):
+    sites = {"dc": StubSite(site_power_w=100e3), "dallas": StubSite(site_power_w=50e3)}
+    cfg = {
+        "interval_s": 0.1, "timeout_s": 10, "rtt_file": str(RTT_CSV),
+        "router": {"socket": str(rig.socket), "state_file": "ledger.json", "max_step": 0.1},
+        "sites": [{"name": "dc", "region": "Washington DC", "api_url": sites["dc"].url, "limit_w": 200e3,
+                   "slow_usd_per_mwh": 5000},
+                  {"name": "dallas", "region": "Dallas", "api_url": sites["dallas"].url, "limit_w": 200e3}],
+        "models": [{"name": "llama", "servers": {"dc": "siteA", "dallas": "siteB"},
+                    "capacity_rps": {"dc": 300, "dallas": 300}, "energy_per_request_j": {"dc": 500, "dallas": 500},
+                    "classes": [{"name": "batch", "backend": "llm", "origin": "Washington DC", "rate_rps": 100,
+                                 "latency_budget_ms": 200}]}],
+    }
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    yield path, sites
+    for s in sites.values():
+        s.stop()
+    HAProxyDriver(rig.socket, tmp_path / "ledger.json").restore()
+
+
+def run_until(coordinator, router, target, max_ticks=30) -> list[dict]:
+    """Tick until the backend's split is `target`; every tick moves a share by 0.1 at most."""
+    lines, before = [], router.read("llm").shares
+    for _ in range(max_ticks):
+        lines.append(coordinator.tick())
+        now = router.read("llm").shares
+        assert np.abs(now - before).max() <= 0.1 + 1e-9
+        before = now
+        if np.allclose(now, target, atol=1 / 256):
+            return lines
+    raise AssertionError(f"split {before} did not reach {target} in {max_ticks} ticks")
+
+
+def test_event_at_one_site_moves_traffic_out_and_back(setup):
+    path, sites = setup
+    cfg = load_fleet_config(path)
+    router = HAProxyDriver(cfg.router.socket, cfg.router.state_file)
+    coordinator = FleetCoordinator(cfg, router)
+    run_until(coordinator, router, HOME)
+    coordinator.tick()  # the reference: this split, and the power the sites draw with it
+    # an event at dc: 20 kW below the 100 kW it drew = 40 requests/s of 500 J leave for Dallas
+    sites["dc"].status.update(active_events=["e1"], target_w=80e3)
+    lines = run_until(coordinator, router, [0.6, 0.4])
+    sites["dc"].status.update(site_power_w=80e3)  # the site now draws less: the decision holds
+    lines.append(coordinator.tick())
+    last = lines[-1]["models"]["llama"]
+    assert last["ok"] and last["split"]["batch"] == {"dc": 0.6, "dallas": 0.4}
+    assert last["power_change_w"] == {"dc": -20e3, "dallas": 20e3} and last["slow_in_place_w"]["dc"] == 0
+    assert 25 * 0.4 <= last["added_latency_ms"]["batch"] <= 40 * 0.4
+    assert np.allclose(router.read("llm").shares, [0.6, 0.4], atol=1 / 256)
+    sites["dc"].status.update(active_events=[], target_w=None, site_power_w=80e3)
+    run_until(coordinator, router, HOME)
+
+
+def test_unreachable_site_keeps_its_share_and_the_event_site_slows_for_the_rest(setup):
+    path, sites = setup
+    cfg = load_fleet_config(path)
+    router = HAProxyDriver(cfg.router.socket, cfg.router.state_file)
+    coordinator = FleetCoordinator(cfg, router)
+    run_until(coordinator, router, HOME)
+    coordinator.tick()
+    sites["dc"].status.update(active_events=["e1"], target_w=80e3)
+    coordinator.tick()
+    coordinator.tick()  # two steps of its way to 0.6 / 0.4
+    mid = router.read("llm").shares
+    assert 0.6 < mid[0] < 0.9
+    sites["dallas"].stop()
+    line = coordinator.tick()
+    assert not line["sites"]["dallas"]["reachable"] and "error" in line["sites"]["dallas"]
+    model = line["models"]["llama"]
+    split = model["split"]["batch"]
+    assert np.allclose([split["dc"], split["dallas"]], mid, atol=1e-4)  # no more, no less for Dallas
+    assert model["slow_in_place_w"]["dc"] == pytest.approx(20e3 - mid[1] * 100 * 500, abs=5)
+    assert np.allclose(router.read("llm").shares, mid)
+
+
+def test_the_command_prints_a_line_per_tick_and_restores_on_exit(setup, rig):
+    path, _ = setup
+    result = CliRunner().invoke(app, ["fleet", "--config", str(path), "--ticks", "2"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(s) for s in result.stdout.splitlines() if s.startswith("{")]
+    assert len(lines) == 2 and lines[0]["models"]["llama"]["ok"]
+    assert list(HAProxyDriver(rig.socket).read("llm").weight) == [1, 1]
+
+
+def test_bad_fleet_config_names_the_field(tmp_path):
+    bad = tmp_path / "fleet.yaml"
+    bad.write_text(yaml.safe_dump({"rtt_file": "x.csv", "sites": [], "models": []}))
+    result = CliRunner().invoke(app, ["fleet", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "router" in result.output and "sites" in result.output
