@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from gridflex.cli import app
 from gridflex.drivers.router_haproxy import HAProxyDriver
 from gridflex.fleet.config import load_fleet_config
+from gridflex.fleet.latency import RttTable
 from gridflex.fleet.loop import FleetCoordinator
 from tests.haproxy_support import HAProxyRig, Site, haproxy_binary, require_haproxy
 
@@ -158,3 +159,11 @@ def test_bad_fleet_config_names_the_field(tmp_path):
     result = CliRunner().invoke(app, ["fleet", "--config", str(bad)])
     assert result.exit_code == 2
     assert "router" in result.output and "sites" in result.output
+
+
+def test_example_fleet_config_loads_and_its_regions_are_measured():
+    cfg = load_fleet_config("examples/fleet.yaml")
+    rtt = RttTable.from_csv(cfg.rtt_file)
+    for model in cfg.models:
+        regions = [next(s.region for s in cfg.sites if s.name == n) for n in model.servers]
+        assert rtt.between([c.origin for c in model.classes], regions).shape == (len(model.classes), len(regions))
