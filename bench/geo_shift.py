@@ -92,8 +92,9 @@ def run(args) -> dict:
 
 def kill_case(args, rig: hs.HAProxyRig, client: hs.LoadClient, ledger: Path) -> dict:
     coordinator = subprocess.Popen(
-        [sys.executable, hs.__file__, "shift", str(rig.socket), str(ledger), "llm", str(args.max_step),
-         str(max(args.interval, 1.0)), "siteA=0.1", "siteB=0.7", "siteC=0.2"], stdout=subprocess.PIPE, text=True)
+        [*hs.SCRIPT, "shift", str(rig.socket), str(ledger), "llm", str(args.max_step),
+         str(max(args.interval, 1.0)), "siteA=0.1", "siteB=0.7", "siteC=0.2"], cwd=ROOT, stdout=subprocess.PIPE,
+        text=True)
     for _ in range(2):
         coordinator.stdout.readline()
     coordinator.send_signal(signal.SIGKILL)

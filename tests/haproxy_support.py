@@ -9,13 +9,13 @@ process and stops everything at the end. `LoadClient` sends a paced, bounded req
 (count and time) from threads and records which site answered each request and how fast.
 When HAProxy is missing the tests fail under CI (CI=true or GRIDFLEX_REQUIRE_HAPROXY=1) and
 are skipped elsewhere. Run as a script, this module is a site backend or a shifting coordinator
-(`serve NAME PORT DELAY_MS`, `shift SOCKET LEDGER BACKEND MAX_STEP INTERVAL_S SERVER=SHARE...`).
+(`python -m tests.haproxy_support serve NAME PORT DELAY_MS` or
+`... shift SOCKET LEDGER BACKEND MAX_STEP INTERVAL_S SERVER=SHARE...`, from the project's root).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.slurm_cluster import _free_ports as free_ports
+from tests.slurm_cluster import _which
+
 ROOT = Path(__file__).resolve().parents[1]
+#: how to start this module as a process (a site backend or a coordinator), with `cwd=ROOT`
+SCRIPT = [sys.executable, "-m", "tests.haproxy_support"]
 LATENCY_CSV = ROOT.parent / "shared" / "data" / "cloud-interregion-latency" / "ibm_vpc_interregion_latency_matrix_latest.csv"
 
 
@@ -37,18 +42,7 @@ def require_haproxy() -> bool:
 
 
 def haproxy_binary() -> str | None:
-    return shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy", "/sbin/haproxy") if Path(p).exists()),
-                                           None)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    return _which("haproxy")
 
 
 def wait_for(ok, timeout_s: float, what: str, procs: dict[str, subprocess.Popen] | None = None) -> None:
@@ -102,8 +96,8 @@ class HAProxyRig:
         for s in self.sites:
             log = open(self.root / f"{s.name}.log", "ab")
             self.procs[s.name] = subprocess.Popen(
-                [sys.executable, __file__, "serve", s.name, str(self.site_ports[s.name]), str(self.delay_ms[s.name])],
-                stdout=log, stderr=subprocess.STDOUT)
+                [*SCRIPT, "serve", s.name, str(self.site_ports[s.name]), str(self.delay_ms[s.name])],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         for s in self.sites:
             wait_for(lambda p=self.site_ports[s.name]: _accepts(p), 30, f"backend {s.name} listening", self.procs)
         cfg = self.root / "haproxy.cfg"
@@ -270,7 +264,6 @@ def _serve(name: str, port: int, delay_ms: float) -> None:
 
 
 def _shift(sock: str, ledger: str, backend: str, max_step: str, interval_s: str, *shares: str) -> None:
-    sys.path.insert(0, str(ROOT / "src"))
     from gridflex.drivers.router_base import shift_traffic
     from gridflex.drivers.router_haproxy import HAProxyDriver
 

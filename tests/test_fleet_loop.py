@@ -88,6 +88,18 @@ def setup(rig, tmp_path):
     HAProxyDriver(rig.socket, tmp_path / "ledger.json").restore()
 
 
+@pytest.fixture
+def at_home(setup):
+    """A coordinator whose router split has settled without events, and its reference taken."""
+    path, sites = setup
+    cfg = load_fleet_config(path)
+    router = HAProxyDriver(cfg.router.socket, cfg.router.state_file)
+    coordinator = FleetCoordinator(cfg, router)
+    run_until(coordinator, router, HOME)
+    coordinator.tick()  # the reference: this split, and the power the sites draw with it
+    return router, coordinator, sites
+
+
 def run_until(coordinator, router, target, max_ticks=30) -> list[dict]:
     """Tick until the backend's split is `target`; every tick moves a share by 0.1 at most."""
     lines, before = [], router.read("llm").shares
@@ -101,13 +113,8 @@ def run_until(coordinator, router, target, max_ticks=30) -> list[dict]:
     raise AssertionError(f"split {before} did not reach {target} in {max_ticks} ticks")
 
 
-def test_event_at_one_site_moves_traffic_out_and_back(setup):
-    path, sites = setup
-    cfg = load_fleet_config(path)
-    router = HAProxyDriver(cfg.router.socket, cfg.router.state_file)
-    coordinator = FleetCoordinator(cfg, router)
-    run_until(coordinator, router, HOME)
-    coordinator.tick()  # the reference: this split, and the power the sites draw with it
+def test_event_at_one_site_moves_traffic_out_and_back(at_home):
+    router, coordinator, sites = at_home
     # an event at dc: 20 kW below the 100 kW it drew = 40 requests/s of 500 J leave for Dallas
     sites["dc"].status.update(active_events=["e1"], target_w=80e3)
     lines = run_until(coordinator, router, [0.6, 0.4])
@@ -122,13 +129,8 @@ def test_event_at_one_site_moves_traffic_out_and_back(setup):
     run_until(coordinator, router, HOME)
 
 
-def test_unreachable_site_keeps_its_share_and_the_event_site_slows_for_the_rest(setup):
-    path, sites = setup
-    cfg = load_fleet_config(path)
-    router = HAProxyDriver(cfg.router.socket, cfg.router.state_file)
-    coordinator = FleetCoordinator(cfg, router)
-    run_until(coordinator, router, HOME)
-    coordinator.tick()
+def test_unreachable_site_keeps_its_share_and_the_event_site_slows_for_the_rest(at_home):
+    router, coordinator, sites = at_home
     sites["dc"].status.update(active_events=["e1"], target_w=80e3)
     coordinator.tick()
     coordinator.tick()  # two steps of its way to 0.6 / 0.4

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -130,8 +129,8 @@ def test_coordinator_killed_mid_shift_leaves_a_valid_split_and_restore_undoes_it
     ledger = tmp_path / "coordinator-ledger.json"
     with LoadClient(rig.url, rate_per_s=40, max_requests=3000, max_s=240) as client:
         coordinator = subprocess.Popen(
-            [sys.executable, haproxy_support.__file__, "shift", str(rig.socket), str(ledger), "llm", "0.05", "1",
-             "siteA=0.1", "siteB=0.7", "siteC=0.2"], stdout=subprocess.PIPE, text=True)
+            [*haproxy_support.SCRIPT, "shift", str(rig.socket), str(ledger), "llm", "0.05", "1",
+             "siteA=0.1", "siteB=0.7", "siteC=0.2"], cwd=haproxy_support.ROOT, stdout=subprocess.PIPE, text=True)
         try:
             steps = [coordinator.stdout.readline() for _ in range(2)]  # two steps taken, more to come
             assert all(s.startswith("step") for s in steps), steps

@@ -6,11 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gridflex.errors import InputError
-from gridflex.sim.scenarios import format_validation_error
+from gridflex.config_file import load_yaml_model
 
 _NAME = r"^[A-Za-z0-9_.:-]+$"
 
@@ -95,18 +93,7 @@ class FleetConfig(_Strict):
 def load_fleet_config(path: str | Path) -> FleetConfig:
     """Read and check fleet.yaml; relative file paths in it are relative to the file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise InputError(f"cannot read fleet config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: the fleet config must be a mapping (keys: {', '.join(FleetConfig.model_fields)})")
-    try:
-        cfg = FleetConfig.model_validate(data)
-    except ValidationError as e:
-        raise InputError(f"{path}: invalid fleet config\n{format_validation_error(e)}") from None
+    cfg = load_yaml_model(path, FleetConfig, "fleet config")
     base = path.parent
     router = cfg.router.model_copy(update={
         "socket": base / cfg.router.socket,
