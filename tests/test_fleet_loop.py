@@ -4,6 +4,9 @@ HAProxy (tests/haproxy_support.py) whose weights the coordinator steps."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +21,7 @@ from gridflex.drivers.router_haproxy import HAProxyDriver
 from gridflex.fleet.config import load_fleet_config
 from gridflex.fleet.latency import RttTable
 from gridflex.fleet.loop import FleetCoordinator
-from tests.haproxy_support import HAProxyRig, Site, haproxy_binary, require_haproxy
+from tests.haproxy_support import HAProxyRig, Site, haproxy_binary, require_haproxy, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 RTT_CSV = Path("../shared/data/cloud-interregion-latency/ibm_vpc_interregion_latency_long.csv").resolve()
@@ -169,3 +172,27 @@ def test_example_fleet_config_loads_and_its_regions_are_measured():
     for model in cfg.models:
         regions = [next(s.region for s in cfg.sites if s.name == n) for n in model.servers]
         assert rtt.between([c.origin for c in model.classes], regions).shape == (len(model.classes), len(regions))
+
+
+def test_sigterm_mid_shift_restores_and_sigkill_leaves_a_valid_split(setup, rig):
+    path, _ = setup
+    router = HAProxyDriver(rig.socket)
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "gridflex.cli", "fleet", "--config", str(path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = start()
+        try:
+            wait_for(lambda: router.read("llm").shares[0] > 0.6, 60, "the coordinator's first steps", {"fleet": proc})
+            proc.send_signal(sig)
+            proc.wait(60)
+        finally:
+            proc.kill()
+        left = router.read("llm")
+        if sig == signal.SIGTERM:
+            assert proc.returncode == 0 and list(left.weight) == [1, 1], proc.stderr.read()
+        else:  # killed outright: the last step stays, a valid split; the ledger still knows the original
+            assert left.serving.any() and left.shares[0] > 0.6 and len(HAProxyDriver(rig.socket, path.parent
+                                                                                     / "ledger.json").ledger) == 2
