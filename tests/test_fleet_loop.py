@@ -128,6 +128,8 @@ def test_event_at_one_site_moves_traffic_out_and_back(at_home):
     assert last["power_change_w"] == {"dc": -20e3, "dallas": 20e3} and last["slow_in_place_w"]["dc"] == 0
     assert 25 * 0.4 <= last["added_latency_ms"]["batch"] <= 40 * 0.4
     assert np.allclose(router.read("llm").shares, [0.6, 0.4], atol=1 / 256)
+    seen = lines[-1]["models"]["llama"]["router"]["batch"]  # HAProxy's stats read back as telemetry
+    assert set(seen["failed_total"]) == {"dc", "dallas"} and set(seen["response_ms"]) == {"dc", "dallas"}
     sites["dc"].status.update(active_events=[], target_w=None, site_power_w=80e3)
     run_until(coordinator, router, HOME)
 

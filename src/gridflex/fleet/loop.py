@@ -2,9 +2,12 @@
 
 Each tick polls `GET /api/v1/status` of all sites at once (httpx, with a timeout; a site that
 does not answer is unreachable), turns the answers into `FleetSites` per model, solves
-`decide`, and moves every class's HAProxy backend one bounded step (`router.max_step`)
-towards its split; the next tick decides again with fresh readings, so a shift follows the
-sites as they change. What a site reports and what the coordinator derives:
+`decide`, and moves the model's HAProxy backends one bounded step towards the split; the next
+tick decides again with fresh readings, so a shift follows the sites as they change. All
+classes of a model move the same fraction of the way (no share by more than `router.max_step`),
+so each step's split is a convex combination of the router's split and the decided one: a site
+within its capacity and headroom before and after is within them at every step. What a site
+reports and what the coordinator derives:
 
 - headroom: `target_w − site_power_w` (the config's `limit_w` when the site has no target);
 - the reference: the router's split and each site's power, taken at every tick in which no
@@ -83,7 +86,7 @@ class FleetCoordinator:
         for model in self.cfg.models:
             names = list(model.servers)
             try:
-                current = self._current_share(model, names)
+                current, seen = self._read_router(model, names)
             except (DriverError, InputError) as e:
                 out["models"][model.name] = {"ok": False, "note": f"router: {e}"}
                 continue
@@ -93,25 +96,32 @@ class FleetCoordinator:
             decision = decide(self._sites(model, reports, power_w), self._classes(model), share, self.rtt, self.costs,
                               keep_share=current)
             out["models"][model.name] = {"ok": decision.ok, "note": decision.note,
-                                         **self._step(model, names, decision)}
+                                         **self._step(model, names, decision, current), "router": seen}
         return out
 
-    def _current_share(self, model: ModelConfig, names: list[str]) -> np.ndarray:
-        """The router's split of every class over the model's sites (equal if none is serving)."""
-        rows = []
+    def _read_router(self, model: ModelConfig, names: list[str]) -> tuple[np.ndarray, dict]:
+        """The router's split of every class over the model's sites (equal if none is serving),
+        and its per-site telemetry per class: failed requests so far and response time."""
+        rows, seen = [], {}
         for cls in model.classes:
             stats = self.router.read(cls.backend)
-            row = np.array([stats.shares[stats.index(model.servers[n])] for n in names])
+            idx = [stats.index(model.servers[n]) for n in names]
+            row = stats.shares[idx]
             rows.append(row / row.sum() if row.sum() > 0 else np.full(len(names), 1 / len(names)))
-        return np.array(rows)
+            seen[cls.name] = {"failed_total": dict(zip(names, stats.failed_total[idx].tolist())),
+                              "response_ms": dict(zip(names, np.nan_to_num(stats.response_ms[idx]).tolist()))}
+        return np.array(rows), seen
 
-    def _step(self, model: ModelConfig, names: list[str], d: FleetDecision) -> dict:
+    def _step(self, model: ModelConfig, names: list[str], d: FleetDecision, current: np.ndarray) -> dict:
+        reach = self.cfg.router.max_step - 1 / self.router.max_weight  # as in shift_traffic
+        gap = float(np.abs(d.share - current).max())
+        step = d.share if gap <= reach else current + (d.share - current) * reach / gap
         split, errors = {}, {}
         for c, cls in enumerate(model.classes):
-            target = {model.servers[s]: float(d.share[c, i]) for i, s in enumerate(names)}
+            target = {model.servers[s]: float(step[c, i]) for i, s in enumerate(names)}
             split[cls.name] = dict(zip(names, np.round(d.share[c], 4).tolist()))
             try:
-                shift_traffic(self.router, cls.backend, target, self.cfg.router.max_step, 0, max_steps=1)
+                shift_traffic(self.router, cls.backend, target, 1.0, 0, max_steps=1)
             except DriverError as e:  # e.g. a receiving server down: the backend keeps its split
                 errors[cls.name] = str(e)
         return {"split": split, "power_change_w": dict(zip(names, np.round(d.power_change_w).tolist())),
