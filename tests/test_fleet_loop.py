@@ -21,6 +21,7 @@ from gridflex.drivers.router_haproxy import HAProxyDriver
 from gridflex.fleet.config import load_fleet_config
 from gridflex.fleet.latency import RttTable
 from gridflex.fleet.loop import FleetCoordinator
+from gridflex.service.schemas import StatusOut
 from tests.haproxy_support import HAProxyRig, Site, haproxy_binary, require_haproxy, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -29,7 +30,8 @@ HOME = [1.0, 0.0]  # with equal prices and carbon, requests from Washington DC a
 
 
 class StubSite:
-    """A site API answering GET /api/v1/status with whatever `status` holds."""
+    """A site API answering GET /api/v1/status with whatever `status` holds, in the shape of the
+    real API's `StatusOut` (checked on every answer)."""
 
     def __init__(self, **status):
         self.status = {"t_s": 1.0, "site_power_w": 100e3, "target_w": None, "active_events": [], "jobs": [],
@@ -38,7 +40,8 @@ class StubSite:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
-                body = json.dumps(stub.status).encode() if self.path == "/api/v1/status" else b"{}"
+                body = StatusOut.model_validate(stub.status).model_dump_json().encode() \
+                    if self.path == "/api/v1/status" else b"{}"
                 self.send_response(200 if self.path == "/api/v1/status" else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
