@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from gridflex.errors import InputError
+from gridflex.fleet.cli_fleet import fleet
 from gridflex.plan.registry import PLANNERS
 from gridflex.service.cli_serve import restore, serve
 from gridflex.sim.compare import compare
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.command()(serve)
 app.command()(restore)
 app.command()(compare)
+app.command()(fleet)
 out = Console()
 err = Console(stderr=True)
 

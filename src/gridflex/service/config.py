@@ -6,14 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gridflex.config_file import load_yaml_model
 from gridflex.drivers.meter import MeterSettings
-from gridflex.errors import InputError
 from gridflex.model.scenario import ControlSettings, TwinSettings
 from gridflex.model.site import Job, Site
-from gridflex.sim.scenarios import DEFAULT_SCENARIO, format_validation_error
+from gridflex.sim.scenarios import DEFAULT_SCENARIO
 
 #: Environment variable holding the bearer token for writes (overrides `api.token`).
 TOKEN_ENV = "GRIDFLEX_API_TOKEN"
@@ -130,18 +129,7 @@ def load_config(path: str | Path | None) -> ServiceConfig:
     """Read and check a config file (None: all defaults)."""
     if path is None:
         return ServiceConfig()
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as e:
-        raise InputError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: the config must be a mapping (keys: {', '.join(ServiceConfig.model_fields)})")
-    try:
-        cfg = ServiceConfig.model_validate(data)
-    except ValidationError as e:
-        raise InputError(f"{path}: invalid config\n{format_validation_error(e)}") from None
+    cfg = load_yaml_model(path, ServiceConfig)
     base = Path(path).parent
     url = sqlite_url_beside(cfg.store.url, base)
     state_dir = cfg.driver.state_dir
