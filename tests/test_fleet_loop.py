@@ -35,7 +35,8 @@ class StubSite:
 
     def __init__(self, **status):
         self.status = {"t_s": 1.0, "site_power_w": 100e3, "target_w": None, "active_events": [], "jobs": [],
-                       "known_events": [], "interval_s": 2.0, **status}
+                       "known_events": [], "interval_s": 2.0, "degraded": False, "degraded_reasons": [],
+                       "stale_after_s": 10.0, **status}
         stub = self
 
         class Handler(BaseHTTPRequestHandler):

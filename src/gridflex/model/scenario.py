@@ -23,6 +23,16 @@ class TwinSettings(BaseModel):
     noise_correlation_s: float = Field(10.0, gt=0, description="time constant of the fluctuation")
 
 
+class JobTraceSpec(BaseModel):
+    """A scenario's `job_trace:` section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(min_length=1, description="CSV of jobs, relative to the scenario file")
+    qos_tiers: dict[str, int] = Field(default_factory=dict, description="QoS class -> flex tier (for a `qos` column)")
+    gpu_scale: int = Field(1, ge=1, description="every job needs this many times its GPUs (a larger campus)")
+
+
 class ControlSettings(BaseModel):
     """How the controller runs and how events are turned into targets."""
 
@@ -65,7 +75,8 @@ class Scenario(BaseModel):
     step_s: float = Field(1.0, gt=0, le=60)
     curves: str | None = Field(None, description="CSV of extra power curves, relative to the scenario file")
     site: Site = Site()
-    jobs: tuple[Job, ...] = Field(min_length=1)
+    jobs: tuple[Job, ...] = ()
+    job_trace: JobTraceSpec | None = Field(None, description="more jobs, queued, from a CSV job trace")
     events: tuple[GridEvent, ...] = ()
     twin: TwinSettings = TwinSettings()
     control: ControlSettings = ControlSettings()
@@ -84,6 +95,8 @@ class Scenario(BaseModel):
     def _check(self) -> Scenario:
         if self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        if not self.jobs and self.job_trace is None:
+            raise ValueError("jobs: a scenario needs at least one job (or a job_trace)")
         seen: set[str] = set()
         for job in self.jobs:
             if job.id in seen:

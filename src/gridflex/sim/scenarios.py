@@ -15,6 +15,7 @@ from gridflex.model.curves import CurveLibrary
 from gridflex.model.scenario import Scenario
 from gridflex.signals.prices import load_prices
 from gridflex.sim.hybrid import hashprice_signal
+from gridflex.sim.job_trace import load_job_trace
 from gridflex.sim.curve_csv import builtin_curves, load_curves
 
 DEFAULT_SCENARIO = "phoenix-srp"
@@ -60,6 +61,11 @@ def parse_scenario(text: str, source: str, base_dir: Path | None) -> LoadedScena
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
         raise InputError(f"{source}: invalid scenario\n{format_validation_error(e)}") from None
+    if scenario.job_trace is not None:
+        jobs = scenario.jobs + load_job_trace(scenario.job_trace, base_dir, scenario.start)
+        if len({j.id for j in jobs}) != len(jobs):
+            raise InputError(f"{source}: job ids must be unique across jobs and job_trace")
+        scenario = scenario.model_copy(update={"jobs": jobs})
     curves = builtin_curves()
     if scenario.curves:
         if base_dir is None:
