@@ -45,6 +45,11 @@ class MinerSide:
             return float(d.sponge_limit_w)
         return float(d.setpoint_w) if d.mode == "steady" else np.inf
 
+    @property
+    def last(self) -> MinerTelemetry | None:
+        """The latest reading of the fleet (None before the first)."""
+        return self._last
+
     def read(self) -> MinerTelemetry:
         self._last = self.driver.read()
         return self._last

@@ -45,16 +45,34 @@ class AsicModel(BaseModel):
 
 
 class MinerGroup(BaseModel):
-    """`count` identical units of one model behind the site meter."""
+    """`count` identical units of one model behind the site meter; live, the units are `hosts`
+    (addresses pyasic reaches them at), and their ids are the hosts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1, description="prefix of the unit ids")
     model: str = Field(min_length=1, description="a built-in model name or one defined under 'models'")
-    count: int = Field(gt=0)
+    count: int | None = Field(None, gt=0, description="how many units (default: one per host)")
+    hosts: tuple[str, ...] = Field((), description="the units' addresses, for `gridflex serve` (pyasic)")
     min_power_fraction: float | None = Field(
         None, gt=0, lt=1, description="lowest power target the firmware accepts (None: on/off only)"
     )
+
+    @model_validator(mode="after")
+    def _count(self) -> MinerGroup:
+        if self.count is None and not self.hosts:
+            raise ValueError(f"group {self.id!r}: give count (simulation) or hosts (live miners)")
+        if self.count is not None and self.hosts and self.count != len(self.hosts):
+            raise ValueError(f"group {self.id!r}: count {self.count} but {len(self.hosts)} hosts")
+        return self
+
+    @property
+    def units(self) -> int:
+        return self.count if self.count is not None else len(self.hosts)
+
+    @property
+    def unit_ids(self) -> tuple[str, ...]:
+        return self.hosts or tuple(f"{self.id}-{k:04d}" for k in range(self.units))
 
 
 @cache
@@ -100,7 +118,7 @@ class MinerFleet:
     @classmethod
     def build(cls, groups: Sequence[MinerGroup], models: Mapping[str, AsicModel]) -> MinerFleet:
         per_group = [models[g.model] for g in groups]
-        idx = np.repeat(np.arange(len(groups)), [g.count for g in groups])
+        idx = np.repeat(np.arange(len(groups)), [g.units for g in groups])
 
         def col(values: Sequence[float]) -> np.ndarray:
             return np.asarray(values, float)[idx]
@@ -108,7 +126,7 @@ class MinerFleet:
         power = col([m.power_w for m in per_group])
         frac = col([g.min_power_fraction or 1.0 for g in groups])
         return cls(
-            ids=tuple(f"{g.id}-{k:04d}" for g in groups for k in range(g.count)),
+            ids=tuple(i for g in groups for i in g.unit_ids),
             group=idx,
             groups=tuple(groups),
             models=tuple(per_group),

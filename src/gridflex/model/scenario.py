@@ -60,8 +60,9 @@ class ControlSettings(BaseModel):
         900.0, ge=0, description="queued flexible jobs are held from this long before an event's start"
     )
     release_stagger_s: float = Field(60.0, ge=0, description="after an event, release one held job every this long")
-    hold_unknown_work_s: float = Field(
-        3600.0, gt=0, description="work assumed for a queued job of unknown length when sizing its hold allowance"
+    hold_work_s: float = Field(
+        14400.0, gt=0, description="most work counted when sizing a queued job's hold allowance (and the work of a"
+        " job of unknown length)"
     )
 
 

@@ -26,6 +26,7 @@ from gridflex.service.schemas import (
     EventOut,
     JobOut,
     JobPlan,
+    MinerOut,
     PriceOut,
     SessionIn,
     StatusOut,
@@ -189,6 +190,9 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
             degraded=bool(reasons),
             degraded_reasons=reasons,
             stale_after_s=limit_s,
+            miners=[MinerOut(**m) for m in s.miners],
+            queued_jobs=s.queued_jobs,
+            held_jobs=list(s.held_jobs),
         )
 
     @app.get("/api/v1/telemetry", dependencies=read, tags=["site"], responses=read_answers | _answers(422))

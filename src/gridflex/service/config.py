@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridflex.config_file import load_yaml_model
 from gridflex.drivers.meter import MeterSettings
+from gridflex.model.miners import MinerSettings
 from gridflex.model.scenario import ControlSettings, TwinSettings
 from gridflex.model.site import Job, Site
 from gridflex.sim.scenarios import DEFAULT_SCENARIO
@@ -35,6 +36,14 @@ class DriverConfig(_Strict):
     seed: int = Field(0, description="seed of the twin's curve errors and power noise")
     step_s: float = Field(1.0, gt=0, le=60, description="the twin's simulation step")
     twin: TwinSettings = TwinSettings()
+
+
+class MinerDriverConfig(_Strict):
+    """How real miners are reached (pyasic); their ledger is `driver.state_dir`/miners.json."""
+
+    timeout_s: float = Field(5.0, gt=0, description="deadline of every pyasic call")
+    restart_stagger_s: float = Field(2.0, ge=0, description="seconds between miner restarts (no synchronised inrush)")
+    step_s: float = Field(1.0, gt=0, le=60, description="the simulated miners' step (groups without hosts)")
 
 
 class ApiConfig(_Strict):
@@ -119,6 +128,11 @@ class ServiceConfig(_Strict):
     openadr: OpenAdrConfig = OpenAdrConfig()
     events: EventLimits = EventLimits()
     meter: MeterSettings | None = Field(None, description="the site's Modbus TCP meter (drivers/meter.py); none: off")
+    miners: MinerSettings | None = Field(
+        None, description="the miner fleet behind the site meter (docs/miners.md): groups with `hosts` are real"
+        " miners driven through pyasic, groups with a `count` only are simulated"
+    )
+    miner_driver: MinerDriverConfig = MinerDriverConfig()
 
     def token(self) -> str | None:
         """The bearer token: the environment variable, else the config."""

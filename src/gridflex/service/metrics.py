@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gridflex.control.controller import Decision
 from gridflex.drivers.base import Telemetry
+from gridflex.drivers.miner_base import MinerTelemetry
 from gridflex.model.fleet import JobFleet
 
 
@@ -37,7 +38,11 @@ class ServiceMetrics:
         self.tick_errors = Counter("gridflex_tick_errors", "Control ticks that failed (nothing acted on)", registry=r)
         self.opt_outs = Counter("gridflex_openadr_opt_outs", "OpenADR events refused", registry=r)
         self.ticks = Counter("gridflex_control_ticks", "Control ticks run", registry=r)
+        self.jobs = Gauge("gridflex_jobs", "Jobs by state (running, queued, held)", ["state"], registry=r)
+        self.miner_power = Gauge("gridflex_miner_power_watts", "Measured power of the miner fleet", registry=r)
+        self.miners_mining = Gauge("gridflex_miners_mining", "Miners with a non-zero power target", registry=r)
         self._under_event = self._compliant = 0
+        self._job_labels: set[str] = set()
         self.compliance.set(float("nan"))  # no tick under an event yet
 
     def observe(self, d: Decision, tel: Telemetry, fleet: JobFleet, used: np.ndarray, tolerance: float) -> None:
@@ -55,3 +60,15 @@ class ServiceMetrics:
             self.compliance.set(self._compliant / self._under_event)
         for job_id, u in zip(fleet.ids, used.tolist(), strict=True):
             self.budget_used.labels(job_id).set(u)
+        for gone in self._job_labels - set(fleet.ids):  # a job that ended has no series any more
+            self.budget_used.remove(gone)
+        self._job_labels = set(fleet.ids)
+        self.jobs.labels("running").set(len(fleet))
+
+    def observe_queue(self, queued: int, held: int) -> None:
+        self.jobs.labels("queued").set(queued)
+        self.jobs.labels("held").set(held)
+
+    def observe_miners(self, tel: MinerTelemetry) -> None:
+        self.miner_power.set(tel.total_w)
+        self.miners_mining.set(int(np.sum(tel.target_w > 0)))

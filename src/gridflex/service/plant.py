@@ -10,15 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gridflex.control.miner_side import MinerSide
 from gridflex.drivers.base import Driver
 from gridflex.drivers.dry_run import DryRunDriver
 from gridflex.drivers.factory import make_driver
+from gridflex.drivers.miners_twin import MinerTwinDriver
+from gridflex.drivers.pyasic_driver import PyasicDriver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
 from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Job, Site
 from gridflex.service.config import DriverConfig, ServiceConfig
+from gridflex.signals.prices import load_prices
+from gridflex.sim.hybrid import hashprice_signal
 from gridflex.sim.scenarios import load_scenario
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class SiteSpec:
     jobs: tuple[Job, ...]
     curves: CurveLibrary
     control: ControlSettings
+    base_dir: Path | None = None  # where the config's relative paths (prices) start
 
 
 def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
@@ -44,7 +50,7 @@ def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
             )
     if len({j.id for j in jobs}) != len(jobs):
         raise InputError("jobs: job ids must be unique")
-    return SiteSpec(config.site or sc.site, tuple(jobs), loaded.curves, config.control or sc.control)
+    return SiteSpec(config.site or sc.site, tuple(jobs), loaded.curves, config.control or sc.control, base_dir)
 
 
 def build_driver(cfg: DriverConfig, spec: SiteSpec, start_s: float) -> Driver:
@@ -59,8 +65,32 @@ def build_driver(cfg: DriverConfig, spec: SiteSpec, start_s: float) -> Driver:
     return twin
 
 
-def advance(driver: Driver, t_s: float) -> None:
-    """Bring a simulated plant up to wall-clock time; real plants live in it already."""
+def build_miners(config: ServiceConfig, spec: SiteSpec, start_s: float, dry_run: bool) -> MinerSide | None:
+    """The miner fleet of the config: real units through pyasic where its groups list hosts (each
+    found and put back as it was found), else the simulated fleet in wall-clock time."""
+    settings = config.miners
+    if settings is None:
+        return None
+    fleet = settings.build_fleet()
+    real = [g for g in settings.groups if g.hosts]
+    if real and len(real) != len(settings.groups):
+        raise InputError("miners.groups: give hosts for every group (real miners) or for none (simulated)")
+    if real:
+        state = config.driver.state_dir / "miners.json" if config.driver.state_dir else None
+        d = config.miner_driver
+        driver = PyasicDriver(fleet.ids, d.timeout_s, d.restart_stagger_s, state_path=state, dry_run=dry_run)
+        driver.discover()
+        driver.restore()  # start from how the units were found, whatever a crash left behind
+    else:
+        driver = MinerTwinDriver(fleet, start_s, config.miner_driver.step_s, settings.ramp_w_per_s)
+    prices = load_prices(settings.prices, settings.price_column, spec.base_dir)
+    return MinerSide(fleet, driver, settings, prices, hashprice_signal(settings, spec.base_dir))
+
+
+def advance(driver: Driver, t_s: float, miners: MinerSide | None = None) -> None:
+    """Bring simulated plants up to wall-clock time; real plants live in it already."""
     inner = driver.inner if isinstance(driver, DryRunDriver) else driver
     if isinstance(inner, TwinDriver):
         inner.advance_to(t_s)
+    if miners is not None and isinstance(miners.driver, MinerTwinDriver):
+        miners.driver.advance_to(t_s)

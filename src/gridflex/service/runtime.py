@@ -21,7 +21,7 @@ from gridflex.plan.registry import make_planner
 from gridflex.service.config import ServiceConfig
 from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
-from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver
+from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver, build_miners
 from gridflex.store.db import JobState, Store
 from gridflex.store.models import DecisionRow, TelemetryRow
 
@@ -63,6 +63,9 @@ class Status:
     read_at_s: float  # when the plant was read (epoch s): the reading's age is now minus this
     estimated: bool  # the power is estimated from a model, not measured
     error: str = ""  # why the latest tick failed ("" when it did not)
+    miners: tuple[dict, ...] = ()  # each miner: id, power_w, target_w, mode, responding
+    queued_jobs: int = 0
+    held_jobs: tuple[str, ...] = ()
 
 
 class LiveService:
@@ -90,6 +93,7 @@ class LiveService:
         driver = build_driver(config.driver, spec, now)
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
+        self.miners = build_miners(config, spec, now, dry_run)
         self._events: dict[str, tuple[GridEvent, float]] = {}
         # Events added or cancelled since the tick began, handed to the controller when the next one starts.
         self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
@@ -103,7 +107,7 @@ class LiveService:
         self._last_tick_s = now if last_s is None else min(last_s, now)
         c = self.controller = Controller(
             spec.site, self.control, self.driver, make_planner(config.planner), spec.curves,
-            rolling_windows(self.epoch_s, config.budget_window_s), self._last_tick_s, self.journal,
+            rolling_windows(self.epoch_s, config.budget_window_s), self._last_tick_s, self.journal, self.miners,
         )
         c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
         c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
@@ -159,7 +163,7 @@ class LiveService:
             self._hand_over_events()
             self._expire_events(t_s)
             self._prune(t_s)
-            advance(self.driver, t_s)
+            advance(self.driver, t_s, self.miners)
             try:
                 decision = self.controller.step(t_s)
             except DriverError as e:
@@ -348,6 +352,17 @@ class LiveService:
         )
         health = self.driver.health()
         self._jobs_view = self._job_rows()
+        miners = ()
+        if self.miners is not None and self.miners.last is not None:
+            m = self.miners.last
+            self.metrics.observe_miners(m)
+            miners = tuple(
+                {"id": i, "power_w": float(p), "target_w": float(t), "mode": mode.value, "responding": bool(ok)}
+                for i, p, t, mode, ok in zip(m.unit_ids, m.power_w, m.target_w, self.miners.fleet.mode(m.target_w),
+                                             m.responding)
+            )
+        queued = len(self.driver.queue())
+        self.metrics.observe_queue(queued, len(d.held))
         self.status = Status(
             d.t_s,
             d.site_power_w,
@@ -360,6 +375,9 @@ class LiveService:
             health.ok,
             tel.t_s,
             bool(tel.estimated),
+            miners=miners,
+            queued_jobs=queued,
+            held_jobs=tuple(sorted(d.held)),
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
 

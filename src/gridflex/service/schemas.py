@@ -17,6 +17,14 @@ class JobPlan(BaseModel):
     flex_budget_used: float = Field(description="share of the tier's slowdown allowance spent in the window")
 
 
+class MinerOut(BaseModel):
+    id: str
+    power_w: float = Field(description="measured power (a unit not answering counts at its nameplate)")
+    target_w: float = Field(description="power target in effect (0: asleep)")
+    mode: str = Field(description="full, reduced or sleep")
+    responding: bool
+
+
 class StatusOut(BaseModel):
     t_s: float | None = Field(description="epoch seconds of the latest tick (null before the first)")
     site_power_w: float | None
@@ -34,6 +42,9 @@ class StatusOut(BaseModel):
     degraded: bool = Field(description="the reading is older than `stale_after_s`, or the plant or store failed")
     degraded_reasons: list[str] = Field(description="why `degraded` (empty when not)")
     stale_after_s: float = Field(description="a reading older than this makes the status degraded")
+    miners: list[MinerOut] = Field(default_factory=list, description="the miner fleet behind the meter (empty: none)")
+    queued_jobs: int = Field(0, description="jobs waiting in the plant's queue")
+    held_jobs: list[str] = Field(default_factory=list, description="queued jobs gridflex holds (deferred)")
 
 
 class EventOut(BaseModel):
