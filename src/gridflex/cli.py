@@ -13,6 +13,7 @@ from rich.table import Table
 
 from gridflex.errors import InputError
 from gridflex.plan.registry import PLANNERS
+from gridflex.programs.cli_settle import settle
 from gridflex.service.cli_serve import serve
 from gridflex.sim.compare import compare
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(compare)
+app.command()(settle)
 out = Console()
 err = Console(stderr=True)
 

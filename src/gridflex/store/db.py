@@ -139,6 +139,20 @@ class Store:
         with self._session() as s:
             return list(reversed(s.scalars(q).all()))
 
+    # --- read-only range queries (settlement) --------------------------------------------------
+    def telemetry_between(self, start_s: float, end_s: float) -> list[tuple]:
+        """(id, t_s, site_power_w, estimated) of every telemetry row in [start_s, end_s), by time."""
+        t = TelemetryRow
+        q = select(t.id, t.t_s, t.site_power_w, t.estimated).where(t.t_s >= start_s, t.t_s < end_s)
+        with self._session() as s:
+            return [tuple(r) for r in s.execute(q.order_by(t.t_s, t.id))]
+
+    def decisions_between(self, start_s: float, end_s: float) -> list[DecisionRow]:
+        """Every decision in [start_s, end_s), by time."""
+        q = select(DecisionRow).where(DecisionRow.t_s >= start_s, DecisionRow.t_s < end_s)
+        with self._session() as s:
+            return list(s.scalars(q.order_by(DecisionRow.t_s, DecisionRow.id)))
+
     # --- jobs ---------------------------------------------------------------------------------
     def job_states(self) -> dict[str, JobState]:
         with self._session() as s:
