@@ -18,7 +18,7 @@ from gridflex.programs.settle import EventSettlement, MonthStatement
 from gridflex.report.html import _dates, _png, page, table
 
 DECISIONS_SHOWN = 40
-EVENT_COLUMNS = ("event", "test", "start (local)", "end (local)", "notice_s", "obligation_kw", "baseline",
+EVENT_COLUMNS = ("event_id", "is_test", "start_local", "end_local", "notice_s", "obligation_kw", "baseline_method",
                  "baseline_kw", "metered_kw", "reduction_kw", "performance_factor", "delivered_mwh", "payment_usd",
                  "penalty_usd", "note")
 
@@ -35,11 +35,11 @@ def event_row(e: EventSettlement, tz) -> dict:
     ev = e.received["event"]
     b = e.baseline
     return {
-        "event": e.event_id, "test": "yes" if e.is_test else "",
-        "start (local)": datetime.fromisoformat(ev["start"]).astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-        "end (local)": datetime.fromisoformat(ev["end"]).astimezone(tz).strftime("%H:%M"),
+        "event_id": e.event_id, "is_test": "yes" if e.is_test else "",
+        "start_local": datetime.fromisoformat(ev["start"]).astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        "end_local": datetime.fromisoformat(ev["end"]).astimezone(tz).strftime("%H:%M"),
         "notice_s": _num(datetime.fromisoformat(ev["start"]).timestamp() - e.received["known_from_s"], 0),
-        "obligation_kw": _num(e.obligation_w / 1e3), "baseline": b.method if b else "—",
+        "obligation_kw": _num(e.obligation_w / 1e3), "baseline_method": b.method if b else "",
         "baseline_kw": _num(np.nanmean(e.baseline_w) / 1e3) if len(e.baseline_w) else None,
         "metered_kw": _num(np.nanmean(e.metered_w) / 1e3) if len(e.metered_w) else None,
         "reduction_kw": _num(np.nanmean(e.reduction_w) / 1e3) if len(e.metered_w) else None,
