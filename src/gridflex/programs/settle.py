@@ -14,6 +14,7 @@ from gridflex.errors import InputError
 from gridflex.programs import baselines as bl
 from gridflex.programs.match import which_program
 from gridflex.programs.meter import DayMatrix, IntervalLoad, day_matrix, interval_means, local_date, local_dates_between
+from gridflex.programs.peaks import avoided_transmission_usd
 from gridflex.programs.model import CapacityProgram, CoincidentPeak, Enrolment, FlexBids, Measurement
 from gridflex.programs.records import Records, event_dict, read_records
 from gridflex.store import EventRecord, Store
@@ -203,6 +204,6 @@ def settle_peaks(prog: CoincidentPeak, load: IntervalLoad, matrix: DayMatrix, ev
         if not np.isfinite(avoided_kw):
             out.append(PeakSettlement(t_s, metered, base, 0.0, b.method, "no meter data or baseline at the peak"))
             continue
-        out.append(PeakSettlement(t_s, metered, base, avoided_kw * prog.transmission_usd_per_kw_year
-                                  / prog.peaks_per_season, b.method))
+        usd = avoided_transmission_usd(np.array([avoided_kw]), prog.transmission_usd_per_kw_year, prog.peaks_per_season)
+        out.append(PeakSettlement(t_s, metered, base, usd, b.method))
     return out
