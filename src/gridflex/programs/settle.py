@@ -109,15 +109,17 @@ def settle_month(store: Store, enrolment: Enrolment, program: str, month: str) -
     matrix = day_matrix(load, prog.tz)
     event_days = set().union(*(local_dates_between(r.event.start.timestamp(), r.event.end.timestamp(), prog.tz)
                                for r in rec.events))
-    events, unmatched = [], []
+    mine, unmatched = [], []
     for r in rec.events:
         if not m0 <= r.event.start.timestamp() < m1:
             continue
         match = which_program(r.event, r.source, r.known_from_s, enrolment)
         if match.program == prog.name:
-            events.append(settle_event(prog, r, match.how, load, matrix, event_days, rec.decisions))
+            mine.append((r, match.how))
         else:
             unmatched.append((r.event.id, match.how if match.program is None else f"program {match.program}"))
+    events = [settle_event(prog, r, how, chain, load, matrix, event_days, rec.decisions)
+              for (r, how), chain in zip(mine, dispatches([r for r, _ in mine]))]
     peaks = settle_peaks(prog, load, matrix, event_days, m0, m1) if isinstance(prog, CoincidentPeak) else []
     factors = [np.clip(e.performance_factor, 0, 1) if np.isfinite(e.performance_factor) else 0.0
                for e in events if e.obligation_w > 0]
@@ -129,9 +131,27 @@ def settle_month(store: Store, enrolment: Enrolment, program: str, month: str) -
     return MonthStatement(prog, month, (m0, m1), events, peaks, month_load, capacity, month_pf, rec, unmatched)
 
 
-def settle_event(prog, r: EventRecord, how: str, load: IntervalLoad, matrix: DayMatrix, event_days: set,
-                 decisions: list[dict]) -> EventSettlement:
+def dispatches(records: list[EventRecord]) -> list[tuple[float, float, float]]:
+    """For each event (sorted by start), the (start_s, end_s, known_from_s) of the dispatch it is part
+    of: back-to-back or overlapping events (an OpenADR event's intervals) are one dispatch, so the
+    baseline of the later ones is taken before the first, not from the reduced load of the earlier."""
+    chains: list[list[EventRecord]] = []
+    for r in records:
+        if chains and r.event.start <= max(c.event.end for c in chains[-1]):
+            chains[-1].append(r)
+        else:
+            chains.append([r])
+    return [(min(c.event.start for c in chain).timestamp(), max(c.event.end for c in chain).timestamp(),
+             min(c.known_from_s for c in chain)) for chain in chains for _ in chain]
+
+
+def settle_event(prog, r: EventRecord, how: str, dispatch: tuple[float, float, float], load: IntervalLoad,
+                 matrix: DayMatrix, event_days: set, decisions: list[dict]) -> EventSettlement:
+    """One event, measured over its hold period against the baseline of the dispatch it is part of."""
     ev = r.event
+    if dispatch[:2] != (ev.start.timestamp(), ev.end.timestamp()):
+        how += f"; part of a dispatch from {datetime.fromtimestamp(dispatch[0], UTC):%Y-%m-%d %H:%M} to" \
+               f" {datetime.fromtimestamp(dispatch[1], UTC):%H:%M} UTC, baselined as one"
     obligation, price = prog.committed_w, prog.payment.energy_usd_per_mwh
     note = ""
     if isinstance(prog, FlexBids):
@@ -145,8 +165,7 @@ def settle_event(prog, r: EventRecord, how: str, load: IntervalLoad, matrix: Day
         decisions=[d for d in decisions if r.known_from_s - 60 <= d["t_s"] < ev.end.timestamp()],
     )
     try:
-        s.baseline = event_baseline(prog.measurement, load, matrix, ev.start.timestamp(), ev.end.timestamp(),
-                                    r.known_from_s, event_days, prog.holidays)
+        s.baseline = event_baseline(prog.measurement, load, matrix, *dispatch, event_days, prog.holidays)
     except InputError as e:
         s.error = str(e)
         return s
