@@ -9,7 +9,7 @@ import pytest
 from gridflex.errors import InputError
 from gridflex.model.events import GridEvent
 from gridflex.programs.match import which_program
-from gridflex.programs.model import load_enrolment, parse_enrolment
+from gridflex.programs.model import parse_enrolment
 from gridflex.service.config import load_config
 
 EXAMPLE = Path("examples/programs.yaml")
@@ -21,7 +21,7 @@ def _enrol(*programs):
 
 
 def test_example_catalogue_has_the_five_kinds():
-    enrol = load_enrolment(EXAMPLE)
+    enrol = load_config(EXAMPLE).programs
     assert sorted(p.kind for p in enrol.programs) == sorted(
         ["emergency", "price_curtailment", "coincident_peak", "capacity", "flex_bids"])
     assert enrol.get("dfs").bid("dfs-2026-01-15").price_usd_per_mwh == 3000
@@ -30,7 +30,7 @@ def test_example_catalogue_has_the_five_kinds():
 def test_programs_in_the_service_config(tmp_path):
     cfg = tmp_path / "site.yaml"
     cfg.write_text(EXAMPLE.read_text())
-    assert [p.name for p in load_config(cfg).programs][:2] == ["ers-10", "clr"]
+    assert [p.name for p in load_config(cfg).programs.programs][:2] == ["ers-10", "clr"]
 
 
 @pytest.mark.parametrize("change, field", [

@@ -18,13 +18,12 @@ def settle(
         Path | None, typer.Option("--config", "-c", help="service config YAML: its store and its `programs:`")
     ] = None,
     programs: Annotated[
-        Path | None, typer.Option(help="programs YAML (key `programs:`) instead of the config's")
+        Path | None, typer.Option(help="a YAML file whose `programs:` list is used instead of the config's")
     ] = None,
     store: Annotated[str | None, typer.Option(help="store URL instead of the config's store.url")] = None,
 ) -> None:
     """Settle a demand-response program for a month: baselines, delivered reduction, payment and
     penalty per event, with the evidence and a SHA-256 digest of the store records used."""
-    from gridflex.programs.model import Enrolment, load_enrolment
     from gridflex.programs.settle import settle_month
     from gridflex.programs.statement import totals, write_statement
     from gridflex.service.config import load_config
@@ -32,7 +31,7 @@ def settle(
 
     try:
         cfg = load_config(config)
-        enrolment = load_enrolment(programs) if programs else Enrolment(programs=cfg.programs)
+        enrolment = load_config(programs).programs if programs else cfg.programs
         db = Store(store or cfg.store.url)
         try:
             statement = settle_month(db, enrolment, program, month)

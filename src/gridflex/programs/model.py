@@ -5,12 +5,10 @@ method), payment and penalty. A site may enrol in several."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
 from gridflex.errors import InputError
 from gridflex.model.site import require_aware
@@ -176,42 +174,38 @@ Program = Annotated[
 KINDS = ("emergency", "price_curtailment", "coincident_peak", "capacity", "flex_bids")
 
 
-class Enrolment(_Strict):
-    """The programs one site is enrolled in."""
+class Enrolment(RootModel[tuple[Program, ...]]):
+    """The programs one site is enrolled in (the `programs:` list of the service config)."""
 
-    programs: tuple[Program, ...] = ()
+    model_config = ConfigDict(frozen=True)
 
     @model_validator(mode="after")
     def _unique(self) -> Enrolment:
-        names = [p.name for p in self.programs]
+        names = [p.name for p in self.root]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"programs: names must be unique; repeated: {', '.join(dup)}")
         return self
 
+    @property
+    def programs(self) -> tuple:
+        return self.root
+
     def get(self, name: str):
-        for p in self.programs:
+        for p in self.root:
             if p.name == name:
                 return p
-        known = ", ".join(p.name for p in self.programs) or "none configured"
+        known = ", ".join(p.name for p in self.root) or "none configured"
         raise InputError(f"--program: no program {name!r}; enrolled: {known}")
 
 
-def load_enrolment(path: Path) -> Enrolment:
-    """Read a programs file: a YAML mapping with one key, `programs` (a list; docs/programs.md)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as e:
-        raise InputError(f"--programs: cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping with the key 'programs' (a list of programs)")
-    return parse_enrolment(data, str(path))
+class _Programs(_Strict):
+    programs: Enrolment = Enrolment(())
 
 
 def parse_enrolment(data: dict, where: str) -> Enrolment:
+    """Programs from a mapping with the key `programs` (a list), e.g. a parsed YAML file."""
     try:
-        return Enrolment.model_validate(data)
+        return _Programs.model_validate(data).programs
     except ValidationError as e:
         raise InputError(f"{where}: invalid programs\n{format_validation_error(e)}") from None

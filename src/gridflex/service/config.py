@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gridflex.errors import InputError
 from gridflex.model.scenario import ControlSettings, TwinSettings
 from gridflex.model.site import Job, Site
-from gridflex.programs.model import Program
+from gridflex.programs.model import Enrolment
 from gridflex.sim.scenarios import DEFAULT_SCENARIO, format_validation_error
 
 #: Environment variable holding the bearer token for writes (overrides `api.token`).
@@ -88,7 +88,7 @@ class ServiceConfig(_Strict):
     api: ApiConfig = ApiConfig()
     store: StoreConfig = StoreConfig()
     openadr: OpenAdrConfig = OpenAdrConfig()
-    programs: tuple[Program, ...] = Field((), description="demand-response programs enrolled in (docs/programs.md)")
+    programs: Enrolment = Field(Enrolment(()), description="demand-response programs enrolled in (docs/programs.md)")
 
     def token(self) -> str | None:
         """The bearer token: the environment variable, else the config."""
