@@ -1,7 +1,7 @@
 """Programs as configuration: the example catalogue loads, bad input names the field, and events are
 assigned to the right program (by name, else by rules)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -55,7 +55,7 @@ def test_duplicate_names_refused():
         _enrol({"name": "p", "kind": "capacity", **BASE}, {"name": "p", "kind": "capacity", **BASE})
 
 
-T0 = datetime(2026, 7, 15, 19, 0, tzinfo=timezone.utc)  # 14:00 in Chicago
+T0 = datetime(2026, 7, 15, 19, 0, tzinfo=UTC)  # 14:00 in Chicago
 
 
 def _match(enrol, ev_id="e1", notice_s=900.0, hours=1.0, source="api", start=T0):

@@ -3,7 +3,7 @@ clock) after it met an OpenADR SIMPLE event: the statement is produced from the 
 event is settled with a meter-before baseline, and a changed record changes the digest."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 from typer.testing import CliRunner
@@ -23,7 +23,7 @@ PROGRAMS = {"programs": [{
 
 
 def test_settle_a_served_openadr_event(tmp_path):
-    t0 = datetime(2026, 7, 15, 16, tzinfo=timezone.utc)
+    t0 = datetime(2026, 7, 15, 16, tzinfo=UTC)
     clock = FakeClock(t0.timestamp())
     url = f"sqlite:///{tmp_path}/serve.db"
     svc = make_service(url, clock, control={"interval_s": 10})

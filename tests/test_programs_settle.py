@@ -62,8 +62,8 @@ def store(tmp_path):
     s.migrate()
     t = np.arange(_local(6, 1, 0).timestamp(), _local(8, 1, 0).timestamp(), 300.0)
     with s.engine.begin() as conn:
-        conn.execute(insert(TelemetryRow), [dict(t_s=float(a), site_power_w=float(p), it_power_w=float(p) * 0.8,
-                                                 estimated=False, job_power_w=[]) for a, p in zip(t, _site_w(t))])
+        conn.execute(insert(TelemetryRow), [{"t_s": float(a), "site_power_w": float(p), "it_power_w": float(p) * 0.8,
+                                                 "estimated": False, "job_power_w": []} for a, p in zip(t, _site_w(t))])
     for ev_id, start, hours, notice in (("ers-10:jul15", _local(7, 15, 14), 2, 600), ("evt-22", _local(7, 22, 14), 1, 600),
                                         ("weekend", _local(7, 26, 10), 1, 0)):
         ev = GridEvent(id=ev_id, start=start, end=start + timedelta(hours=hours), notice_s=notice,

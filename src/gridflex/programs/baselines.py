@@ -147,8 +147,8 @@ def adjust(
     actual_w = load.mean_w(window_start_s, window_end_s)
     inside = (b.start_s >= window_start_s) & (b.start_s + load.interval_s <= window_end_s)
     base_w = float(np.nanmean(b.power_w[inside])) if inside.any() else float("nan")
-    info = dict(kind=kind, cap=cap, window_start_s=window_start_s, window_end_s=window_end_s,
-                actual_w=actual_w, baseline_w=base_w)
+    info = {"kind": kind, "cap": cap, "window_start_s": window_start_s, "window_end_s": window_end_s,
+                "actual_w": actual_w, "baseline_w": base_w}
     if not (np.isfinite(actual_w) and np.isfinite(base_w) and base_w > 0):
         return replace(b, adjustment=info | {"applied": None, "note": "no meter data or baseline in the window"})
     hi = np.inf if cap is None else cap

@@ -27,14 +27,14 @@ class Records:
 
 def event_dict(r: EventRecord) -> dict:
     """An event record as received (the GridEvent as JSON), with its source and state."""
-    return dict(event=r.event.model_dump(mode="json"), source=r.source, status=r.status, reason=r.reason,
-                known_from_s=r.known_from_s, baseline_w=r.baseline_w, created_s=r.created_s)
+    return {"event": r.event.model_dump(mode="json"), "source": r.source, "status": r.status, "reason": r.reason,
+                "known_from_s": r.known_from_s, "baseline_w": r.baseline_w, "created_s": r.created_s}
 
 
 def decision_dict(d) -> dict:
-    return dict(id=d.id, t_s=d.t_s, site_power_w=d.site_power_w, target_w=d.target_w, it_ceiling_w=d.it_ceiling_w,
-                it_power_w=d.it_power_w, shortfall_w=d.shortfall_w, active_events=list(d.active_events),
-                notes=list(d.notes), broken_tier=list(d.broken_tier))
+    return {"id": d.id, "t_s": d.t_s, "site_power_w": d.site_power_w, "target_w": d.target_w, "it_ceiling_w": d.it_ceiling_w,
+                "it_power_w": d.it_power_w, "shortfall_w": d.shortfall_w, "active_events": list(d.active_events),
+                "notes": list(d.notes), "broken_tier": list(d.broken_tier)}
 
 
 def read_records(store: Store, telemetry_s: tuple[float, float], decisions_s: tuple[float, float]) -> Records:

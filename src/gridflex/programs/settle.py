@@ -14,8 +14,8 @@ from gridflex.errors import InputError
 from gridflex.programs import baselines as bl
 from gridflex.programs.match import which_program
 from gridflex.programs.meter import DayMatrix, IntervalLoad, day_matrix, interval_means, local_date, local_dates_between
-from gridflex.programs.peaks import avoided_transmission_usd
 from gridflex.programs.model import CapacityProgram, CoincidentPeak, Enrolment, FlexBids, Measurement
+from gridflex.programs.peaks import avoided_transmission_usd
 from gridflex.programs.records import Records, event_dict, read_records
 from gridflex.store import EventRecord, Store
 
