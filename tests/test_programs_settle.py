@@ -151,3 +151,18 @@ def test_bad_month_and_program(store):
         settle_month(store, enrol, "ers-10", "July")
     with pytest.raises(InputError, match="no program 'x'"):
         settle_month(store, enrol, "x", "2026-07")
+
+
+def test_coincident_peaks_priced_under_the_tariff(store, tmp_path):
+    """Peaks at 07-15 14:00 CDT (the site held 80 kW against a 100 kW 10-of-10 baseline: 20 kW avoided,
+    20 × 55 / 4 = 275 USD) and 07-20 15:00 (a normal Monday: 0), and one in August (not this month)."""
+    cp = {"name": "cp", "kind": "coincident_peak", "modelled_on": "ERCOT 4CP", "committed_w": 20000, "notice_s": 0,
+          "max_duration_s": 14400, "peaks_per_season": 4, "transmission_usd_per_kw_year": 55, "holidays": ["2026-07-03"],
+          "peak_intervals": ["2026-07-15T19:00:00Z", "2026-07-20T20:00:00Z", "2026-08-10T20:00:00Z"],
+          "measurement": {"method": "x_of_y", "x": 10, "y": 10, "interval_s": 900}, "penalty": {"threshold": 0}}
+    st = settle_month(store, parse_enrolment({"programs": [cp]}, "test"), "cp", "2026-07")
+    assert [round(p.avoided_usd, 6) for p in st.peaks] == [275.0, 0.0]
+    assert st.peaks[0].baseline_w == pytest.approx(100e3) and st.peaks[0].metered_w == pytest.approx(80e3)
+    assert st.avoided_usd == pytest.approx(275.0)
+    page = write_statement(st, tmp_path / "cp")[0].read_text()
+    assert "Coincident peaks" in page and "275" in page

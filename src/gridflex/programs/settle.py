@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gridflex.errors import InputError
+from gridflex.model.economics import J_PER_MWH
 from gridflex.programs import baselines as bl
 from gridflex.programs.match import which_program
 from gridflex.programs.meter import DayMatrix, IntervalLoad, day_matrix, interval_means, local_date, local_dates_between
@@ -18,8 +19,6 @@ from gridflex.programs.model import CapacityProgram, CoincidentPeak, Enrolment, 
 from gridflex.programs.peaks import avoided_transmission_usd
 from gridflex.programs.records import Records, event_dict, read_records
 from gridflex.store import EventRecord, Store
-
-J_PER_MWH = 3.6e9
 
 
 @dataclass
