@@ -132,6 +132,8 @@ def test_cli_settle(store, tmp_path):
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
     bad = CliRunner().invoke(app, [*args[:5], "--program", "nope", "--month", "2026-07", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "enrolled: ers-10" in bad.output
+    empty = CliRunner().invoke(app, ["settle", "--store", f"sqlite:///{tmp_path}/none.db", *args[3:]])
+    assert empty.exit_code == 2 and "no gridflex tables" in empty.output
 
 
 def test_too_little_history_is_reported_not_raised(store):

@@ -24,6 +24,9 @@ def settle(
 ) -> None:
     """Settle a demand-response program for a month: baselines, delivered reduction, payment and
     penalty per event, with the evidence and a SHA-256 digest of the store records used."""
+    from sqlalchemy import inspect
+
+    from gridflex.errors import InputError
     from gridflex.programs.settle import settle_month
     from gridflex.programs.statement import totals, write_statement
     from gridflex.service.config import load_config
@@ -34,6 +37,9 @@ def settle(
         enrolment = load_config(programs).programs if programs else cfg.programs
         db = Store(store or cfg.store.url)
         try:
+            if not inspect(db.engine).has_table("telemetry"):
+                raise InputError(f"store {db.url}: no gridflex tables; give the store a `serve` run wrote (--store or"
+                                 " the config's store.url)")
             statement = settle_month(db, enrolment, program, month)
         finally:
             db.close()
