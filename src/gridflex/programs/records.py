@@ -38,8 +38,8 @@ def decision_dict(d) -> dict:
 
 
 def read_records(store: Store, telemetry_s: tuple[float, float], decisions_s: tuple[float, float]) -> Records:
-    rows = store.telemetry_between(*telemetry_s)
-    tel = np.array(rows, dtype=float).reshape(-1, 4)
+    parts = [np.array(rows, dtype=float).reshape(-1, 4) for rows in store.telemetry_between(*telemetry_s)]
+    tel = np.concatenate(parts) if parts else np.zeros((0, 4))
     decisions = [decision_dict(d) for d in store.decisions_between(*decisions_s)]
     events = sorted(store.events(), key=lambda r: (r.event.start, r.event.id))
     ids, t_s, power_w, estimated = tel[:, 0].astype(np.int64), tel[:, 1], tel[:, 2], tel[:, 3].astype(bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -140,12 +141,14 @@ class Store:
             return list(reversed(s.scalars(q).all()))
 
     # --- read-only range queries (settlement) --------------------------------------------------
-    def telemetry_between(self, start_s: float, end_s: float) -> list[tuple]:
-        """(id, t_s, site_power_w, estimated) of every telemetry row in [start_s, end_s), by time."""
+    def telemetry_between(self, start_s: float, end_s: float, chunk: int = 100_000) -> Iterator[list[tuple]]:
+        """(id, t_s, site_power_w, estimated) of every telemetry row in [start_s, end_s), by time, in
+        lists of up to `chunk` rows (a month of 2-s ticks is millions of rows)."""
         t = TelemetryRow
         q = select(t.id, t.t_s, t.site_power_w, t.estimated).where(t.t_s >= start_s, t.t_s < end_s)
         with self._session() as s:
-            return [tuple(r) for r in s.execute(q.order_by(t.t_s, t.id))]
+            for part in s.execute(q.order_by(t.t_s, t.id).execution_options(yield_per=chunk)).partitions():
+                yield [tuple(r) for r in part]
 
     def decisions_between(self, start_s: float, end_s: float) -> list[DecisionRow]:
         """Every decision in [start_s, end_s), by time."""
