@@ -168,3 +168,15 @@ def test_coincident_peaks_priced_under_the_tariff(store, tmp_path):
     assert st.avoided_usd == pytest.approx(275.0)
     page = write_statement(st, tmp_path / "cp")[0].read_text()
     assert "Coincident peaks" in page and "275" in page
+
+
+def test_measured_once_the_response_time_has_passed(store):
+    """An event known 60 s before its 14:00 start, 10-min response: full reduction is due at 14:09, so
+    the 15-min intervals measured are 14:15, 14:30 and 14:45 (14:00 is only partly inside)."""
+    start = _local(7, 29, 14)
+    store.add_event(GridEvent(id="ers-10:late", start=start, end=start + timedelta(hours=1), notice_s=60,
+                              target={"reduction": 0.2}), "api", start.timestamp() - 60)
+    st = settle_month(store, parse_enrolment(PROGRAMS, "test"), "ers-10", "2026-07")
+    late = next(e for e in st.events if e.event_id == "ers-10:late")
+    assert [datetime.fromtimestamp(t, TZ).strftime("%H:%M") for t in late.start_s] == ["14:15", "14:30", "14:45"]
+    assert late.performance_factor == pytest.approx(0.0)  # the site did not respond: 100 kW against 100 kW

@@ -90,7 +90,7 @@ class _Program(_Strict):
     committed_w: float = Field(gt=0, description="the reduction (or capacity) the site commits")
     notice_s: float = Field(ge=0, description="the least notice the program gives before an event starts")
     max_duration_s: float = Field(gt=0, description="the longest event the program may call")
-    response_s: float = Field(0.0, ge=0, description="time allowed from the event start to full reduction")
+    response_s: float = Field(0.0, ge=0, description="time allowed from the instruction (notice) to full reduction")
     availability: tuple[Window, ...] = Field((Window(),), min_length=1)
     measurement: Measurement = Measurement()
     payment: Payment = Payment()

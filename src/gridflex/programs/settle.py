@@ -146,7 +146,8 @@ def dispatches(records: list[EventRecord]) -> list[tuple[float, float, float]]:
 
 def settle_event(prog, r: EventRecord, how: str, dispatch: tuple[float, float, float], load: IntervalLoad,
                  matrix: DayMatrix, event_days: set, decisions: list[dict]) -> EventSettlement:
-    """One event, measured over its hold period against the baseline of the dispatch it is part of."""
+    """One event, measured over its hold period (once the program's response time has passed) against
+    the baseline of the dispatch it is part of."""
     ev = r.event
     if dispatch[:2] != (ev.start.timestamp(), ev.end.timestamp()):
         how += f"; part of a dispatch from {datetime.fromtimestamp(dispatch[0], UTC):%Y-%m-%d %H:%M} to" \
@@ -157,7 +158,9 @@ def settle_event(prog, r: EventRecord, how: str, dispatch: tuple[float, float, f
         bid = prog.bid(ev.id)
         obligation, price = (bid.reduction_w, bid.price_usd_per_mwh) if bid else (0.0, 0.0)
         note = "" if bid else f"no bid for event {ev.id!r}: nothing owed, nothing paid"
-    hold = (ev.hold_start.timestamp(), ev.hold_end.timestamp())
+    # measured from when full reduction is due: the end of the event's ramp, and not before the
+    # program's response time after the instruction (the event becoming known)
+    hold = (max(ev.hold_start.timestamp(), r.known_from_s + prog.response_s), ev.hold_end.timestamp())
     s = EventSettlement(
         ev.id, how, event_dict(r), hold, obligation, price,
         is_test=isinstance(prog, CapacityProgram) and prog.test_prefix in ev.id, error=note,
