@@ -180,3 +180,13 @@ def test_measured_once_the_response_time_has_passed(store):
     late = next(e for e in st.events if e.event_id == "ers-10:late")
     assert [datetime.fromtimestamp(t, TZ).strftime("%H:%M") for t in late.start_s] == ["14:15", "14:30", "14:45"]
     assert late.performance_factor == pytest.approx(0.0)  # the site did not respond: 100 kW against 100 kW
+
+
+def test_digest_and_load_do_not_depend_on_the_chunk_size(store, monkeypatch):
+    enrol = parse_enrolment(PROGRAMS, "test")
+    whole = settle_month(store, enrol, "ers-10", "2026-07")
+    read = store.telemetry_between
+    monkeypatch.setattr(store, "telemetry_between", lambda a, b: read(a, b, chunk=997))
+    chunked = settle_month(store, enrol, "ers-10", "2026-07")
+    assert chunked.records.digest == whole.records.digest
+    assert np.array_equal(chunked.records.load.power_w, whole.records.load.power_w, equal_nan=True)

@@ -32,32 +32,51 @@ class IntervalLoad:
         return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
 
+class IntervalAccumulator:
+    """Interval means built from samples fed in chunks (in time order), so a month of 2-s telemetry
+    never has to be held at once: memory grows with the number of intervals, not of samples."""
+
+    def __init__(self, interval_s: float, start_s: float, end_s: float):
+        if interval_s <= 0:
+            raise InputError(f"interval_s: {interval_s} not allowed; must be > 0")
+        self.interval_s, self.start_s = float(interval_s), float(start_s)
+        self.n = int(np.ceil((end_s - start_s) / interval_s))
+        self.sums = np.zeros(self.n)
+        self.counts = np.zeros(self.n, dtype=np.int64)
+        self.first = np.full(self.n, np.inf)
+        self.last = np.full(self.n, -np.inf)
+        self.step_s: float | None = None  # typical sample spacing, from the first chunk with two samples
+
+    def add(self, t_s: np.ndarray, power_w: np.ndarray) -> None:
+        t, p = np.asarray(t_s, float), np.asarray(power_w, float)
+        keep = (t >= self.start_s) & (t < self.start_s + self.n * self.interval_s) & np.isfinite(p)
+        t, p = t[keep], p[keep]
+        if self.step_s is None and len(t) > 1:
+            self.step_s = float(np.median(np.diff(t)))
+        k = ((t - self.start_s) // self.interval_s).astype(int)
+        self.sums += np.bincount(k, weights=p, minlength=self.n)
+        self.counts += np.bincount(k, minlength=self.n)
+        np.minimum.at(self.first, k, t)
+        np.maximum.at(self.last, k, t)
+
+    def result(self, min_coverage: float = 0.5) -> IntervalLoad:
+        """Mean per interval; NaN where the samples span less than `min_coverage` of it (the span
+        of the samples inside the interval plus one typical spacing)."""
+        step = min(self.step_s or self.interval_s, self.interval_s)
+        covered = np.where(self.counts > 0, self.last - self.first + step, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.sums / self.counts
+        starts = self.start_s + self.interval_s * np.arange(self.n)
+        return IntervalLoad(starts, np.where(covered >= min_coverage * self.interval_s, mean, np.nan), self.interval_s)
+
+
 def interval_means(
     t_s: np.ndarray, power_w: np.ndarray, interval_s: float, start_s: float, end_s: float, min_coverage: float = 0.5
 ) -> IntervalLoad:
-    """Average samples (at any, even irregular, rate) into intervals [start_s + k·interval_s, ...).
-    An interval is NaN when its samples span less than `min_coverage` of it (missing meter data)."""
-    if interval_s <= 0:
-        raise InputError(f"interval_s: {interval_s} not allowed; must be > 0")
-    n = int(np.ceil((end_s - start_s) / interval_s))
-    starts = start_s + interval_s * np.arange(n)
-    t = np.asarray(t_s, float)
-    p = np.asarray(power_w, float)
-    keep = (t >= start_s) & (t < start_s + n * interval_s) & np.isfinite(p)
-    t, p = t[keep], p[keep]
-    k = ((t - start_s) // interval_s).astype(int)
-    sums = np.bincount(k, weights=p, minlength=n)
-    counts = np.bincount(k, minlength=n)
-    # coverage: the samples' spread inside the interval, with one typical sample spacing added
-    step = float(np.median(np.diff(t))) if len(t) > 1 else interval_s
-    first = np.full(n, np.inf)
-    last = np.full(n, -np.inf)
-    np.minimum.at(first, k, t)
-    np.maximum.at(last, k, t)
-    covered = np.where(counts > 0, last - first + min(step, interval_s), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-    return IntervalLoad(starts, np.where(covered >= min_coverage * interval_s, mean, np.nan), float(interval_s))
+    """Average samples (at any, even irregular, rate) into intervals [start_s + k·interval_s, ...)."""
+    acc = IntervalAccumulator(interval_s, start_s, end_s)
+    acc.add(t_s, power_w)
+    return acc.result(min_coverage)
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflex.programs.meter import IntervalAccumulator, IntervalLoad
 from gridflex.store import EventRecord, Store
 
 
 @dataclass(frozen=True)
 class Records:
-    telemetry_id: np.ndarray  # [n] int64
-    t_s: np.ndarray  # [n]
-    site_power_w: np.ndarray  # [n] the meter (or the estimate, where `estimated`)
-    estimated: np.ndarray  # [n] bool
+    load: IntervalLoad  # the telemetry's site power (the meter, or the estimate), as interval means
+    telemetry_rows: int
+    estimated_rows: int  # rows whose power was estimated, not metered
     decisions: list[dict]  # in the settled period, by time
     events: list[EventRecord]  # every event in the store, as received, with its state
     digest: str  # sha256 hex of all of the above
@@ -37,16 +37,23 @@ def decision_dict(d) -> dict:
                 "notes": list(d.notes), "broken_tier": list(d.broken_tier)}
 
 
-def read_records(store: Store, telemetry_s: tuple[float, float], decisions_s: tuple[float, float]) -> Records:
-    parts = [np.array(rows, dtype=float).reshape(-1, 4) for rows in store.telemetry_between(*telemetry_s)]
-    tel = np.concatenate(parts) if parts else np.zeros((0, 4))
-    decisions = [decision_dict(d) for d in store.decisions_between(*decisions_s)]
-    events = sorted(store.events(), key=lambda r: (r.event.start, r.event.id))
-    ids, t_s, power_w, estimated = tel[:, 0].astype(np.int64), tel[:, 1], tel[:, 2], tel[:, 3].astype(bool)
+def read_records(store: Store, telemetry_s: tuple[float, float], decisions_s: tuple[float, float],
+                 interval_s: float) -> Records:
+    """Read the records once, in chunks: telemetry into interval means, and everything into the digest.
+    The digest hashes the telemetry as rows of (id, t_s, site_power_w, estimated) in float64, so it
+    does not depend on the chunk size."""
     h = hashlib.sha256()
     h.update(json.dumps({"telemetry_s": telemetry_s, "decisions_s": decisions_s}).encode())
-    for arr in (ids, t_s, power_w, estimated):
-        h.update(np.ascontiguousarray(arr).tobytes())
+    acc = IntervalAccumulator(interval_s, *telemetry_s)
+    rows = estimated = 0
+    for chunk in store.telemetry_between(*telemetry_s):
+        tel = np.array(chunk, dtype=float).reshape(-1, 4)
+        h.update(np.ascontiguousarray(tel).tobytes())
+        acc.add(tel[:, 1], tel[:, 2])
+        rows += len(tel)
+        estimated += int(tel[:, 3].sum())
+    decisions = [decision_dict(d) for d in store.decisions_between(*decisions_s)]
+    events = sorted(store.events(), key=lambda r: (r.event.start, r.event.id))
     h.update(json.dumps(decisions, sort_keys=True).encode())
     h.update(json.dumps([event_dict(r) for r in events], sort_keys=True).encode())
-    return Records(ids, t_s, power_w, estimated, decisions, events, h.hexdigest(), telemetry_s, decisions_s)
+    return Records(acc.result(), rows, estimated, decisions, events, h.hexdigest(), telemetry_s, decisions_s)

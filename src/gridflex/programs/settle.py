@@ -14,7 +14,7 @@ from gridflex.errors import InputError
 from gridflex.model.economics import J_PER_MWH
 from gridflex.programs import baselines as bl
 from gridflex.programs.match import which_program
-from gridflex.programs.meter import DayMatrix, IntervalLoad, day_matrix, interval_means, local_date, local_dates_between
+from gridflex.programs.meter import DayMatrix, IntervalLoad, day_matrix, local_date, local_dates_between
 from gridflex.programs.model import CapacityProgram, CoincidentPeak, Enrolment, FlexBids, Measurement
 from gridflex.programs.peaks import avoided_transmission_usd
 from gridflex.programs.records import Records, event_dict, read_records
@@ -103,8 +103,8 @@ def settle_month(store: Store, enrolment: Enrolment, program: str, month: str) -
     m0, m1 = month_bounds(month, prog.tz)
     hist0 = (m0 - (ms.lookback_days + 2) * 86400) // ms.interval_s * ms.interval_s
     hist1 = m1 + 86400
-    rec = read_records(store, (hist0, hist1), (m0 - 86400, m1 + 86400))
-    load = interval_means(rec.t_s, rec.site_power_w, ms.interval_s, hist0, hist1)
+    rec = read_records(store, (hist0, hist1), (m0 - 86400, m1 + 86400), ms.interval_s)
+    load = rec.load
     matrix = day_matrix(load, prog.tz)
     event_days = set().union(*(local_dates_between(r.event.start.timestamp(), r.event.end.timestamp(), prog.tz)
                                for r in rec.events))

@@ -80,10 +80,11 @@ def statement_json(st: MonthStatement) -> dict:
         "program": p.name, "kind": p.kind, "modelled_on": p.modelled_on, "month": st.month, "timezone": p.timezone,
         "period_utc": [_iso(t) for t in st.period_s], "totals": totals(st),
         "digest_sha256": st.records.digest,
-        "records": {"telemetry": len(st.records.t_s), "decisions": len(st.records.decisions),
+        "records": {"telemetry": st.records.telemetry_rows, "decisions": len(st.records.decisions),
                     "events": len(st.records.events), "telemetry_range_utc": [_iso(t) for t in st.records.telemetry_range_s],
                     "decision_range_utc": [_iso(t) for t in st.records.decision_range_s],
-                    "estimated_fraction": _num(st.records.estimated.mean()) if len(st.records.estimated) else None},
+                    "estimated_fraction": _num(st.records.estimated_rows / st.records.telemetry_rows)
+                    if st.records.telemetry_rows else None},
         "events": [event_row(e, p.tz) | {"matched": e.matched, "received": e.received,
                                           "baseline_days_used": [d.isoformat() for d in e.baseline.days_used] if e.baseline else [],
                                           "baseline_days_skipped": [[d.isoformat(), why] for d, why in e.baseline.days_skipped] if e.baseline else [],
