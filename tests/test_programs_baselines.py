@@ -199,3 +199,12 @@ def test_local_days_and_missing_data():
     assert np.nanmax(m.power_w[0]) == 1e3 and np.nanmin(m.power_w[1]) == 2e3
     # 06-30 has 19:00-24:00 (20 of 96 slots), 07-02 00:00-19:00 (76), 07-01 lacks the missing hour (4)
     assert np.isnan(m.power_w).sum() == 76 + 4 + 20
+
+
+def test_interval_needs_half_its_length_of_samples():
+    """2-s samples: 0-3 min of the first 15-min interval (3 min of 15: missing), 0-10 min of the second
+    (10 of 15: its mean), the third complete."""
+    t = np.concatenate([np.arange(0, 180, 2.0), 900 + np.arange(0, 600, 2.0), 1800 + np.arange(0, 900, 2.0)])
+    p = np.where(t < 1800, 5e3, 7e3)
+    load = interval_means(t, p, 900, 0, 2700)
+    assert np.isnan(load.power_w[0]) and load.power_w[1:].tolist() == [5e3, 7e3]
