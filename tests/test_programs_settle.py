@@ -112,6 +112,7 @@ def test_statement_files(store, tmp_path):
     paths = write_statement(st, tmp_path / "out")
     page = paths[0].read_text()
     assert st.records.digest in page and page.count("data:image/png;base64") == 3  # month + 2 events
+    assert "capacity 6,000 USD/MW-month" in page and "penalty 1,000 USD/MW short when PF &lt; 0.95" in page
     rows = list(csv.DictReader(paths[2].open()))
     assert len(rows) == 12 and rows[0]["interval_start_utc"] == "2026-07-15T19:00:00Z"
     assert float(rows[0]["reduction_kw"]) == pytest.approx(20.0)

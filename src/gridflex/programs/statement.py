@@ -106,7 +106,7 @@ def statement_html(st: MonthStatement) -> str:
             f" {j['records']['decisions']:,} decisions, {j['records']['events']} events.<br>"
             f"SHA-256 of those records: <code>{st.records.digest}</code> (re-run <code>gridflex settle</code>: a"
             f" changed record gives another digest).</p>")
-    sections = [head, "<h2>Month</h2>", table([j["totals"]], list(j["totals"])), month_plot(st)]
+    sections = [head, f"<p>Rules: {html.escape(rules_text(p))}</p>", "<h2>Month</h2>", table([j["totals"]], list(j["totals"])), month_plot(st)]
     if st.events:
         rows = [event_row(e, tz) for e in st.events]
         sections += ["<h2>Events</h2>", table(rows, EVENT_COLUMNS)]
@@ -117,6 +117,22 @@ def statement_html(st: MonthStatement) -> str:
     if st.unmatched:
         sections += ["<h2>Events of the month settled elsewhere</h2>", table(j["not_this_program"], ["event", "why"])]
     return page(f"Settlement statement — {p.name} — {st.month}", sections)
+
+
+def rules_text(p) -> str:
+    """The program's payment and penalty rules in one line."""
+    parts = [f"notice >= {p.notice_s:.0f} s, response {p.response_s:.0f} s, events up to {p.max_duration_s / 3600:g} h",
+             f"capacity {p.payment.capacity_usd_per_mw_month:,.0f} USD/MW-month",
+             f"energy {p.payment.energy_usd_per_mwh:,.0f} USD/MWh delivered",
+             f"penalty {p.penalty.usd_per_mw_short:,.0f} USD/MW short when PF < {p.penalty.threshold:g}"
+             + (" (capacity scaled by the month's PF)" if p.penalty.capacity_at_risk else "")]
+    if p.kind == "price_curtailment":
+        parts.append(f"strike {p.strike_price_usd_per_mwh:,.0f} USD/MWh")
+    if p.kind == "coincident_peak":
+        parts.append(f"tariff {p.transmission_usd_per_kw_year:,.2f} USD/kW-year over {p.peaks_per_season} peaks")
+    if p.kind == "flex_bids":
+        parts.append("paid per event at the accepted bid")
+    return "; ".join(parts)
 
 
 def event_section(e: EventSettlement, ej: dict, st: MonthStatement) -> str:
