@@ -17,6 +17,7 @@ Net = 90 + 4 + 1 - 10 = 85 USD.
 
 import csv
 import json
+import sqlite3
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -133,7 +134,10 @@ def test_cli_settle(store, tmp_path):
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
     bad = CliRunner().invoke(app, [*args[:5], "--program", "nope", "--month", "2026-07", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "enrolled: ers-10" in bad.output
-    empty = CliRunner().invoke(app, ["settle", "--store", f"sqlite:///{tmp_path}/none.db", *args[3:]])
+    missing = CliRunner().invoke(app, ["settle", "--store", f"sqlite:///{tmp_path}/none.db", *args[3:]])
+    assert missing.exit_code == 2 and "no such file" in missing.output and not (tmp_path / "none.db").exists()
+    sqlite3.connect(tmp_path / "empty.db").close()  # a SQLite file without gridflex's tables
+    empty = CliRunner().invoke(app, ["settle", "--store", f"sqlite:///{tmp_path}/empty.db", *args[3:]])
     assert empty.exit_code == 2 and "no gridflex tables" in empty.output
 
 

@@ -24,7 +24,7 @@ def settle(
 ) -> None:
     """Settle a demand-response program for a month: baselines, delivered reduction, payment and
     penalty per event, with the evidence and a SHA-256 digest of the store records used."""
-    from sqlalchemy import inspect
+    from sqlalchemy import inspect, make_url
 
     from gridflex.errors import InputError
     from gridflex.programs.settle import settle_month
@@ -35,7 +35,11 @@ def settle(
     try:
         cfg = load_config(config)
         enrolment = load_config(programs).programs if programs else cfg.programs
-        db = Store(store or cfg.store.url)
+        url = make_url(store or cfg.store.url)
+        if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+            raise InputError(f"store {url}: no such file; give the store a `serve` run wrote (--store or the"
+                             " config's store.url)")
+        db = Store(url.render_as_string(hide_password=False))
         try:
             if not inspect(db.engine).has_table("telemetry"):
                 raise InputError(f"store {db.url}: no gridflex tables; give the store a `serve` run wrote (--store or"
