@@ -41,7 +41,6 @@ from gridflex.drivers.nvml import Nvml, NvmlDriver, pgid_job_of_pid, process_map
 from gridflex.drivers.process import ProcessDriver, ProcessJob, ProcessSettings
 from gridflex.errors import DriverError
 from gridflex.model.events import GridEvent, Target
-from gridflex.model.fleet import JobFleet
 from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Action, Latency, Site
 from gridflex.plan.registry import make_planner
@@ -118,13 +117,12 @@ def closed_loop(nvml: Nvml, gpu: int, target_w: float | None, seconds: float) ->
             gpu_map = static_map({"workload": [gpu]})
         power = NvmlDriver(site, curves, nvml, gpu_map, read_only=True)
         driver = CompositeDriver(jobs_driver, power)
-        jobs = driver.discover()
+        driver.discover()
         full_w = mean_power_w(nvml, gpu)
         target = target_w or (idle_w + full_w) / 2
         now = time.time()
-        windows = (np.full(1, now - 60), np.full(1, now + 3600))
-        ctl = Controller(JobFleet.build(jobs, curves), site, ControlSettings(interval_s=0.5, snapback_guard_s=0.0),
-                         driver, make_planner("optimal"), windows, now)
+        ctl = Controller(site, ControlSettings(interval_s=0.5, snapback_guard_s=0.0), driver, make_planner("optimal"),
+                         curves, lambda job, seen_s: (now - 60, now + 3600), now)
         start = datetime.now(UTC) + timedelta(seconds=seconds / 4)
         end = start + timedelta(seconds=seconds / 3)
         ctl.add_event(GridEvent(id="gpu-check", start=start, end=end, target=Target(power_w=target)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from gridflex.sim.curve_csv import builtin_curves
@@ -47,3 +49,40 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and item.get_closest_marker("slurm") and require_slurm():
         report.outcome = "failed"
         report.longrepr = f"slurm test skipped under CI (not allowed): {report.longrepr}"
+
+
+# --- the API token never reaches a log: every service test's records and its served logs are grepped ---
+SERVICE_TEST_MODULES = ("test_service", "test_openadr", "test_dashboard", "test_restore")
+
+
+class _Keep(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith(("httpx", "httpcore")):  # the tests' own HTTP client, not the service
+            self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def _token_never_logged(request):
+    """In the service tests: every log record (at DEBUG) and every *.log the test wrote is free of the token."""
+    if not request.module.__name__.rsplit(".", 1)[-1].startswith(SERVICE_TEST_MODULES):
+        yield
+        return
+    from tests.service_support import TOKEN
+
+    root, keep = logging.getLogger(), _Keep()
+    level = root.level
+    root.addHandler(keep)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(level)
+    tmp = request.node.funcargs.get("tmp_path")
+    files = {str(p): p.read_text(errors="replace") for p in tmp.rglob("*.log")} if tmp else {}
+    leaks = [line for line in keep.lines if TOKEN in line] + [name for name, text in files.items() if TOKEN in text]
+    assert not leaks, f"the API token appears in the logs: {leaks[:3]}"

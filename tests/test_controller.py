@@ -2,21 +2,13 @@ from datetime import timedelta
 
 import numpy as np
 
-from gridflex.control.controller import Controller
-from gridflex.drivers.twin import TwinDriver
+from gridflex.assembly import simulated
 from gridflex.model.events import GridEvent, Target
-from gridflex.model.fleet import JobFleet
-from gridflex.plan.registry import make_planner
-from gridflex.sim.run import job_windows
 
 
 def controller_for(loaded):
-    sc = loaded.scenario
-    fleet = JobFleet.build(sc.jobs, loaded.curves)
-    windows = job_windows(loaded)
-    start_s = sc.start.timestamp()
-    twin = TwinDriver(sc.jobs, fleet, sc.site, windows, start_s, sc.step_s, sc.twin, 0)
-    return Controller(fleet, sc.site, sc.control, twin, make_planner("optimal"), windows, start_s), twin
+    site = simulated(loaded.__class__(loaded.scenario.model_copy(update={"events": ()}), loaded.curves))
+    return site.controller, site.driver
 
 
 def test_budget_look_ahead_sees_an_event_the_tick_it_becomes_known(small):

@@ -28,11 +28,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def service_url(tmp_path):
+def _serve(tmp_path, **config):
     port = free_port()
     cfg = tmp_path / "site.yaml"
-    cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path}/gf.db"}, "control": {"interval_s": 1.0}}))
+    cfg.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{tmp_path}/gf.db"}, "control": {"interval_s": 1.0},
+                                   **config}))
     proc = subprocess.Popen(
         serve_argv(cfg, port),
         stdout=open(tmp_path / "serve.log", "wb"),
@@ -43,22 +43,64 @@ def service_url(tmp_path):
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/api/v1/status", timeout=2).json()["t_s"]:
+            if httpx.get(f"{base}/api/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2).json()["t_s"]:
                 break
         except httpx.HTTPError:
             time.sleep(0.3)
+    return base, proc
+
+
+@pytest.fixture
+def service_url(tmp_path):
+    base, proc = _serve(tmp_path)
     yield base
     proc.terminate()
     proc.wait(timeout=30)
 
 
-def test_dashboard_updates_live(service_url, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
+@pytest.fixture
+def protected_url(tmp_path):
+    base, proc = _serve(tmp_path, api={"protect_reads": True})
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _browser(pw):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Debian chromium not found at {CHROMIUM}; run scripts/ci/service.sh")
+    return pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+def test_dashboard_login_keeps_the_token_out_of_urls(protected_url, tmp_path):
+    """With protect_reads the page asks for the token once, posts it, and reads with an HttpOnly cookie."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        page = browser.new_page()
+        urls = []
+        page.on("request", lambda req: urls.append(req.url))
+        page.goto(protected_url)
+        page.wait_for_selector("#login:not([hidden])", timeout=20000)
+        page.fill("#login-token", "wrong-token-0123456789")
+        page.click("#login button")
+        page.wait_for_function("document.getElementById('login-error').textContent === 'wrong token'", timeout=20000)
+        page.fill("#login-token", TOKEN)
+        page.click("#login button")
+        page.wait_for_function("document.getElementById('site-power').textContent.includes('kW')", timeout=30000)
+        assert page.is_hidden("#login")
+        cookies = page.context.cookies()
+        assert [c["httpOnly"] for c in cookies] == [True] and TOKEN not in cookies[0]["value"]
+        assert page.evaluate("document.cookie") == ""  # not readable by scripts
+        browser.close()
+    assert urls and not any(TOKEN in u for u in urls)
+
+
+def test_dashboard_updates_live(service_url, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
     screenshot = os.environ.get("GRIDFLEX_UPDATE_SCREENSHOT") == "1"
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = _browser(pw)
         page = browser.new_page(viewport={"width": 1200, "height": 1100})
         page.goto(service_url)
         page.wait_for_function("Number(document.getElementById('power-chart').dataset.points) >= 2", timeout=20000)

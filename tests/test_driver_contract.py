@@ -21,7 +21,6 @@ from gridflex.errors import DriverError
 from gridflex.model.fleet import JobFleet
 from gridflex.model.site import Action, Job, Site
 from gridflex.sim.curve_csv import builtin_curves
-from gridflex.sim.run import job_windows
 from gridflex.sim.scenarios import load_scenario
 from tests.fake_nvml import FakeNvml
 
@@ -167,10 +166,7 @@ class TestTwin(DriverContract):
         loaded = load_scenario("phoenix-srp")
         sc = loaded.scenario
         jobs = [*sc.jobs, sc.jobs[0].model_copy(update={"id": "firm", "flex_tier": 0})]  # phoenix has no Flex 0
-        start_s, end_s = job_windows(loaded)
-        windows = (np.append(start_s, start_s[0]), np.append(end_s, end_s[0]))
-        start = float(windows[0].max()) + 60  # every job running
-        twin = TwinDriver(jobs, JobFleet.build(jobs, loaded.curves), sc.site, windows, start, 10.0, sc.twin)
+        twin = TwinDriver(jobs, loaded.curves, sc.site, sc.start.timestamp() + 60, 10.0, sc.twin)
         return Plant(twin, settle=lambda: twin.advance_to(twin.t_s + 600))
 
 

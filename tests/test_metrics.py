@@ -59,3 +59,23 @@ def test_overall_compliance_pools_intervals():
     bad = score_event(r, t, np.full(len(t), 90.0), 1.0, 0.01)
     assert overall_compliance([good, bad]) == pytest.approx(0.5)
     assert overall_compliance([]) == 1.0
+
+
+def test_response_of_a_ramped_event_is_the_time_to_reach_the_hold_target():
+    """Power that follows a 5-min ramp exactly was in band all along: its response is the ramp
+    (about 300 s), not 0."""
+    r, t = setup(ramp_s=300)
+    p = np.maximum(r.ceiling_at(t, 0.0, 0.0), 0.0)
+    p = np.where(np.isfinite(p), p, 100.0) * 0.995
+    s = score_event(r, t, p, 1.0, 0.01)
+    assert 280 <= s.response_s <= 310
+
+
+def test_in_band_counts_seconds_where_compliance_averages_minutes():
+    r, t = setup()
+    hold = np.flatnonzero((t > r.hold_start_s) & (t <= r.hold_end_s))
+    p = np.full(len(t), 79.0)
+    p[hold[::4]] = 81.5  # every 4th second above band; each minute's mean still in band
+    s = score_event(r, t, p, 1.0, 0.01)
+    assert s.compliance == 1.0
+    assert s.in_band == pytest.approx(0.75)

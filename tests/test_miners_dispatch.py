@@ -37,11 +37,11 @@ def miner_settings(**dispatch) -> MinerSettings:
 
 def plan(jobs, settings, grid_ceiling_w, setpoint_w=np.inf, price=20.0, running_w=None):
     f = settings.build_fleet()
-    side = MinerSide(f, MinerTwinDriver(f, 0.0), settings, ConstantSignal(price), jobs, ConstantSignal(0.05))
+    side = MinerSide(f, MinerTwinDriver(f, 0.0), settings, ConstantSignal(price), ConstantSignal(0.05))
     value = side.value_usd_per_mwh(0.0)
     m = MinerInput(
         f, np.where(value >= price, f.power_w, 0.0), value, f.power_w if running_w is None else running_w,
-        grid_ceiling_w, setpoint_w, 1.0, side.qos_usd_per_gpu_hour,
+        grid_ceiling_w, setpoint_w, 1.0, side.qos_usd_per_gpu_hour(jobs),
     )
     inp = PlanInput(0.0, jobs, SITE, TargetTimeline(), np.ones(len(jobs), bool), np.inf,
                     np.zeros(len(jobs)), np.full(len(jobs), 86400.0), m)
@@ -82,7 +82,7 @@ def test_cost_figures_make_every_miner_cheaper_than_any_gpu_segment():
     usd = np.array([1.0, 4.0]) * jobs.gpus
     cost, width = hull_segments(jobs, usd, jobs.hull_w[:, 0], jobs.full_w, np.ones(2, bool))
     gpu_usd_per_mwh = cost[width > 0] * 1e6
-    side = MinerSide(s.build_fleet(), None, s, ConstantSignal(0), jobs, ConstantSignal(0.05))
+    side = MinerSide(s.build_fleet(), None, s, ConstantSignal(0), ConstantSignal(0.05))
     miner_usd_per_mwh = side.value_usd_per_mwh(0)
     assert gpu_usd_per_mwh.min() > 10 * miner_usd_per_mwh.max()  # ~1,000+ vs ~80 USD/MWh
 
@@ -117,7 +117,7 @@ def test_uneconomic_miners_sleep_and_sponge_raises_the_setpoint():
     f = s.build_fleet()
     tel = Telemetry(0.0, 0.0, 0.0, jobs.ids, jobs.gpus * jobs.full_w, np.ones(2), jobs.max_cap_w, np.ones(2))
     for price, want, setpoint in ((50.0, 30_100, 80_000), (300.0, 0, 80_000), (-5.0, 43_330, 120_000)):
-        side = MinerSide(f, None, s, ConstantSignal(price), jobs, ConstantSignal(0.05))
+        side = MinerSide(f, None, s, ConstantSignal(price), ConstantSignal(0.05))
         m = side.input(0.0, 1e9, SITE, jobs, tel, np.ones(2, bool))
         assert m.want_w.sum() == pytest.approx(want)
         assert m.setpoint_w == pytest.approx(setpoint - f.sleep_w.sum())

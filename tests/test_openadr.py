@@ -113,6 +113,19 @@ def test_impossible_or_malformed_events_opt_out_and_change_nothing(tmp_path):
     run_ticks(svc, clock, 1)
 
 
+@pytest.mark.parametrize("oadr_id", ["a/b", "x\nINFO forged line", "x" * 120])
+@pytest.mark.parametrize("signal, kind, value", [("SIMPLE", "level", 2.0), ("ELECTRICITY_PRICE", "price", 30.0)])
+def test_event_ids_that_could_never_be_cancelled_opt_out(tmp_path, caplog, oadr_id, signal, kind, value):
+    clock = FakeClock(datetime(2026, 5, 3, 16, tzinfo=timezone.utc).timestamp())
+    svc = make_service(f"sqlite:///{tmp_path}/i.db", clock)
+    event = _event(signal, kind, [value], datetime.fromtimestamp(clock.t_s, timezone.utc))
+    event["event_descriptor"]["event_id"] = oadr_id
+    assert "event_id" in translate(event, CFG).reason
+    assert Ven(svc, CFG).handle(event) == "optOut"
+    assert svc.store.events() == [] and svc.store.prices() == []
+    assert not any("\n" in r.getMessage() for r in caplog.records)  # no forged log lines
+
+
 class Vtn:
     """openleadr's real VTN on loopback, in its own thread and event loop."""
 
@@ -241,3 +254,48 @@ def _wait_ready(base: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.3)
     raise AssertionError("service did not start")
+
+
+@pytest.mark.slow
+def test_ven_registers_again_after_the_vtn_restarts(tmp_path):
+    """A VTN restarted on the same port has forgotten the VEN and its reports: the VEN notices the
+    failed polls, registers again, and the new VTN receives site-power reports."""
+    vtn_port, api_port = free_port(), free_port()
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "store": {"url": f"sqlite:///{tmp_path}/gf.db"},
+        "control": {"interval_s": 1.0},
+        "openadr": {"enabled": True, "vtn_url": f"http://127.0.0.1:{vtn_port}/OpenADR2/Simple/2.0b",
+                    "report_interval_s": 2, "retry_s": 1},
+    }))
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen(serve_argv(cfg, api_port), stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            env={**os.environ, TOKEN_ENV: TOKEN})
+    vtns = []
+    try:
+        _wait_ready(f"http://127.0.0.1:{api_port}")
+        vtns.append(Vtn(vtn_port))
+        assert vtns[0].registered.wait(60), log.read_text()[-3000:]
+        _until(lambda: vtns[0].reports, 60, "no report reached the first VTN")
+        failures = log.read_text().count("Could not connect to server")  # the first tries, before any VTN
+        vtns[0].stop()
+        _until(lambda: log.read_text().count("Could not connect to server") > failures, 60,
+               "the VEN never noticed the VTN gone")
+        vtns.append(Vtn(vtn_port))
+        assert vtns[1].registered.wait(60), log.read_text()[-3000:]
+        _until(lambda: vtns[1].reports, 60, "no report reached the restarted VTN")
+        text = log.read_text()
+        assert "registering again" in text
+        assert "apscheduler" not in text and "to report" not in text  # no scheduler or per-sample chatter
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if len(vtns) == 2:
+            vtns[1].stop()
+
+
+def _until(pred, timeout_s: float, message: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,6 @@ from gridflex.drivers.factory import make_driver as make_gridflex_driver
 from gridflex.drivers.slurm import SlurmDriver, SlurmRules, SlurmSettings, SlurmUnreachable
 from gridflex.errors import DriverError
 from gridflex.model.events import GridEvent, Target
-from gridflex.model.fleet import JobFleet
 from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Site
 from gridflex.plan.registry import make_planner
@@ -83,17 +83,22 @@ def test_discovers_running_jobs_with_tiers_gpus_and_curves(cluster, tmp_path):
     assert gpus.gpu_indices() == {flex2: [0, 1]}  # the GPUs Slurm allocated, for NVML
 
 
-def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
+def controller_for(driver, settings: ControlSettings) -> Controller:
+    """The controller on a Slurm driver, each job's flex budget over the hour around now."""
+    now = time.time()
+    return Controller(driver.site, settings, driver, make_planner("optimal"), driver.curves,
+                      lambda job, seen_s: (now - 60, now + 3600), now)
+
+
+def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gridflex.drivers.slurm")
     jobs = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2", gpus=2), c=dict(partition="flex"),
                       b=dict(comment="gridflex:flex=0"))
     (flex2, _), (flex3, _), (flex0, _) = jobs.values()
     driver = make_driver(tmp_path)
-    jobs = driver.discover()
-    fleet = JobFleet.build(jobs, driver.curves)
-    now = time.time()
-    windows = (np.full(len(jobs), now - 60), np.full(len(jobs), now + 3600))
-    settings = ControlSettings(interval_s=1.0, snapback_guard_s=0.0)
-    ctl = Controller(fleet, driver.site, settings, driver, make_planner("optimal"), windows, now)
+    ctl = controller_for(driver, ControlSettings(interval_s=1.0, snapback_guard_s=0.0))
+    ctl.sync_jobs(time.time())
+    jobs = ctl.jobs
     before = driver.read()
     assert before.estimated and before.site_power_w > 0
     start = datetime.now(UTC)
@@ -116,6 +121,8 @@ def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path):
     assert wait_proc_states(cluster, flex2, {"S"}) == {"S"}
     assert "suspend" in driver.latency_summary() and max(driver.latency_s["suspend"]) < 5.0
     print("slurm actuation latency:", driver.latency_summary())
+    for verb in ("suspend", "resume"):  # every actuation is logged, one line each, with its reason
+        assert [r.getMessage() for r in caplog.records].count(f"slurm: {verb} job {flex2} (plan)") == 1
 
 
 def test_flex0_job_is_never_touched_and_bad_actions_change_nothing(cluster, tmp_path):
@@ -186,9 +193,10 @@ def test_pending_flexible_jobs_are_held_during_an_event(cluster, tmp_path):
     driver = make_driver(tmp_path)
     ids = tuple(j.id for j in driver.discover())
     assert ids == (running,)
-    driver.apply(JobActions(ids, np.array([400.0]), np.zeros(1)))
+    assert [(j.id, j.flex_tier) for j in driver.queue()] == [(waiting, 1), (firm, 0)]
+    driver.apply(JobActions(ids, np.array([400.0]), np.zeros(1), frozenset({waiting, firm})))
     reasons = {e.job_id: e.reason for e in driver.cli.queue("--states=PENDING")}
-    assert "Held" in reasons[waiting] and "Held" not in reasons[firm]
+    assert "Held" in reasons[waiting] and "Held" not in reasons[firm]  # Flex 0 is never held
     driver.apply(JobActions(ids, np.array([400.0]), np.ones(1)))
     reasons = {e.job_id: e.reason for e in driver.cli.queue("--states=PENDING")}
     assert "Held" not in reasons[waiting]
@@ -228,9 +236,7 @@ def test_controller_shutdown_resumes_everything(cluster, tmp_path):
     ids = tuple(j.id for j in driver.discover())
     driver.apply(JobActions(ids, np.array([400.0]), np.zeros(1)))
     assert cluster.state(job) == "SUSPENDED"
-    fleet = JobFleet.build(driver.jobs, driver.curves)
-    ctl = Controller(fleet, driver.site, ControlSettings(), driver, make_planner("optimal"),
-                     (np.zeros(1), np.full(1, 2e9)), time.time())
+    ctl = controller_for(driver, ControlSettings())
     ctl.shutdown()
     assert cluster.state(job) == "RUNNING"
     assert wait_proc_states(cluster, job, {"S"}) == {"S"}
@@ -269,7 +275,7 @@ def test_the_service_drives_a_real_slurm_from_its_config(cluster, tmp_path):
                                         b=dict(comment="gridflex:flex=0")).values()
     svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
                        driver={"kind": "slurm", "state_dir": str(tmp_path)})
-    assert [(j.id, j.flex_tier) for j in svc.spec.jobs] == [(flex2, 2), (flex0, 0)]
+    assert [(j.id, j.flex_tier) for j in svc.controller.jobs] == [(flex2, 2), (flex0, 0)]
     svc.tick(time.time())
     full_w, least_w = svc._power_range_w()
     now = datetime.now(UTC)
@@ -280,3 +286,30 @@ def test_the_service_drives_a_real_slurm_from_its_config(cluster, tmp_path):
     assert svc.status.active_events == ("cut",) and svc.driver.read().estimated
     svc.stop()  # on exit every job is back to normal
     assert cluster.state(flex2) == "RUNNING"
+
+
+def test_gridflex_restore_resumes_what_a_killed_service_left_suspended(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.service_support import make_service
+
+    (flex2, _), = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2")).values()
+    svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
+                       driver={"kind": "slurm", "state_dir": str(tmp_path / "state")})
+    svc.tick(time.time())
+    full_w, least_w = svc._power_range_w()
+    now = datetime.now(UTC)
+    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=5),
+                            target=Target(power_w=(full_w + least_w) / 2)))
+    svc.tick(time.time())
+    assert cluster.state(flex2) == "SUSPENDED"  # and then gridflex is killed: nothing restores it
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump({"driver": {"kind": "slurm", "state_dir": "state"}}))
+    out = subprocess.run([sys.executable, "-m", "gridflex.cli", "restore", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert cluster.state(flex2) == "RUNNING"
+    assert f"slurm: resume job {flex2} (restore)" in out.stderr

@@ -16,10 +16,8 @@ def make_twin(curves, settings=QUIET, seed=0, latency=Latency()):
         Job(id="a", workload="pt_mpt_7b_fast", gpus=8, flex_tier=3, latency=latency),
         Job(id="b", workload="infer_llama_8b", gpus=4, flex_tier=0),
     ]
-    fleet = JobFleet.build(jobs, curves)
-    twin = TwinDriver(jobs, fleet, Site(pue=1.2, overhead_w=1000), (np.zeros(2), np.full(2, 1e9)), 0.0,
-                      settings=settings, seed=seed)
-    return twin, fleet
+    twin = TwinDriver(jobs, curves, Site(pue=1.2, overhead_w=1000), 0.0, settings=settings, seed=seed)
+    return twin, twin.fleet
 
 
 def test_uncapped_power_follows_the_curves_and_pue(curves):

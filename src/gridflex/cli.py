@@ -12,9 +12,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from gridflex.errors import InputError
+from gridflex.fleet.cli_fleet import fleet
 from gridflex.plan.registry import PLANNERS
 from gridflex.programs.cli_settle import settle
-from gridflex.service.cli_serve import serve
+from gridflex.service.cli_serve import restore, serve
 from gridflex.sim.compare import compare
 
 app = typer.Typer(
@@ -23,7 +24,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.command()(restore)
 app.command()(compare)
+app.command()(fleet)
 app.command()(settle)
 out = Console()
 err = Console(stderr=True)
@@ -53,15 +56,19 @@ def simulate(
     seed: Annotated[int, typer.Option(help="seed of the twin's model error and noise")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON here")] = None,
     report: Annotated[Path | None, typer.Option(help="write a self-contained HTML report here")] = None,
+    measured: Annotated[Path | None, typer.Option(
+        help="CSV of UTC time and measured site power (W) to overlay in the report, e.g. a field trace")] = None,
 ) -> None:
     """Run a scenario: the controller drives the digital twin in simulated time."""
     from gridflex.report.html import run_report
+    from gridflex.report.measured import read_measured
     from gridflex.report.summary import summarize
     from gridflex.sim.run import run_scenario
     from gridflex.sim.scenarios import load_scenario
 
     try:
         loaded = load_scenario(scenario)
+        overlay = read_measured(measured) if measured else None
         if planner not in PLANNERS:
             raise InputError(f"--planner: unknown planner {planner!r}; choose one of: {', '.join(PLANNERS)}")
         with _progress(f"{loaded.scenario.name} · {planner}") as tick:
@@ -73,7 +80,7 @@ def simulate(
     if json_path:
         _write(json_path, json.dumps(summary, indent=2))
     if report:
-        _write(report, run_report(result, summary))
+        _write(report, run_report(result, summary, overlay))
 
 
 def print_summary(summary: dict) -> None:

@@ -16,6 +16,27 @@ class FlexBudget:
         self.delivered_s = np.zeros(len(self.flex_factor))  # throughput-seconds inside the window
         self.elapsed_s = np.zeros(len(self.flex_factor))  # window seconds accounted so far
 
+    def remapped(
+        self, src: np.ndarray, flex_factor: np.ndarray, win_start_s: np.ndarray, win_end_s: np.ndarray
+    ) -> FlexBudget:
+        """The account for a new job list: row i carries on this account's row `src[i]`, or starts
+        afresh over its window where `src[i]` is -1. Every row takes the flex factor given (a tier
+        changed, or a held job that must now keep more)."""
+        kept = src >= 0
+
+        def carried(old: np.ndarray, fresh: np.ndarray | float) -> np.ndarray:
+            return np.where(kept, old[src] if len(old) else 0.0, fresh)
+
+        out = FlexBudget(flex_factor, carried(self.win_start_s, win_start_s), carried(self.win_end_s, win_end_s),
+                         self.safety)
+        out.delivered_s, out.elapsed_s = carried(self.delivered_s, 0.0), carried(self.elapsed_s, 0.0)
+        return out
+
+    def restart(self, row: int, win_start_s: float, win_end_s: float) -> None:
+        """Begin a new window for one job."""
+        self.win_start_s[row], self.win_end_s[row] = win_start_s, win_end_s
+        self.delivered_s[row] = self.elapsed_s[row] = 0.0
+
     @property
     def window_s(self) -> np.ndarray:
         return self.win_end_s - self.win_start_s

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from gridflex.control.budget import FlexBudget
+from gridflex.control.deferral import Deferral
 from gridflex.drivers.base import Driver, JobActions, Telemetry
-from gridflex.errors import InputError
+from gridflex.errors import DriverError, InputError
+from gridflex.model.curves import CurveLibrary
 from gridflex.model.events import GridEvent
 from gridflex.model.fleet import JobFleet
 from gridflex.model.scenario import ControlSettings
-from gridflex.model.site import Site
+from gridflex.model.site import Job, Site
 from gridflex.plan.base import Plan, PlanInput, Planner
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 
@@ -30,18 +32,24 @@ ACTUATION_S = 1.0
 LOOKAHEAD_STEP_S = 60.0
 
 
+#: Each job's flex-budget window from its start: (job, epoch s it was first seen running) -> (start, end).
+WindowRule = Callable[[Job, float], tuple[float, float]]
+
+
 @dataclass(frozen=True, eq=False)
 class Decision:
-    """What the controller saw and chose at one tick."""
+    """What the controller saw and chose at one tick. Per-job arrays follow `job_ids`."""
 
     t_s: float
     site_power_w: float  # measured
     target_w: float  # site ceiling now (inf: none)
     it_ceiling_w: float  # IT power the planner was asked to stay under
     model_ratio: float  # measured / modelled IT power
+    job_ids: tuple[str, ...]
     floor_throughput: np.ndarray
     plan: Plan
     active_events: tuple[str, ...]
+    held: frozenset[str] = frozenset()  # queued jobs held
 
 
 class Journal(Protocol):
@@ -53,32 +61,107 @@ class Journal(Protocol):
 
 
 class Controller:
+    """Each tick: find which jobs run and wait (the plant says), keep their flex budgets, plan,
+    hold or release queued work, act. Jobs that start, end or change tier update the fleet in
+    place: rows of the jobs that stay keep their budget account."""
+
     def __init__(
         self,
-        fleet: JobFleet,
         site: Site,
         settings: ControlSettings,
         driver: Driver,
         planner: Planner,
-        window_s: tuple[np.ndarray, np.ndarray],
+        curves: CurveLibrary,
+        window_for: WindowRule,
         start_s: float,
         journal: Journal | None = None,
         miners: MinerSide | None = None,
     ):
-        self.fleet, self.site, self.settings = fleet, site, settings
+        self.site, self.settings, self.curves = site, settings, curves
         self.driver, self.planner, self.journal = driver, planner, journal
         self.miners = miners  # a miner fleet behind the same meter, dispatched with the jobs
-        self.win_start_s, self.win_end_s = window_s
-        self.budget = FlexBudget(fleet.flex_factor, *window_s)
+        self.window_for = window_for
+        self.jobs: tuple[Job, ...] = ()
+        self.fleet = JobFleet.build([], curves)
+        self.budget = FlexBudget(np.zeros(0), np.zeros(0), np.zeros(0))
+        self.deferral = Deferral(settings)
+        self.tiers: dict[str, int] = {}  # flex tiers set by the operator, over what the plant says
+        # budget accounts from before a restart: job id -> (window start, end, delivered s, elapsed s)
+        self.carried: dict[str, tuple[float, float, float, float]] = {}
         self.model_ratio = 1.0
         self.baselines_w: dict[str, float] = {}  # frozen at each event's start
         self._events: dict[str, tuple[GridEvent, float]] = {}  # id -> (event, known from [epoch s])
         self._history = _RunningWindow(settings.baseline_window_s)
         self._last_t_s = start_s
+        self._seen: Sequence[Job] | None = None  # the driver's last job list
         # (computed at, events it saw, grid, cumulative constrained seconds)
         self._lookahead: tuple[float, tuple[str, ...], np.ndarray, np.ndarray] | None = None
-        self._applied: tuple[np.ndarray, np.ndarray] | None = None  # last actions sent to the driver
+        self._applied: tuple | None = None  # last actions sent to the driver
         self._resolved_cache: dict[str, ResolvedEvent] = {}
+
+    @property
+    def win_start_s(self) -> np.ndarray:
+        return self.budget.win_start_s
+
+    @property
+    def win_end_s(self) -> np.ndarray:
+        return self.budget.win_end_s
+
+    def budget_used(self) -> np.ndarray:
+        """Fraction of each running job's slowdown allowance spent so far."""
+        return self.budget.used()
+
+    # --- jobs ----------------------------------------------------------------------------------
+    def set_tier(self, job_id: str, tier: int) -> None:
+        """Override a job's flex tier from now on; its budget account carries on."""
+        self.tiers[job_id] = tier
+        if self._seen is not None:
+            self._fit(self._seen, self._last_t_s)
+
+    def sync_jobs(self, t_s: float) -> None:
+        """Bring the fleet up to the jobs the plant runs now (every tick does it first)."""
+        running = self.driver.discover()
+        if running is not self._seen:
+            self._seen = running
+            self._fit(running, t_s)
+
+    def _fit(self, running: Sequence[Job], t_s: float) -> None:
+        jobs = tuple(running)
+        if self.tiers:
+            jobs = tuple(
+                j.model_copy(update={"flex_tier": self.tiers[j.id]}) if self.tiers.get(j.id, j.flex_tier) != j.flex_tier
+                else j
+                for j in jobs
+            )
+        if jobs == self.jobs:
+            return
+        old = {j.id: (i, j) for i, j in enumerate(self.jobs)}
+        src = np.array([old[j.id][0] if j.id in old else -1 for j in jobs], dtype=np.int64)
+        same = np.array([j.id in old and old[j.id][1] == j for j in jobs], dtype=bool)
+        changed = np.flatnonzero(~same)
+        both = self.fleet.take(src[same]).extended(JobFleet.build([jobs[i] for i in changed], self.curves))
+        self.fleet = both.take(np.argsort(np.concatenate([np.flatnonzero(same), changed]), kind="stable"))
+        windows = np.zeros((len(jobs), 2))
+        for i in np.flatnonzero(src < 0):
+            windows[i] = self.window_for(jobs[i], t_s)
+        factors = np.where(same, self.budget.flex_factor[np.maximum(src, 0)] if len(self.jobs) else 1.0, 1.0)
+        for i in changed:
+            factors[i] = self.deferral.flex_factor(jobs[i])
+        self.budget = self.budget.remapped(src, factors, windows[:, 0], windows[:, 1])
+        for i in np.flatnonzero(src < 0):
+            start, end, delivered, elapsed = self.carried.pop(jobs[i].id, (np.nan,) * 4)
+            if (start, end) == tuple(windows[i]):  # the same window as before a restart: carry on
+                self.budget.delivered_s[i], self.budget.elapsed_s[i] = delivered, elapsed
+        self.jobs = jobs
+        self._lookahead = self._applied = None
+
+    def _roll_windows(self, t_s: float) -> None:
+        """A job still running past its budget window starts its next one, if its rule has one."""
+        for i in np.flatnonzero(t_s >= self.budget.win_end_s):
+            start, end = self.window_for(self.jobs[i], t_s)
+            if start >= self.budget.win_end_s[i]:
+                self.budget.restart(i, start, end)
+                self._lookahead = None
 
     # --- events ----------------------------------------------------------------------------
     def add_event(self, event: GridEvent, known_from_s: float | None = None) -> None:
@@ -114,7 +197,10 @@ class Controller:
             return ev.baseline_w
         if ev.id in self.baselines_w:
             return self.baselines_w[ev.id]
-        estimate = self._history.mean() if self._history else self._unconstrained_site_w(t_s)
+        if self.settings.baseline_source == "unconstrained" and self._history:
+            estimate = self._history.mean()
+        else:
+            estimate = self._unconstrained_site_w(t_s)
         if t_s >= ev.start.timestamp():
             self.baselines_w[ev.id] = estimate
             self._lookahead = None
@@ -122,25 +208,34 @@ class Controller:
 
     # --- the loop ----------------------------------------------------------------------------
     def step(self, t_s: float) -> Decision:
+        self.sync_jobs(t_s)
         tel = self.driver.read()
+        if tel.job_ids != self.fleet.ids:
+            raise DriverError("telemetry and job list differ: the plant changed between discover() and read()")
         site_w = tel.site_power_w + (self.miners.read().total_w if self.miners else 0.0)
         self.budget.record(self._last_t_s, t_s, tel.throughput)
-        self._last_t_s = t_s
+        dt_s, self._last_t_s = t_s - self._last_t_s, t_s
+        self._roll_windows(t_s)
         if self.journal:
             self.journal.telemetry(tel)
-        running = (t_s >= self.win_start_s) & (t_s < self.win_end_s)
+        running = np.ones(len(self.fleet), dtype=bool)
         self._update_model_ratio(tel, running)
         timeline = self.timeline(t_s)
-        self._history.add(t_s, site_w)
+        if dt_s > 0 and not timeline.governs(t_s):  # baselines come from unconstrained power only
+            self._history.add(site_w, dt_s)
         # Aim for the lowest ceiling until the next tick's actions can take effect, so that
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
-        it_ceiling_w = float(self.site.it_power_w(target_w * (1 - self.site.margin)) / self.model_ratio)
+        # IT power no job draws (GPUs idle in their pool, other devices) is not the planner's to shed.
+        other_w = max(0.0, tel.it_power_w - float(np.sum(tel.job_power_w)))
+        it_ceiling_w = float((self.site.it_power_w(target_w * (1 - self.site.margin)) - other_w) / self.model_ratio)
         if np.isfinite(target_w):
             # The tick under way counts as constrained: it is if the planner has anything to shed.
             floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
         else:
             floors = np.ones(len(self.fleet))
+        soon = [e.end_s for e in timeline.events if e.start_s - self.settings.defer_lookahead_s <= t_s <= e.end_s]
+        held = self.deferral.decide(t_s, dt_s, self.driver.queue(), max(soon) if soon else None)
         miner_in = None
         if self.miners:
             miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel, running)
@@ -150,16 +245,18 @@ class Controller:
             )
         )
         decision = Decision(
-            t_s, site_w, target_w, it_ceiling_w, self.model_ratio, floors, plan,
-            tuple(e.event.id for e in timeline.active(t_s)),
+            t_s, site_w, target_w, it_ceiling_w, self.model_ratio, self.fleet.ids, floors, plan,
+            tuple(e.event.id for e in timeline.active(t_s)), held,
         )
         if self.journal:
             self.journal.decision(decision)
         if self._applied is None or not (
-            np.array_equal(self._applied[0], plan.cap_w) and np.array_equal(self._applied[1], plan.active)
+            np.array_equal(self._applied[0], plan.cap_w)
+            and np.array_equal(self._applied[1], plan.active)
+            and self._applied[2] == held
         ):
-            self.driver.apply(JobActions(self.fleet.ids, plan.cap_w, plan.active))
-            self._applied = (plan.cap_w, plan.active)
+            self.driver.apply(JobActions(self.fleet.ids, plan.cap_w, plan.active, held))
+            self._applied = (plan.cap_w, plan.active, held)
         if self.miners:
             self.miners.apply(plan)
         return decision
@@ -196,7 +293,7 @@ class Controller:
             return np.zeros(len(self.fleet))
         known = tuple(e.event.id for e in timeline.events)  # an event just become known changes it
         if self._lookahead is None or t_s - self._lookahead[0] >= LOOKAHEAD_STEP_S or self._lookahead[1] != known:
-            horizon_s = max(float(self.win_end_s.max()), t_s) - t_s
+            horizon_s = max(float(self.win_end_s.max(initial=t_s)), t_s) - t_s
             grid = t_s + np.arange(0.0, horizon_s + LOOKAHEAD_STEP_S, LOOKAHEAD_STEP_S)
             ceiling = timeline.ceiling_at(grid) * (1 - self.site.margin)
             constrained = ceiling < self._unconstrained_site_w(grid)
@@ -219,21 +316,25 @@ def _interval_sum(starts: np.ndarray, ends: np.ndarray, weight: np.ndarray, t: n
 
 
 class _RunningWindow:
-    """Mean of (t, value) samples over the last `window_s` seconds, O(1) per sample."""
+    """Duration-weighted mean of the last `window_s` seconds of samples added, O(1) per sample.
+    Time not added (e.g. while an event shapes power) does not count towards the window."""
 
     def __init__(self, window_s: float):
         self.window_s = window_s
-        self._samples: deque[tuple[float, float]] = deque()
-        self._sum = 0.0
+        self._samples: deque[tuple[float, float]] = deque()  # (value, seconds it stands for)
+        self._sum = self._span_s = 0.0
 
-    def add(self, t_s: float, value: float) -> None:
-        self._samples.append((t_s, value))
-        self._sum += value
-        while self._samples and self._samples[0][0] < t_s - self.window_s:
-            self._sum -= self._samples.popleft()[1]
+    def add(self, value: float, duration_s: float) -> None:
+        self._samples.append((value, duration_s))
+        self._sum += value * duration_s
+        self._span_s += duration_s
+        while self._span_s - self._samples[0][1] >= self.window_s:
+            v, d = self._samples.popleft()
+            self._sum -= v * d
+            self._span_s -= d
 
     def mean(self) -> float:
-        return self._sum / len(self._samples)
+        return self._sum / self._span_s
 
     def __bool__(self) -> bool:
         return bool(self._samples)

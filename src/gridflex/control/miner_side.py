@@ -23,13 +23,16 @@ class MinerSide:
         driver: MinerDriver,
         settings: MinerSettings,
         prices: Signal,
-        jobs: JobFleet,
         hashprice: Signal,
     ):
         self.fleet, self.driver, self.settings, self.prices = fleet, driver, settings, prices
         self.hashprice = hashprice
-        self.qos_usd_per_gpu_hour = np.array([settings.dispatch.qos_for_tier(int(t)) for t in jobs.flex_tier])
+        self._qos_by_tier = np.array([settings.dispatch.qos_for_tier(t) for t in range(4)])  # USD per GPU-hour
         self._last: MinerTelemetry | None = None
+
+    def qos_usd_per_gpu_hour(self, jobs: JobFleet) -> np.ndarray:
+        """The operator's stated cost of a lost GPU-hour of each job, by its tier."""
+        return self._qos_by_tier[jobs.flex_tier]
 
     def value_usd_per_mwh(self, t_s: float) -> np.ndarray:
         """Mining value of each unit's energy at `t_s` (USD/MWh): its breakeven power price."""
@@ -60,7 +63,7 @@ class MinerSide:
         asleep_w = float(self.fleet.sleep_w.sum())  # what the fleet draws even with every unit asleep
         return MinerInput(
             self.fleet, want, value, running_w, grid_ceiling_w - asleep_w, self.setpoint_w(t_s, price) - asleep_w,
-            site.pue * ratio, self.qos_usd_per_gpu_hour,
+            site.pue * ratio, self.qos_usd_per_gpu_hour(jobs),
         )
 
     def apply(self, plan: Plan) -> None:

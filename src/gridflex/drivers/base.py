@@ -18,12 +18,14 @@ from gridflex.model.site import Job
 
 @dataclass(frozen=True, eq=False)
 class JobActions:
-    """What every job should do: a per-GPU power cap and the fraction of its GPUs working
-    (1: running, 0: paused, in between: resized)."""
+    """What every running job should do: a per-GPU power cap and the fraction of its GPUs
+    working (1: running, 0: paused, in between: resized); and which queued jobs to hold (every
+    other queued job this driver held before is released)."""
 
     job_ids: tuple[str, ...]
     cap_w: np.ndarray
     active: np.ndarray
+    held: frozenset[str] = frozenset()
 
     def __iter__(self) -> Iterator[tuple[str, float, float]]:
         return zip(self.job_ids, self.cap_w.tolist(), self.active.tolist())
@@ -72,7 +74,14 @@ class Driver(Protocol):
 
     name: str
 
-    def discover(self) -> list[Job]: ...
+    def discover(self) -> Sequence[Job]:
+        """The jobs running now, in the order of `read()`'s arrays. A driver that finds no change
+        since the last call may return the very same sequence object (a cheap no-change test)."""
+        ...
+
+    def queue(self) -> Sequence[Job]:
+        """Jobs waiting to start (queued or held), oldest first; empty where the plant has no queue."""
+        ...
 
     def read(self) -> Telemetry: ...
 

@@ -27,6 +27,9 @@ class CompositeDriver:
         self._fleet = JobFleet.build(self.jobs, self.power.curves) if self.jobs else None
         return list(self.jobs)
 
+    def queue(self) -> list[Job]:
+        return list(self.jobs_driver.queue())
+
     def read(self) -> Telemetry:
         base, meas = self.jobs_driver.read(), self.power.read()
         if base.job_ids != meas.job_ids:

@@ -23,6 +23,9 @@ class DryRunDriver:
     def discover(self) -> list[Job]:
         return self.inner.discover()
 
+    def queue(self) -> list[Job]:
+        return list(self.inner.queue())
+
     def read(self) -> Telemetry:
         return self.inner.read()
 
@@ -30,6 +33,7 @@ class DryRunDriver:
         preview = getattr(self.inner, "preview", None)
         lines = preview(actions) if preview else [f"job {jid}: cap_w {c:.0f} W, active {a:.2f}"
                                                   for jid, c, a in actions]
+        lines += [f"hold queued job {job_id}" for job_id in sorted(actions.held)]
         for line in lines:
             self._log(f"would {line}")
 

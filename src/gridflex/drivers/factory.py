@@ -121,8 +121,6 @@ def _nvml(spec: dict, site: Site, curves: CurveLibrary, ledger: str | None, nvml
 
 def _twin(spec: dict, where: str) -> Driver:
     from gridflex.drivers.twin import TwinDriver
-    from gridflex.model.fleet import JobFleet
-    from gridflex.sim.run import job_windows
     from gridflex.sim.scenarios import load_scenario
 
     extra = set(spec) - {"scenario", "seed"}
@@ -131,9 +129,7 @@ def _twin(spec: dict, where: str) -> Driver:
                          f"{f'; unknown: {sorted(extra)}' if extra else ''}")
     loaded = load_scenario(spec["scenario"])
     sc = loaded.scenario
-    fleet = JobFleet.build(sc.jobs, loaded.curves)
-    return TwinDriver(sc.jobs, fleet, sc.site, job_windows(loaded), sc.start.timestamp(), sc.step_s, sc.twin,
-                      int(spec.get("seed", 0)))
+    return TwinDriver(sc.jobs, loaded.curves, sc.site, sc.start.timestamp(), sc.step_s, sc.twin, int(spec.get("seed", 0)))
 
 
 def _settings(model, data: dict, where: str):

@@ -148,6 +148,10 @@ class NvmlDriver:
         self._estimate = PowerEstimate(self.jobs, self.curves, self.site)
         return list(self.jobs)
 
+    def queue(self) -> list[Job]:
+        """NVML sees GPUs, not a queue."""
+        return []
+
     def read(self) -> Telemetry:
         measured = np.array([sum(self.nvml.power_w(i) for i in self.job_gpus[j.id]) if j.id in self.job_gpus
                              else np.nan for j in self.jobs])

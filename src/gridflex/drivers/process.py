@@ -77,6 +77,10 @@ class ProcessDriver:
         self._estimate = PowerEstimate(self.jobs, self.curves, self.site)
         return list(self.jobs)
 
+    def queue(self) -> list[Job]:
+        """Process groups have no queue."""
+        return []
+
     def read(self) -> Telemetry:
         running = np.array([_alive(self.pgid[j.id]) for j in self.jobs], dtype=bool)
         active = np.array([self._active.get(j.id, 1.0) for j in self.jobs])

@@ -6,8 +6,9 @@
 - pause (active 0): ``scontrol suspend`` (pause mode suspend), or for jobs that checkpoint a
   signal sent ahead with ``scancel --signal --full`` and, after the grace time,
   ``scontrol requeuehold``; run (active 1): ``scontrol resume`` / ``scontrol release``.
-- while any job is paused, pending flexible jobs are held (``scontrol hold``) so that they do
-  not start in the freed capacity, and released afterwards.
+- queued work: pending jobs are listed by `queue()`; those the controller asks to hold are held
+  (``scontrol hold``), and released (``scontrol release``) when it no longer does.
+- one ``squeue`` call per tick serves `discover()`, `queue()` and `read()`.
 - power: there is no meter in Slurm, so telemetry is estimated from job state and curve
   (`PowerEstimate`); a composite with the NVML driver replaces it by measurements.
 
@@ -84,7 +85,7 @@ class SlurmSettings(BaseModel):
     command_timeout_s: float = Field(15.0, gt=0)
     checkpoint_signal: str = Field("USR1", pattern=r"^[A-Z0-9]+$", description="sent ahead of a requeue")
     checkpoint_grace_s: float = Field(60.0, ge=0, description="seconds between the signal and the requeue")
-    hold_pending: bool = Field(True, description="hold pending flexible jobs while any job is paused")
+    hold_pending: bool = Field(True, description="hold pending flexible jobs when the controller defers them")
     confirm_timeout_s: float = Field(5.0, ge=0, description="wait this long for squeue to show an action")
     retry_s: float = Field(20.0, ge=0, description="keep retrying a command that fails transiently this long")
     state_file: Path | None = Field(None, description="ledger of changes (default: in memory only)")
@@ -175,22 +176,38 @@ class SlurmDriver:
         self.ledger = Ledger(settings.state_file)
         self.latency_s: dict[str, list[float]] = defaultdict(list)  # verb -> command-to-confirmed seconds
         self.jobs: list[Job] = []
+        self.pending: list[Job] = []
+        self._states_seen: dict[str, str] | None = None  # job states from discover()'s squeue, for read()
         self._estimate = PowerEstimate([], curves, site)
         self.warnings: list[str] = []
 
     # --- driver verbs --------------------------------------------------------------------
     def discover(self) -> list[Job]:
-        """Running and suspended jobs, plus those this driver checkpoint-stopped."""
+        """Running and suspended jobs, plus those this driver checkpoint-stopped; pending jobs
+        go to `queue()`. Jobs that ended are gone; new ones are classified by the rules."""
         self._settle()
         ours = {k.split(":", 1)[1] for k in self.ledger.keys("stop:")}
         entries = [e for e in self.cli.queue() if self._in_scope(e)]
-        self.jobs = [self.job_of(e) for e in entries if e.state in ("RUNNING", "SUSPENDED") or e.job_id in ours]
+        running = [e for e in entries if e.state in ("RUNNING", "SUSPENDED") or e.job_id in ours]
+        before = {j.id for j in self.jobs}
+        self.jobs = [self.job_of(e) for e in running]
+        self.pending = [self.job_of(e) for e in entries if e.state == "PENDING" and e.job_id not in ours]
+        self._states_seen = {e.job_id: e.state for e in entries}
+        now = {j.id for j in self.jobs}
+        if now != before:
+            log.info("slurm jobs: %d running%s%s", len(now),
+                     f"; started {sorted(now - before)}" if now - before else "",
+                     f"; ended {sorted(before - now)}" if before - now else "")
         self._estimate = PowerEstimate(self.jobs, self.curves, self.site)
         return list(self.jobs)
 
+    def queue(self) -> list[Job]:
+        """Pending jobs seen by the last `discover()`, in squeue's order."""
+        return list(self.pending)
+
     def read(self) -> Telemetry:
         self._settle()
-        states = self._states()
+        states, self._states_seen = self._states_seen or self._states(), None
         cap = self._estimate.max_cap_w.copy()
         active = np.array([0.0 if self._paused(j.id, states) else 1.0 for j in self.jobs])
         running = np.array([states.get(j.id) in ("RUNNING", "SUSPENDED") or self._paused(j.id, states)
@@ -204,11 +221,11 @@ class SlurmDriver:
 
     def apply(self, actions: JobActions) -> None:
         self._settle()
+        self._states_seen = None  # what discover() saw is about to change
         steps = self._steps(actions)
         self._run(steps)
         if self.settings.hold_pending:
-            paused = [k for k in self.ledger.keys() if not k.startswith("hold:")]
-            self._hold_or_release_pending(paused_any=bool(paused))
+            self._hold_only(actions.held)
 
     def restore(self) -> None:
         """Resume, release and un-hold everything this driver changed (also after a crash)."""
@@ -220,7 +237,7 @@ class SlurmDriver:
                 continue
             tool_args = {"suspend": ("scontrol", "resume"), "stop": ("scontrol", "release"),
                          "hold": ("scontrol", "release")}[verb]
-            issued.append(self._command(key, (*tool_args, job_id), forget=True))
+            issued.append(self._command(key, (*tool_args, job_id), forget=True, reason="restore"))
         self._confirm(issued)
 
     def health(self) -> DriverHealth:
@@ -250,11 +267,15 @@ class SlurmDriver:
                 self._warn(f"job {e.job_id}: ignored comment field {key}={value!r} (flex 0-3, workload of a "
                            f"known curve, pause suspend|checkpoint)")
         gpus = _gpu_count(e.gres) * max(e.nodes, 1) or self.rules.default_gpus
-        start = _parse_time(e.start)
         limit_s = _parse_limit_s(e.time_limit)
-        end = start + timedelta(seconds=limit_s) if start and limit_s else None
+        if e.state == "PENDING":  # not started: its expected start is Slurm's guess, its length at most the limit
+            start = end = None
+        else:
+            start = _parse_time(e.start)
+            end = start + timedelta(seconds=limit_s) if start and limit_s else None
         return Job(
             id=e.job_id, workload=workload, gpus=gpus, flex_tier=flex, start=start, end=end,
+            duration_s=limit_s if e.state == "PENDING" and limit_s else None,
             actions=frozenset({Action.pause}) if flex > 0 else frozenset(),
             pause_mode=mode,
             latency=Latency(suspend_s=1.0, resume_s=1.0, checkpoint_s=self.settings.checkpoint_grace_s),
@@ -311,11 +332,12 @@ class SlurmDriver:
                 self.ledger.forget(key)
                 continue
             due_s = self.clock() + self.settings.checkpoint_grace_s if key.startswith("signal:") else None
-            issued.append(self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s))
+            issued.append(self._command(key, tuple(cmd), forget=cmd[1] in ("resume", "release"), original=due_s,
+                                        reason="plan"))
         self._confirm(issued)
 
-    def _command(self, key: str, cmd: tuple[str, ...], forget: bool,
-                 original: float | None = None) -> tuple[tuple[str, ...], float] | None:
+    def _command(self, key: str, cmd: tuple[str, ...], forget: bool, original: float | None = None,
+                 reason: str = "") -> tuple[tuple[str, ...], float] | None:
         """Run one command with the ledger kept in step: remembered before a change, forgotten
         after an undo; a job that has meanwhile ended is forgotten. Returns (command, start time)
         for `_confirm`, or None if the job had ended."""
@@ -339,6 +361,7 @@ class SlurmDriver:
             raise
         if forget:
             self.ledger.forget(key)
+        log.info("slurm: %s job %s (%s)", cmd[1] if cmd[0] == "scontrol" else cmd[0], job_id, reason)
         return cmd, t0
 
     def _retrying(self, cmd: tuple[str, ...]) -> None:
@@ -389,23 +412,25 @@ class SlurmDriver:
             if key.startswith("signal:") and due is not None and now >= due:
                 job_id = key.split(":", 1)[1]
                 try:
-                    self._confirm([self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False)])
+                    self._confirm([self._command(f"stop:{job_id}", ("scontrol", "requeuehold", job_id), forget=False,
+                                                reason="checkpoint grace time over")])
                 except SlurmUnreachable:
                     raise  # the signal entry stays: requeue when slurmctld is back
                 except DriverError as e:  # e.g. a job that is not requeueable: it keeps running
                     self._warn(f"job {job_id}: checkpoint-stop failed, the job keeps running: {e}")
                 self.ledger.forget(key)
 
-    def _hold_or_release_pending(self, paused_any: bool) -> None:
-        if paused_any:
-            known = {j.id for j in self.jobs}
-            issued = [self._command(f"hold:{e.job_id}", ("scontrol", "hold", e.job_id), forget=False)
-                      for e in self.cli.queue("--states=PENDING")
-                      if e.job_id not in known and self._in_scope(e) and self.job_of(e).flex_tier > 0
-                      and "held" not in e.reason.lower()]
-        else:
-            issued = [self._command(key, ("scontrol", "release", key.split(":", 1)[1]), forget=True)
-                      for key in self.ledger.keys("hold:")]
+    def _hold_only(self, held: frozenset[str]) -> None:
+        """Hold the pending jobs in `held` and release those this driver held that are not."""
+        pending = {j.id: j for j in self.pending}
+        for job_id in held - set(pending):
+            self._warn(f"job {job_id}: not pending any more; not held")
+        issued = [self._command(f"hold:{i}", ("scontrol", "hold", i), forget=False,
+                                reason="queued flexible job deferred by the plan")
+                  for i in sorted(held & set(pending)) if f"hold:{i}" not in self.ledger and pending[i].flex_tier > 0]
+        issued += [self._command(key, ("scontrol", "release", key.split(":", 1)[1]), forget=True,
+                                 reason="the plan releases it")
+                   for key in self.ledger.keys("hold:") if key.split(":", 1)[1] not in held]
         self._confirm(issued)
 
     # --- reading -----------------------------------------------------------------------------

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gridflex.model.site import require_aware
 
+#: What an event id may be: it travels in URLs (DELETE /api/v1/events/{id}), logs and the store.
+EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+EVENT_ID_RULE = "1 to 128 characters from A-Z a-z 0-9 . _ : -"
+
 
 class Target(BaseModel):
     """Either a reduction from the baseline or an absolute power ceiling."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     reduction: float | None = Field(None, gt=0, lt=1, description="fraction of the baseline to shed")
     power_w: float | None = Field(None, ge=0, description="absolute site power ceiling")
@@ -32,15 +37,23 @@ class GridEvent(BaseModel):
     up so that the ramp ends at `end`. The event is known `notice_s` before `start`
     (None: known from the beginning)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    id: str = Field(min_length=1)
+    id: str = Field(description=f"event id: {EVENT_ID_RULE}", json_schema_extra={"pattern": EVENT_ID_PATTERN})
     start: datetime
     end: datetime
     ramp_s: float = Field(0.0, ge=0)
     notice_s: float | None = Field(None, ge=0)
     target: Target
     baseline_w: float | None = Field(None, gt=0)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not re.fullmatch(EVENT_ID_PATTERN, v):
+            shown = repr(v[:40]) + ("..." if len(v) > 40 else "")
+            raise ValueError(f"event id {shown} ({len(v)} characters) is not allowed; allowed: {EVENT_ID_RULE}")
+        return v
 
     @field_validator("start", "end")
     @classmethod

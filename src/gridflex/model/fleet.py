@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
@@ -34,26 +34,44 @@ class JobFleet:
 
     @classmethod
     def build(cls, jobs: Sequence[Job], curves: CurveLibrary) -> JobFleet:
-        used = [curves[j.workload] for j in jobs]
-        flex0 = np.array([j.flex_tier == 0 for j in jobs])
-        may_cap = np.array([Action.power_cap in j.actions for j in jobs]) & ~flex0
-        may_pause = np.array([Action.pause in j.actions for j in jobs]) & ~flex0
-        hulls = [_reachable_hull(c, bool(c_ok), bool(p_ok)) for c, c_ok, p_ok in zip(used, may_cap, may_pause)]
+        """Arrays for `jobs`. Hulls are computed once per (curve, allowed actions), so building
+        a campus of many jobs of a few workloads costs a few hulls and a pass over the jobs."""
+        n = len(jobs)
+        flex0 = np.fromiter((j.flex_tier == 0 for j in jobs), bool, n)
+        may_cap = np.fromiter((Action.power_cap in j.actions for j in jobs), bool, n) & ~flex0
+        may_pause = np.fromiter((Action.pause in j.actions for j in jobs), bool, n) & ~flex0
+        kinds: dict[tuple[str, bool, bool], int] = {}
+        kind = np.fromiter(
+            (kinds.setdefault((j.workload, bool(c), bool(p)), len(kinds)) for j, c, p in zip(jobs, may_cap, may_pause)),
+            np.int64, n,
+        )
+        used = [curves[w] for w, _, _ in kinds]
+        hulls = [_reachable_hull(curves[w], c, p) for w, c, p in kinds]
         return cls(
             ids=tuple(j.id for j in jobs),
-            gpus=np.array([j.gpus for j in jobs], dtype=np.int64),
-            flex_tier=np.array([j.flex_tier for j in jobs]),
-            flex_factor=np.array([j.flex_factor for j in jobs]),
+            gpus=np.fromiter((j.gpus for j in jobs), np.int64, n),
+            flex_tier=np.fromiter((j.flex_tier for j in jobs), np.int64, n),
+            flex_factor=np.fromiter((j.flex_factor for j in jobs), float, n),
             may_cap=may_cap,
             may_pause=may_pause,
-            may_resize=np.array([Action.resize in j.actions for j in jobs]) & ~flex0,
-            cap_w=_pad([c.cap_w for c in used]),
-            power_w=_pad([c.power_w for c in used]),
-            throughput=_pad([c.throughput for c in used]),
-            paused_w=np.array([c.paused_w for c in used]),
-            idle_w=np.array([c.idle_w for c in used]),
-            hull_w=_pad([h[0] for h in hulls]),
-            hull_throughput=_pad([h[1] for h in hulls]),
+            may_resize=np.fromiter((Action.resize in j.actions for j in jobs), bool, n) & ~flex0,
+            cap_w=_pad([c.cap_w for c in used])[kind],
+            power_w=_pad([c.power_w for c in used])[kind],
+            throughput=_pad([c.throughput for c in used])[kind],
+            paused_w=np.array([c.paused_w for c in used])[kind] if used else np.zeros(0),
+            idle_w=np.array([c.idle_w for c in used])[kind] if used else np.zeros(0),
+            hull_w=_pad([h[0] for h in hulls])[kind],
+            hull_throughput=_pad([h[1] for h in hulls])[kind],
+        )
+
+    def take(self, rows: np.ndarray) -> JobFleet:
+        """The fleet of the jobs at `rows`, in that order."""
+        return _map_arrays(self, lambda a: a[rows], tuple(self.ids[i] for i in rows))
+
+    def extended(self, other: JobFleet) -> JobFleet:
+        """This fleet with `other`'s jobs appended (curve tables padded to the wider of the two)."""
+        return _map_arrays(
+            self, lambda a, name: _concat(a, getattr(other, name)), self.ids + other.ids, with_name=True
         )
 
     def __len__(self) -> int:
@@ -118,7 +136,23 @@ def _reachable_hull(curve: PowerCurve, may_cap: bool, may_pause: bool) -> tuple[
     return np.array([curve.paused_w, curve.full_power_w]), np.array([0.0, 1.0])
 
 
+def _map_arrays(fleet: JobFleet, fn, ids: tuple[str, ...], with_name: bool = False) -> JobFleet:
+    names = [f.name for f in fields(fleet) if f.name != "ids"]
+    return type(fleet)(ids=ids, **{n: fn(getattr(fleet, n), n) if with_name else fn(getattr(fleet, n)) for n in names})
+
+
+def _concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows of `a` then `b`; 2-D tables padded to a common width by repeating each row's last point."""
+    if a.ndim == 2 and a.shape[1] != b.shape[1]:
+        width = max(a.shape[1], b.shape[1])
+        a, b = (np.pad(x, ((0, 0), (0, width - x.shape[1])), mode="edge") if len(x) else x.reshape(0, width)
+                for x in (a, b))
+    return np.concatenate([a, b])
+
+
 def _pad(rows: Sequence[Sequence[float]]) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, 1))
     width = max(len(r) for r in rows)
     out = np.empty((len(rows), width))
     for i, r in enumerate(rows):

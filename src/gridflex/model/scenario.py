@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gridflex.errors import InputError
 from gridflex.model.events import GridEvent
 from gridflex.model.miners import MinerSettings
 from gridflex.model.site import Job, Site, require_aware
@@ -27,7 +29,16 @@ class ControlSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval_s: float = Field(2.0, gt=0, description="seconds between control ticks")
-    baseline_window_s: float = Field(3600.0, gt=0, description="window before an event for its baseline")
+    baseline_window_s: float = Field(
+        3600.0, gt=0, description="seconds of unconstrained site power before an event that make its baseline"
+    )
+    baseline_source: str = Field(
+        "unconstrained",
+        pattern="^(unconstrained|model)$",
+        description="a 'reduction' event's baseline: 'unconstrained' = mean measured site power over the last"
+        " baseline_window_s seconds not under any event (ramp, hold or snap-back guard); 'model' = the modelled"
+        " power of the site with nothing slowed, at the event's start",
+    )
     snapback_guard_s: float = Field(
         3600.0, ge=0, description="after an event, hold power near its baseline this long (no snap-back)"
     )
@@ -35,6 +46,13 @@ class ControlSettings(BaseModel):
         0.03, ge=0, lt=0.5, description="after an event, power may exceed the baseline by this fraction"
     )
     tolerance: float = Field(0.01, ge=0, lt=0.2, description="compliance band above target")
+    defer_lookahead_s: float = Field(
+        900.0, ge=0, description="queued flexible jobs are held from this long before an event's start"
+    )
+    release_stagger_s: float = Field(60.0, ge=0, description="after an event, release one held job every this long")
+    hold_unknown_work_s: float = Field(
+        3600.0, gt=0, description="work assumed for a queued job of unknown length when sizing its hold allowance"
+    )
 
 
 class Scenario(BaseModel):
@@ -92,3 +110,12 @@ class Scenario(BaseModel):
 
     def job_window(self, job: Job) -> tuple[datetime, datetime]:
         return (job.start or self.start, job.end or self.end)
+
+    def fixed_windows_s(self) -> tuple[np.ndarray, np.ndarray]:
+        """Epoch-second windows of the fixed-window jobs, for planners that see the whole
+        scenario ahead; refuses a scenario with queued jobs (their windows are not known ahead)."""
+        queued = [j.id for j in self.jobs if j.queued]
+        if queued:
+            raise InputError(f"jobs: {queued[0]!r} and {len(queued) - 1} more are queued; only fixed-window jobs here")
+        spans = [self.job_window(j) for j in self.jobs]
+        return np.array([a.timestamp() for a, _ in spans]), np.array([b.timestamp() for _, b in spans])

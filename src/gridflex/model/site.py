@@ -45,7 +45,12 @@ class Latency(BaseModel):
 
 
 class Job(BaseModel):
-    """An AI workload on N GPUs with a flex tier and a window."""
+    """An AI workload on N GPUs with a flex tier.
+
+    Two ways to say when it runs: a fixed window (`start`, `end`: it runs exactly then), or a
+    queued job (`submit` and `duration_s`: it waits in the site's queue from `submit`, starts
+    when its GPU pool has room and gridflex does not hold it, and ends once it has done
+    `duration_s` seconds of full-speed work, so a slowed job runs longer)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,6 +60,9 @@ class Job(BaseModel):
     flex_tier: int = Field(ge=0, le=3, description="0 = never slowed; 1/2/3 keep 90/75/50 %")
     start: datetime | None = None
     end: datetime | None = None
+    submit: datetime | None = Field(None, description="when a queued job enters the queue")
+    duration_s: float | None = Field(None, gt=0, description="work of a queued job: seconds at full speed")
+    gpu_model: str | None = Field(None, description="GPU pool the job runs on (default: the site's first)")
     actions: frozenset[Action] = frozenset({Action.power_cap, Action.pause})
     pause_mode: PauseMode = PauseMode.suspend
     latency: Latency = Latency()
@@ -68,11 +76,31 @@ class Job(BaseModel):
     def _window(self) -> Job:
         if self.start and self.end and self.end <= self.start:
             raise ValueError(f"job {self.id!r}: end ({self.end}) must be after start ({self.start})")
+        if self.submit is not None and (self.start is not None or self.end is not None):
+            raise ValueError(
+                f"job {self.id!r}: give either a fixed window (start/end) or a queued job (submit, duration_s)"
+            )
+        if self.submit is not None and self.duration_s is None:
+            raise ValueError(f"job {self.id!r}: a queued job (submit) needs duration_s, its work at full speed")
         return self
+
+    @property
+    def queued(self) -> bool:
+        """Whether the job goes through the site's queue (rather than a fixed window)."""
+        return self.submit is not None
 
     @property
     def flex_factor(self) -> float:
         return FLEX_FACTOR[self.flex_tier]
+
+
+class GpuPool(BaseModel):
+    """The GPUs of one model at a site; those no job holds draw `idle_w` each."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpus: int = Field(gt=0)
+    idle_w: float = Field(50.0, ge=0, description="per-GPU power with no job (A100: ~50 W)")
 
 
 class Site(BaseModel):
@@ -92,6 +120,20 @@ class Site(BaseModel):
         pattern="^(grid|sla)$",
         description="when target and flex tiers conflict: 'grid' meets the target, 'sla' keeps the tiers",
     )
+
+    gpu_pools: dict[str, GpuPool] = Field(
+        default_factory=dict,
+        description="GPU model -> pool; queued jobs wait for room in theirs (none: no limit, no idle GPUs)",
+    )
+
+    def pool_of(self, job: Job) -> str | None:
+        """Name of the pool a job runs on (None: the site has no pools)."""
+        if not self.gpu_pools:
+            return None
+        name = job.gpu_model or next(iter(self.gpu_pools))
+        if name not in self.gpu_pools:
+            raise ValueError(f"job {job.id!r}: gpu_model {name!r} is not a pool; allowed: {', '.join(self.gpu_pools)}")
+        return name
 
     def site_power_w(self, it_power_w):
         return it_power_w * self.pue + self.overhead_w

@@ -60,12 +60,9 @@ class OracleSolution:
 
 def true_fleet(loaded: LoadedScenario, seed: int) -> JobFleet:
     """The scenario's fleet with the curves of the twin of this seed in place of the model's."""
-    from gridflex.sim.run import job_windows  # the runner imports the planners
-
     sc = loaded.scenario
-    fleet = JobFleet.build(sc.jobs, loaded.curves)
-    twin = TwinDriver(sc.jobs, fleet, sc.site, job_windows(loaded), sc.start.timestamp(), sc.step_s, sc.twin, seed,
-                      record=False)
+    twin = TwinDriver(sc.jobs, loaded.curves, sc.site, sc.start.timestamp(), sc.step_s, sc.twin, seed, record=False)
+    fleet = twin.fleet
     hulls = []
     for j in range(len(fleet)):
         p, t = twin.true_power_w[j], twin.true_throughput[j]
@@ -97,7 +94,7 @@ def expected_timeline(
         t1 = ev.start.timestamp()
         t = np.arange(max(start_s, t1 - sc.control.baseline_window_s), t1, sc.step_s) + sc.step_s
         running = (t[:, None] >= windows[0]) & (t[:, None] < windows[1])
-        it_w = np.where(running, fleet.gpus * fleet.full_w, fleet.gpus * fleet.idle_w).sum(axis=1)
+        it_w = (running * fleet.gpus * fleet.full_w).sum(axis=1)
         resolved.append(ResolvedEvent(ev, float(np.mean(sc.site.site_power_w(it_w)))))
     return TargetTimeline.build(resolved, sc.site.interconnection_limit_w, sc.control)
 
@@ -105,11 +102,9 @@ def expected_timeline(
 def solve_oracle(loaded: LoadedScenario, seed: int = 0, sla_safety: float = 0.0, margin: float = 0.0) -> OracleSolution:
     """The LP's optimum. The planner keeps a little in hand: `sla_safety` raises every flexible
     job's required performance, `margin` lowers every target by that fraction (noise)."""
-    from gridflex.sim.run import job_windows
-
     sc = loaded.scenario
     fleet = true_fleet(loaded, seed)
-    windows = job_windows(loaded)
+    windows = sc.fixed_windows_s()
     timeline = expected_timeline(loaded, fleet, windows)
     start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
     t0, t1, ceiling_w, running = _constrained_periods(sc, fleet, timeline, windows, start_s, end_s, margin)
@@ -131,7 +126,7 @@ def solve_oracle(loaded: LoadedScenario, seed: int = 0, sla_safety: float = 0.0,
     shed_cost = per_w_s / max(float(per_w_s.max(initial=0.0)), 1e-300) * dur_rel[pp]
     cost = np.concatenate([shed_cost, SHORTFALL_COST * dur_rel])
     # Power rows: -Σ shed - shortfall ≤ ceiling - unconstrained.
-    full_it_w = np.where(running, fleet.gpus * fleet.full_w, fleet.gpus * fleet.idle_w).sum(axis=1)
+    full_it_w = (running * fleet.gpus * fleet.full_w).sum(axis=1)
     rows = np.concatenate([pp, np.arange(n_p)])
     cols = np.concatenate([np.arange(n_x), n_x + np.arange(n_p)])
     power = coo_matrix((-np.ones(n_x + n_p), (rows, cols)), shape=(n_p, n_x + n_p))
@@ -184,7 +179,7 @@ def _constrained_periods(sc, fleet, timeline, windows, start_s, end_s, margin):
     site_w = (timeline.ceiling_at(t0 + 1e-6) + 4 * timeline.ceiling_at(mid) + timeline.ceiling_at(t1 - 1e-6)) / 6
     ceiling = sc.site.it_power_w(site_w * (1 - margin))
     running = (mid[:, None] >= windows[0]) & (mid[:, None] < windows[1])
-    full_it_w = np.where(running, fleet.gpus * fleet.full_w, fleet.gpus * fleet.idle_w).sum(axis=1)
+    full_it_w = (running * fleet.gpus * fleet.full_w).sum(axis=1)
     keep = np.isfinite(ceiling) & (ceiling < full_it_w)
     return t0[keep], t1[keep], ceiling[keep], running[keep]
 

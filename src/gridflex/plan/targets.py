@@ -94,6 +94,11 @@ class TargetTimeline:
         """[E, 2] first and last epoch second each event sets a ceiling (its guard included)."""
         return np.array([(e.start_s, e.end_s + self.snapback_guard_s) for e in self.events]).reshape(-1, 2)
 
+    def governs(self, t_s: float) -> bool:
+        """Whether any event shapes power at `t_s` (its ramps, hold or snap-back guard)."""
+        spans = self._spans_s
+        return bool(np.any((spans[:, 0] <= t_s) & (t_s <= spans[:, 1])))
+
     def active(self, t_s: float) -> list[ResolvedEvent]:
         """Events whose ramp or hold covers `t_s`."""
         return [e for e in self.events if e.start_s <= t_s <= e.end_s]

@@ -26,7 +26,9 @@ def settle(
     penalty per event, with the evidence and a SHA-256 digest of the store records used."""
     from sqlalchemy import inspect, make_url
 
+    from gridflex.config_file import load_yaml_model
     from gridflex.errors import InputError
+    from gridflex.programs.model import ProgramsFile
     from gridflex.programs.settle import settle_month
     from gridflex.programs.statement import totals, write_statement
     from gridflex.service.config import load_config
@@ -34,7 +36,7 @@ def settle(
 
     try:
         cfg = load_config(config)
-        enrolment = load_config(programs).programs if programs else cfg.programs
+        enrolment = load_yaml_model(programs, ProgramsFile, "programs file").programs if programs else cfg.programs
         url = make_url(store or cfg.store.url)
         if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
             raise InputError(f"store {url}: no such file; give the store a `serve` run wrote (--store or the"

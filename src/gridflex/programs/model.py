@@ -199,13 +199,15 @@ class Enrolment(RootModel[tuple[Program, ...]]):
         raise InputError(f"--program: no program {name!r}; enrolled: {known}")
 
 
-class _Programs(_Strict):
+class ProgramsFile(_Strict):
+    """A programs file: the `programs:` list alone (`gridflex settle --programs`)."""
+
     programs: Enrolment = Enrolment(())
 
 
 def parse_enrolment(data: dict, where: str) -> Enrolment:
     """Programs from a mapping with the key `programs` (a list), e.g. a parsed YAML file."""
     try:
-        return _Programs.model_validate(data).programs
+        return ProgramsFile.model_validate(data).programs
     except ValidationError as e:
         raise InputError(f"{where}: invalid programs\n{format_validation_error(e)}") from None

@@ -15,6 +15,7 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gridflex.report.measured import MeasuredSeries  # noqa: E402
 from gridflex.sim.run import RunResult  # noqa: E402
 
 PLOT_RESOLUTION_S = 60.0
@@ -41,8 +42,8 @@ def _png(fig) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def power_plot(results: Sequence[RunResult]) -> str:
-    """Site power of one or more runs against the target."""
+def power_plot(results: Sequence[RunResult], measured: MeasuredSeries | None = None) -> str:
+    """Site power of one or more runs against the target (and a measured trace, if given)."""
     first = results[0]
     tz = first.scenario.start.tzinfo
     fig, ax = plt.subplots(figsize=(11, 4))
@@ -52,6 +53,8 @@ def power_plot(results: Sequence[RunResult]) -> str:
         tr, p = minute_means(r.step_times_s, r.site_power_w, r.scenario.step_s)
         ax.plot(_dates(tr, tz), p / 1e3, lw=1.2, label=f"site power ({r.planner})" if len(results) > 1 else "site power")
     ax.plot(_dates(t, tz), np.where(np.isfinite(target), target, np.nan) / 1e3, "k--", lw=1.5, label="target")
+    if measured is not None:
+        ax.plot(_dates(measured.t_s, tz), measured.power_w / 1e3, color="grey", lw=1, label=f"measured ({measured.label})")
     for ev in first.timeline.events:
         ax.axvspan(*_dates(np.array([ev.hold_start_s, ev.hold_end_s]), tz), color="orange", alpha=0.12)
     ax.set_ylabel("kW (1-min mean)")
@@ -113,7 +116,7 @@ def page(title: str, sections: Sequence[str]) -> str:
     )
 
 
-def run_report(result: RunResult, summary: dict) -> str:
+def run_report(result: RunResult, summary: dict, measured: MeasuredSeries | None = None) -> str:
     """The report of one `gridflex simulate` run."""
     from gridflex.report.miners_html import hybrid_sections  # builds on this module's helpers
 
@@ -127,7 +130,7 @@ def run_report(result: RunResult, summary: dict) -> str:
             table(overall, list(overall[0])),
             warnings,
             "<h2>Site power</h2>",
-            power_plot([result]),
+            power_plot([result], measured),
             "<h2>Events</h2>",
             table(summary["events"], ["id", "baseline_w", "target_w", "compliance", "response_s",
                                       "over_delivery", "mean_power_w"]),

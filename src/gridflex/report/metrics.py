@@ -3,8 +3,11 @@
 Definitions (the Phoenix field demonstration's, made precise):
 - compliance of an event: the fraction of whole 1-minute intervals of its hold period whose
   mean site power is at or below the target plus `tolerance` (a fraction of the target);
-- response_s: seconds from the start of the reduction until site power (10-s mean) stays at
-  or below the ramping target plus tolerance until the hold ends;
+- response_s: seconds from the start of the reduction (the ramp's start) until site power
+  (10-s mean) has reached the hold target plus tolerance and stays at or below the ramping
+  target plus tolerance until the hold ends (a 15-min ramp followed exactly gives ~900 s);
+- in_band: the fraction of simulated steps of the hold at or below the target plus tolerance
+  (stricter than the 1-minute compliance, which averages within each minute);
 - over_delivery: mean of (target − power, floored at 0) over the hold, as a fraction of the baseline;
 - job performance: mean throughput over the job's window, relative to normal;
 - weighted_performance: mean of job performances weighted by tier (Flex 0: 1.0, else the flex factor).
@@ -29,6 +32,7 @@ class EventScore:
     baseline_w: float
     target_w: float
     compliance: float
+    in_band: float
     intervals: int
     response_s: float | None  # None: never stayed in band
     over_delivery: float
@@ -60,6 +64,7 @@ def score_event(
         baseline_w=ev.baseline_w,
         target_w=ev.ceiling_w,
         compliance=float(ok.mean()) if n else 1.0,
+        in_band=float(np.mean(hold_p <= target * (1 + tolerance))) if len(hold_p) else 1.0,
         intervals=n,
         response_s=_response_s(ev, t_s, power_w, step_s, tolerance),
         over_delivery=float(over),
@@ -76,12 +81,12 @@ def _response_s(ev: ResolvedEvent, t_s: np.ndarray, power_w: np.ndarray, step_s:
     smooth = np.convolve(p, np.ones(k) / k, mode="full")[: len(p)]
     smooth[: k - 1] = p[: k - 1]
     out = smooth > ev.ceiling_at(t_s[span], 0.0, 0.0) * (1 + tolerance)
-    if not out.any():
-        return 0.0
-    last_out = int(np.flatnonzero(out)[-1])
-    if last_out == len(out) - 1:
+    stays_from = int(np.flatnonzero(out)[-1]) + 1 if out.any() else 0
+    reached = np.flatnonzero(smooth <= ev.ceiling_w * (1 + tolerance))
+    if stays_from == len(out) or not len(reached):
         return None
-    return float(t_s[span][last_out + 1] - ev.start_s)
+    first = max(stays_from, int(reached[0]))
+    return float(t_s[span][first] - ev.start_s)
 
 
 def weighted_performance(performance: np.ndarray, flex_tier: np.ndarray) -> float:

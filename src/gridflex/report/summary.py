@@ -16,9 +16,13 @@ def summarize(result: RunResult) -> dict:
         score_event(ev, result.step_times_s, result.site_power_w, sc.step_s, sc.control.tolerance)
         for ev in result.timeline.events
     ]
-    performance = result.throughput_s / result.window_s
-    tiers = np.array([j.flex_tier for j in sc.jobs])
-    within = performance >= np.array([j.flex_factor for j in sc.jobs]) - 1e-9
+    started = ~np.isnan(result.performance)  # a queued job that never started is scored apart
+    performance = result.performance[started]
+    jobs = [j for j, s in zip(sc.jobs, started) if s]
+    tiers = np.array([j.flex_tier for j in jobs], dtype=int)
+    within = performance >= np.array([j.flex_factor for j in jobs]) - 1e-9
+    submit_s = np.array([j.submit.timestamp() if j.submit else np.nan for j in sc.jobs])
+    delay_s = (result.started_s - submit_s)[started]
     responses = [e.response_s for e in events]
     return {
         "scenario": sc.name,
@@ -27,7 +31,8 @@ def summarize(result: RunResult) -> dict:
         "baseline_w": _r(events[0].baseline_w) if events else None,
         "compliance": _r(overall_compliance(events)),
         "sla_violations": int((~within).sum()),
-        "weighted_performance": _r(weighted_performance(performance, tiers)),
+        "weighted_performance": _r(weighted_performance(performance, tiers)) if len(jobs) else None,
+        "jobs_never_started": int((~started).sum()),
         "over_delivery": _r(float(np.mean([e.over_delivery for e in events]))) if events else 0.0,
         "response_s": None if None in responses else _r(max(responses, default=0.0)),
         "energy_kwh": _r(result.energy_kwh),
@@ -43,8 +48,9 @@ def summarize(result: RunResult) -> dict:
                 "flex_factor": j.flex_factor,
                 "performance": _r(float(p)),
                 "within_sla": bool(w),
+                **({"delay_s": _r(float(d)), "held_s": _r(float(h))} if j.queued else {}),
             }
-            for j, p, w in zip(sc.jobs, performance, within)
+            for j, p, w, d, h in zip(jobs, performance, within, delay_s, result.held_s[started])
         ],
         "warnings": result.trace.warnings(sc.start.tzinfo),
         **hybrid_summary(result),  # site_draw_steadiness, ai_load_swing, miners: only for sites with miners

@@ -1,20 +1,25 @@
 """The REST API (under /api/v1), the dashboard (/) and Prometheus metrics (/metrics)."""
 
+import hashlib
+import hmac
 import logging
+import re
 import secrets
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gridflex.errors import InputError
 from gridflex.model.events import GridEvent
-from gridflex.service.config import TOKEN_ENV, ServiceConfig
+from gridflex.service.config import TOKEN_ENV, ServiceConfig, stale_after_s
 from gridflex.service.runtime import LiveService
 from gridflex.service.schemas import (
     DecisionOut,
@@ -22,6 +27,7 @@ from gridflex.service.schemas import (
     JobOut,
     JobPlan,
     PriceOut,
+    SessionIn,
     StatusOut,
     TelemetryOut,
     TierChange,
@@ -31,6 +37,36 @@ from gridflex.store import EventRecord
 log = logging.getLogger(__name__)
 MIN_TOKEN_CHARS = 16
 STATIC = resources.files("gridflex.service").joinpath("static")
+#: The dashboard's read session: an HttpOnly cookie derived from the token (never the token itself).
+SESSION_COOKIE = "gridflex_session"
+ANSWERS = {
+    400: {"description": "the request cannot be carried out; `detail` is a sentence naming the field"},
+    401: {"description": "missing or wrong bearer token"},
+    403: {"description": "writes are disabled (api.writes_enabled: false)"},
+    404: {"description": "no such event or job"},
+    422: {"description": "malformed request; `detail[].loc` names the field"},
+}
+
+
+def _answers(*codes: int) -> dict:
+    return {c: ANSWERS[c] for c in codes}
+
+
+class RedactTokens(logging.Filter):
+    """Blanks `token=...` in access-log lines, should a client put a token into a URL."""
+
+    PATTERN = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        record.msg = self.PATTERN.sub(r"\1***", str(record.msg))
+        return True
+
+
+def session_value(token: str) -> str:
+    """The dashboard cookie for `token`: good for reads only, useless as a bearer token."""
+    return hmac.new(token.encode(), b"gridflex dashboard read session", hashlib.sha256).hexdigest()
 
 
 def api_token(config: ServiceConfig) -> str | None:
@@ -50,6 +86,9 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, RedactTokens) for f in access.filters):
+            access.addFilter(RedactTokens())
         if run_loop:
             service.start()
         if ven is not None:
@@ -61,35 +100,62 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
                 await ven.stop()
             service.stop()
 
-    app = FastAPI(title="gridflex", version="1", lifespan=lifespan, description="Grid-responsive site control")
+    # Swagger UI from fastapi-offline's bundled assets (no CDN: /docs works on an offline host).
+    app = FastAPIOffline(
+        title="gridflex", version="1", lifespan=lifespan, description="Grid-responsive site control", redoc_url=None
+    )
     bearer = HTTPBearer(auto_error=False)
+    session = session_value(token) if token else None
 
-    def _check(creds: HTTPAuthorizationCredentials | None) -> None:
-        if creds is None or not token or not secrets.compare_digest(creds.credentials.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    def _check(creds: HTTPAuthorizationCredentials | None, cookie: str | None = None) -> None:
+        if token and creds is not None and secrets.compare_digest(creds.credentials.encode(), token.encode()):
+            return
+        if session and cookie is not None and secrets.compare_digest(cookie.encode(), session.encode()):
+            return
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     def write_auth(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         if not config.api.writes_enabled:
             raise HTTPException(403, "writes are disabled (api.writes_enabled: false)")
         _check(creds)
 
-    def read_auth(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if config.api.protect_reads:
-            _check(creds)
+    def read_auth(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        _check(creds, request.cookies.get(SESSION_COOKIE))
 
     @app.exception_handler(InputError)
     async def _input_error(_req: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    read = [Depends(read_auth)]
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each field; the input is not echoed (it may be huge, or NaN, which JSON cannot carry)."""
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    # Public reads declare no token in the OpenAPI document; with protect_reads they need one.
+    read = [Depends(read_auth)] if config.api.protect_reads else []
+    read_answers = _answers(401) if config.api.protect_reads else {}
     write = [Depends(write_auth)]
 
-    @app.get("/api/v1/status", dependencies=read, tags=["site"])
+    @app.post("/api/v1/session", status_code=204, tags=["dashboard"], responses=_answers(401, 422))
+    def login(body: SessionIn, response: Response) -> None:
+        """Dashboard login: checks the token and sets an HttpOnly cookie good for reads only,
+        so the token never appears in a URL or an access log."""
+        _check(HTTPAuthorizationCredentials(scheme="Bearer", credentials=body.token))
+        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+
+    @app.delete("/api/v1/session", status_code=204, tags=["dashboard"])
+    def logout(response: Response) -> None:
+        """Dashboard logout: drops the cookie."""
+        response.delete_cookie(SESSION_COOKIE, path="/")
+
+    @app.get("/api/v1/status", dependencies=read, tags=["site"], responses=read_answers)
     def status() -> StatusOut:
         """Site power, target, active events and the current plan per job."""
         s = service.status
         known = service.active_event_ids()
         interval_s = service.control.interval_s
+        limit_s = stale_after_s(service.control)
         if s is None:
             return StatusOut(
                 t_s=None,
@@ -99,7 +165,13 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
                 known_events=known,
                 jobs=[],
                 interval_s=interval_s,
+                degraded=True,
+                degraded_reasons=["no reading of the plant yet"],
+                stale_after_s=limit_s,
             )
+        age_s = max(0.0, service.clock() - s.read_at_s)
+        reasons = [f"the last reading is {age_s:.0f} s old (limit {limit_s:g} s)"] if age_s > limit_s else []
+        reasons += [s.error] if s.error else [] if s.driver_ok else ["the driver reports a problem"]
         return StatusOut(
             t_s=s.t_s,
             site_power_w=s.site_power_w,
@@ -112,59 +184,66 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
             driver=s.driver,
             driver_ok=s.driver_ok,
             interval_s=interval_s,
+            age_s=age_s,
+            estimated=s.estimated,
+            degraded=bool(reasons),
+            degraded_reasons=reasons,
+            stale_after_s=limit_s,
         )
 
-    @app.get("/api/v1/telemetry", dependencies=read, tags=["site"])
-    def telemetry(since_s: float = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 600) -> list[TelemetryOut]:
+    @app.get("/api/v1/telemetry", dependencies=read, tags=["site"], responses=read_answers | _answers(422))
+    def telemetry(since_s: Annotated[float, Query(allow_inf_nan=False)] = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 600) -> list[TelemetryOut]:
         """Site readings after `since_s` (epoch seconds), newest `limit`, oldest first."""
         return [TelemetryOut.model_validate(r) for r in service.store.telemetry(since_s, limit)]
 
-    @app.get("/api/v1/events", dependencies=read, tags=["events"])
+    @app.get("/api/v1/events", dependencies=read, tags=["events"], responses=read_answers | _answers(422))
     def events(status: str | None = Query(None, pattern="^(active|cancelled|completed)$")) -> list[EventOut]:
         """Every event received (from the API or OpenADR) and its state."""
         return [_event_out(r) for r in service.store.events(status)]
 
-    @app.post("/api/v1/events", status_code=201, dependencies=write, tags=["events"])
+    @app.post(
+        "/api/v1/events", status_code=201, dependencies=write, tags=["events"], responses=_answers(400, 401, 403, 422)
+    )
     def create_event(event: GridEvent) -> EventOut:
         """A utility dispatch: ramp down from `start` over `ramp_s` to `target`, back up by `end`.
         400 if the id exists, the event is over, or the site cannot carry out the target."""
         service.add_event(event, source="api")
         return _event_out(service.store.event(event.id))
 
-    @app.delete("/api/v1/events/{event_id}", dependencies=write, tags=["events"])
+    @app.delete("/api/v1/events/{event_id}", dependencies=write, tags=["events"], responses=_answers(401, 403, 404))
     def cancel_event(event_id: str) -> EventOut:
         """Lift an active event."""
         try:
             service.cancel_event(event_id, "cancelled through the API")
         except KeyError:
-            raise HTTPException(404, f"no active event {event_id!r}") from None
+            raise HTTPException(404, f"no active event {event_id[:128]!r}") from None
         return _event_out(service.store.event(event_id))
 
-    @app.get("/api/v1/jobs", dependencies=read, tags=["jobs"])
+    @app.get("/api/v1/jobs", dependencies=read, tags=["jobs"], responses=read_answers)
     def jobs() -> list[JobOut]:
         """Jobs with their flex tier and the share of their flex budget used in the current window."""
         return [JobOut(**j) for j in service.jobs()]
 
-    @app.patch("/api/v1/jobs/{job_id}", dependencies=write, tags=["jobs"])
+    @app.patch("/api/v1/jobs/{job_id}", dependencies=write, tags=["jobs"], responses=_answers(401, 403, 404, 422))
     def change_job(job_id: str, change: TierChange) -> JobOut:
         """Change a job's flex tier; its account over the current window carries on."""
         try:
             service.set_tier(job_id, change.flex_tier)
         except KeyError:
-            raise HTTPException(404, f"no job {job_id!r}") from None
+            raise HTTPException(404, f"no job {job_id[:128]!r}") from None
         return next(JobOut(**j) for j in service.jobs() if j["id"] == job_id)
 
-    @app.get("/api/v1/decisions", dependencies=read, tags=["audit"])
-    def decisions(since_s: float = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[DecisionOut]:
+    @app.get("/api/v1/decisions", dependencies=read, tags=["audit"], responses=read_answers | _answers(422))
+    def decisions(since_s: Annotated[float, Query(allow_inf_nan=False)] = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[DecisionOut]:
         """The planner's decisions (audit log), newest `limit` after `since_s`, oldest first."""
         return [DecisionOut.model_validate(r) for r in service.store.decisions(since_s, limit)]
 
-    @app.get("/api/v1/prices", dependencies=read, tags=["audit"])
+    @app.get("/api/v1/prices", dependencies=read, tags=["audit"], responses=read_answers)
     def prices() -> list[PriceOut]:
         """Price signals received (recorded, not acted on)."""
         return [PriceOut.model_validate(p) for p in service.store.prices()]
 
-    @app.get("/metrics", dependencies=read, tags=["monitoring"])
+    @app.get("/metrics", dependencies=read, tags=["monitoring"], responses=read_answers)
     def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gridflex.errors import InputError
+from gridflex.config_file import load_yaml_model
+from gridflex.drivers.meter import MeterSettings
 from gridflex.model.scenario import ControlSettings, TwinSettings
 from gridflex.model.site import Job, Site
 from gridflex.programs.model import Enrolment
-from gridflex.sim.scenarios import DEFAULT_SCENARIO, format_validation_error
+from gridflex.sim.scenarios import DEFAULT_SCENARIO
 
 #: Environment variable holding the bearer token for writes (overrides `api.token`).
 TOKEN_ENV = "GRIDFLEX_API_TOKEN"
@@ -30,7 +30,9 @@ class DriverConfig(_Strict):
 
     kind: str = Field("twin", pattern="^(twin|slurm|process|nvml|composite)$", description="plant driver")
     settings: dict[str, Any] = Field(default_factory=dict, description="a real driver's settings (docs/slurm.md)")
-    state_dir: Path | None = Field(None, description="where a real driver keeps the ledger of what it changed")
+    state_dir: Path | None = Field(
+        None, description="where a real driver keeps the ledger of what it changed (relative to the config file)"
+    )
     seed: int = Field(0, description="seed of the twin's curve errors and power noise")
     step_s: float = Field(1.0, gt=0, le=60, description="the twin's simulation step")
     twin: TwinSettings = TwinSettings()
@@ -44,8 +46,36 @@ class ApiConfig(_Strict):
     protect_reads: bool = Field(False, description="require the token for reads too")
 
 
+class LiveControl(ControlSettings):
+    """The scenario's control settings plus what only a live service needs."""
+
+    stale_after_s: float | None = Field(
+        None, gt=0, description="a reading older than this makes /status `degraded` (default: 3 ticks, at least 10 s)"
+    )
+
+
+def stale_after_s(control: ControlSettings) -> float:
+    """Age beyond which the last reading no longer stands for the plant."""
+    given = getattr(control, "stale_after_s", None)
+    return given if given is not None else max(3 * control.interval_s, 10.0)
+
+
+class EventLimits(_Strict):
+    """Bounds on events from the API and OpenADR beyond what the site can carry out."""
+
+    max_past_s: float = Field(86400.0, ge=0, description="an event may start at most this long before now")
+    max_ahead_s: float = Field(365 * 86400.0, gt=0, description="an event may start at most this long after now")
+    max_duration_s: float = Field(7 * 86400.0, gt=0, description="longest event (start to end)")
+    baseline_margin: float = Field(
+        0.25, ge=0, description="a given baseline_w may exceed the site's full power by at most this fraction"
+    )
+
+
 class StoreConfig(_Strict):
-    url: str = Field("sqlite:///gridflex.db", description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://...")
+    url: str = Field(
+        "sqlite:///gridflex.db",
+        description="SQLAlchemy URL: sqlite:///path (relative to the config file) or postgresql+psycopg://...",
+    )
     history_s: float = Field(7 * 86400, gt=0, description="telemetry and decisions kept this long")
 
 
@@ -79,7 +109,7 @@ class ServiceConfig(_Strict):
     scenario: str = Field(DEFAULT_SCENARIO, description="scenario (name or file) whose site, jobs, curves are used")
     site: Site | None = None
     jobs: tuple[Job, ...] | None = None
-    control: ControlSettings | None = None
+    control: LiveControl | None = None
     planner: str = "optimal"
     budget_window_s: float = Field(
         86400.0, gt=0, description="flex budgets are kept over rolling windows of this length from each job's start"
@@ -88,6 +118,8 @@ class ServiceConfig(_Strict):
     api: ApiConfig = ApiConfig()
     store: StoreConfig = StoreConfig()
     openadr: OpenAdrConfig = OpenAdrConfig()
+    events: EventLimits = EventLimits()
+    meter: MeterSettings | None = Field(None, description="the site's Modbus TCP meter (drivers/meter.py); none: off")
     programs: Enrolment = Field(Enrolment(()), description="demand-response programs enrolled in (docs/programs.md)")
 
     def token(self) -> str | None:
@@ -99,15 +131,22 @@ def load_config(path: str | Path | None) -> ServiceConfig:
     """Read and check a config file (None: all defaults)."""
     if path is None:
         return ServiceConfig()
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as e:
-        raise InputError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: the config must be a mapping (keys: {', '.join(ServiceConfig.model_fields)})")
-    try:
-        return ServiceConfig.model_validate(data)
-    except ValidationError as e:
-        raise InputError(f"{path}: invalid config\n{format_validation_error(e)}") from None
+    cfg = load_yaml_model(path, ServiceConfig)
+    base = Path(path).parent
+    url = sqlite_url_beside(cfg.store.url, base)
+    state_dir = cfg.driver.state_dir
+    if state_dir is not None and not state_dir.is_absolute():
+        state_dir = (base / state_dir).resolve()
+    return cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": url}),
+                                  "driver": cfg.driver.model_copy(update={"state_dir": state_dir})})
+
+
+def sqlite_url_beside(url: str, base_dir: Path) -> str:
+    """A relative SQLite path is taken relative to `base_dir` (the config's folder), like `scenario`."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    file, sep, query = url[len(prefix):].partition("?")
+    if not file or file == ":memory:" or Path(file).is_absolute():
+        return url
+    return f"{prefix}{(base_dir / file).resolve()}{sep}{query}"

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from pydantic import ValidationError
 
 from gridflex.errors import InputError
-from gridflex.model.events import GridEvent
+from gridflex.model.events import EVENT_ID_PATTERN, EVENT_ID_RULE, GridEvent
 from gridflex.service.config import OpenAdrConfig
 from gridflex.service.runtime import LiveService
 
@@ -57,6 +58,10 @@ def translate(event: dict, cfg: OpenAdrConfig) -> Translation:
         base_id = f"{event_id_prefix(desc['event_id'])}{mod}"
     except (KeyError, TypeError, ValueError) as e:
         return Translation(reason=f"malformed event: missing or bad {e}")
+    if not re.fullmatch(EVENT_ID_PATTERN, f"{base_id}:999"):  # room for the interval number
+        shown = repr(str(desc["event_id"])[:40])
+        return Translation(reason=f"event_id {shown} is not allowed: gridflex ids ('{PREFIX}:<event id>:<modification"
+                                  f" number>:<n>') must be {EVENT_ID_RULE}")
     out = Translation()
     try:
         for sig in signals:
@@ -133,6 +138,9 @@ class Ven:
     def _new_client(self):
         from openleadr import OpenADRClient
 
+        # openleadr sets its logger to INFO on import: three lines per report sample. Quiet but for --log-level debug.
+        debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        logging.getLogger("openleadr").setLevel(logging.DEBUG if debug else logging.WARNING)
         client = OpenADRClient(ven_name=self.cfg.ven_name, vtn_url=self.cfg.vtn_url, show_fingerprint=False)
         client.add_handler("on_event", self.on_event)
         client.add_handler("on_update_event", self.on_event)
@@ -151,19 +159,44 @@ class Ven:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        """Register with the VTN, retrying every `retry_s` until it answers; openleadr then polls."""
+        """Register with the VTN, retrying every `retry_s` until it answers; openleadr then polls.
+        When the VTN answers again after polls failed (it restarted, and forgot this VEN and its
+        reports), register again from scratch."""
         while True:
             self.client = self._new_client()
+            back = self._watch_polls(self.client)
             try:
                 await self.client.run()
             except Exception:  # the API keeps serving while the VTN is away
                 log.exception("OpenADR client failed")
             if self.client.registration_id:
                 log.info("registered with VTN %s as %s", self.cfg.vtn_url, self.client.ven_id)
-                return
+                await back.wait()
+                log.warning("VTN %s answers again after failed polls: registering again", self.cfg.vtn_url)
+                await self._stop_client()
+                continue
             await self._stop_client()
             log.warning("no registration from VTN %s; retrying in %.0f s", self.cfg.vtn_url, self.cfg.retry_s)
             await asyncio.sleep(self.cfg.retry_s)
+
+    @staticmethod
+    def _watch_polls(client) -> asyncio.Event:
+        """An event set when a poll succeeds after one or more failed (the VTN was away)."""
+        back, failed = asyncio.Event(), [0]
+        poll = client.poll
+
+        async def watched():
+            answer = await poll()
+            kind, payload = answer if isinstance(answer, tuple) else (None, {})
+            code = ((payload or {}).get("response") or {}).get("response_code", 200)
+            if kind is None or code != 200:
+                failed[0] += 1
+            elif failed[0]:
+                back.set()
+            return answer
+
+        client.poll = watched  # openleadr's scheduled _poll calls self.poll()
+        return back
 
     async def stop(self) -> None:
         if self._task:
@@ -204,7 +237,7 @@ class Ven:
             except InputError as e:
                 tr.reason = str(e)
         if tr.reason:
-            log.warning("opting out of OpenADR event %s: %s", oadr_id, tr.reason)
+            log.warning("opting out of OpenADR event %r: %s", str(oadr_id)[:128], tr.reason)
             self.service.metrics.opt_outs.inc()
             return "optOut"
         added: list[str] = []
@@ -217,10 +250,10 @@ class Ven:
         except Exception as e:  # never half-applied: undo what was added
             for ev_id in added:
                 self.service.cancel_event(ev_id, f"rolled back: {e}")
-            log.warning("opting out of OpenADR event %s: %s", oadr_id, e)
+            log.warning("opting out of OpenADR event %r: %s", str(oadr_id)[:128], e)
             self.service.metrics.opt_outs.inc()
             return "optOut"
         for ev_id in superseded:
             self.service.cancel_event(ev_id, "superseded by a modified OpenADR event")
-        log.info("opted in to OpenADR event %s (%d interval(s))", oadr_id, len(tr.events))
+        log.info("opted in to OpenADR event %r (%d interval(s))", oadr_id, len(tr.events))
         return "optIn"

@@ -10,15 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from gridflex.drivers.base import Driver
 from gridflex.drivers.dry_run import DryRunDriver
 from gridflex.drivers.factory import make_driver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
-from gridflex.model.fleet import JobFleet
 from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Job, Site
 from gridflex.service.config import DriverConfig, ServiceConfig
@@ -50,16 +47,13 @@ def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
     return SiteSpec(config.site or sc.site, tuple(jobs), loaded.curves, config.control or sc.control)
 
 
-def build_driver(cfg: DriverConfig, spec: SiteSpec, fleet: JobFleet, start_s: float) -> Driver:
-    """The plant driver named by the config. The twin runs every job from its start to its end,
-    and has run one step already so that its first reading is a real one."""
+def build_driver(cfg: DriverConfig, spec: SiteSpec, start_s: float) -> Driver:
+    """The plant driver named by the config. The twin runs the site's jobs in wall-clock time and
+    has run one step already so that its first reading is a real one."""
     if cfg.kind != "twin":
         return make_driver({"kind": cfg.kind, **cfg.settings}, spec.site, spec.curves, cfg.state_dir)
-    jobs = spec.jobs
-    run_start = np.array([j.start.timestamp() if j.start else 0.0 for j in jobs])
-    run_end = np.array([j.end.timestamp() if j.end else np.inf for j in jobs])
     twin = TwinDriver(
-        jobs, fleet, spec.site, (run_start, run_end), start_s - cfg.step_s, cfg.step_s, cfg.twin, cfg.seed, record=False
+        spec.jobs, spec.curves, spec.site, start_s - cfg.step_s, cfg.step_s, cfg.twin, cfg.seed, record=False
     )
     twin.advance_to(start_s)
     return twin
@@ -70,10 +64,3 @@ def advance(driver: Driver, t_s: float) -> None:
     inner = driver.inner if isinstance(driver, DryRunDriver) else driver
     if isinstance(inner, TwinDriver):
         inner.advance_to(t_s)
-
-
-def set_fleet(driver: Driver, fleet: JobFleet) -> None:
-    """Tell the driver the jobs' allowed actions changed (a flex tier was changed)."""
-    inner = driver.inner if isinstance(driver, DryRunDriver) else driver
-    if isinstance(inner, TwinDriver):
-        inner.fleet = fleet

@@ -6,21 +6,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gridflex.control.controller import Controller, Decision
+from gridflex.control.controller import Controller, Decision, WindowRule
 from gridflex.drivers.base import Telemetry
 from gridflex.errors import DriverError, InputError
 from gridflex.model.events import GridEvent
-from gridflex.model.fleet import JobFleet
-from gridflex.model.site import FLEX_FACTOR
+from gridflex.model.site import FLEX_FACTOR, Job
 from gridflex.plan.registry import make_planner
 from gridflex.service.config import ServiceConfig
+from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
-from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver, set_fleet
+from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver
 from gridflex.store.db import JobState, Store
 from gridflex.store.models import DecisionRow, TelemetryRow
 
@@ -30,21 +31,20 @@ PRUNE_EVERY_S = 3600.0
 FAILED_TICKS_BEFORE_RESTORE = 3
 
 
-def budget_windows(spec: SiteSpec, epoch_s: float, window_s: float, t_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each job's current flex-budget window: rolling windows of `window_s` from the job's start
-    (or from the service's first start), cut at the job's end."""
-    starts, ends = [], []
-    for job in spec.jobs:
+def rolling_windows(epoch_s: float, window_s: float) -> WindowRule:
+    """Flex budgets of live jobs: rolling windows of `window_s` from the job's start (or from the
+    service's first start), cut at the job's end."""
+
+    def window(job: Job, t_s: float) -> tuple[float, float]:
         anchor = job.start.timestamp() if job.start else epoch_s
-        k = max(0, int((t_s - anchor) // window_s))
-        start = anchor + k * window_s
+        start = anchor + max(0, int((t_s - anchor) // window_s)) * window_s
         end = start + window_s
         if job.end:
             end = min(end, job.end.timestamp())
             start = min(start, end)
-        starts.append(start)
-        ends.append(end)
-    return np.array(starts), np.array(ends)
+        return start, end
+
+    return window
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class Status:
     jobs: tuple[dict, ...]
     driver: str
     driver_ok: bool
+    read_at_s: float  # when the plant was read (epoch s): the reading's age is now minus this
+    estimated: bool  # the power is estimated from a model, not measured
+    error: str = ""  # why the latest tick failed ("" when it did not)
 
 
 class LiveService:
@@ -83,16 +86,13 @@ class LiveService:
         if not epoch:
             store.set_meta("epoch_s", repr(now))
         saved = store.job_states()
-        self.spec = _with_tiers(spec, {k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
-        self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
-        driver = build_driver(config.driver, self.spec, self.fleet, now)
-        if config.driver.kind != "twin":  # a real plant: its jobs are the ones it discovers
-            found = SiteSpec(spec.site, tuple(driver.discover()), spec.curves, spec.control)
-            self.spec = _with_tiers(found, {k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
-            self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
+        self.spec = spec
+        driver = build_driver(config.driver, spec, now)
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
         self._events: dict[str, tuple[GridEvent, float]] = {}
+        # Events added or cancelled since the tick began, handed to the controller when the next one starts.
+        self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
         baselines: dict[str, float] = {}
         for rec in store.events(status="active"):
             self._events[rec.event.id] = (rec.event, rec.known_from_s)
@@ -101,14 +101,29 @@ class LiveService:
         self.journal = StoreJournal(store, self.metrics, self._accounts)
         last_s = store.last_decision_s()
         self._last_tick_s = now if last_s is None else min(last_s, now)
-        self.controller = self._new_controller(saved, baselines, 1.0)
+        c = self.controller = Controller(
+            spec.site, self.control, self.driver, make_planner(config.planner), spec.curves,
+            rolling_windows(self.epoch_s, config.budget_window_s), self._last_tick_s, self.journal,
+        )
+        c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
+        c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
+        for ev, known_s in self._events.values():
+            c.add_event(ev, known_s)
+        c.baselines_w.update(baselines)
+        c.sync_jobs(now)
         if self._events:
             log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
         self.status: Status | None = None
+        self._jobs_view: list[dict] | None = None
         self._stop = threading.Event()
         self._pruned_s = 0.0
         self._failed_ticks = 0
         self._thread: threading.Thread | None = None
+
+    @property
+    def fleet(self):
+        """The jobs the controller drives now."""
+        return self.controller.fleet
 
     # --- the loop -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,9 +145,9 @@ class LiveService:
         while not self._stop.is_set():
             try:
                 self.tick(self.clock())
-            except Exception:  # e.g. the store is unreachable: nothing was acted on; keep the loop alive
+            except Exception as e:  # e.g. the store is unreachable: nothing was acted on; keep the loop alive
                 log.exception("control tick failed")
-                self._tick_failed()
+                self._tick_failed(f"tick failed: {e}")
             next_s += interval_s
             now = self.clock()
             if next_s < now - interval_s:  # fell behind: skip ticks rather than bunch them
@@ -141,7 +156,7 @@ class LiveService:
 
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
-            self._roll_windows(t_s)
+            self._hand_over_events()
             self._expire_events(t_s)
             self._prune(t_s)
             advance(self.driver, t_s)
@@ -150,7 +165,7 @@ class LiveService:
             except DriverError as e:
                 log.error("driver error: %s", e)
                 self.metrics.driver_errors.inc()
-                self._tick_failed()
+                self._tick_failed(f"driver: {e}")
                 return None
             finally:
                 self._last_tick_s = t_s
@@ -158,8 +173,10 @@ class LiveService:
             self._publish(decision)
             return decision
 
-    def _tick_failed(self) -> None:
+    def _tick_failed(self, why: str) -> None:
         """Count a failed tick; after a few in a row, return the plant to normal (it is unwatched)."""
+        if self.status is not None:  # the last reading stays, and says it is no longer healthy
+            self.status = replace(self.status, driver_ok=False, error=why)
         self.metrics.tick_errors.inc()
         self._failed_ticks += 1
         if self._failed_ticks == FAILED_TICKS_BEFORE_RESTORE:
@@ -176,6 +193,7 @@ class LiveService:
         if ev.end.timestamp() <= t_s:
             raise InputError(f"end: the event ended at {ev.end.isoformat()}, before now")
         full_w, least_w = self._power_range_w()
+        check_event_limits(ev, t_s, self.config.events, full_w, least_w)
         if ev.target.power_w is not None:
             if ev.target.power_w >= full_w:
                 raise InputError(
@@ -194,52 +212,73 @@ class LiveService:
             )
 
     def add_event(self, ev: GridEvent, source: str = "api") -> None:
-        """Check, persist, then act on a new event."""
-        with self._lock:
-            now = self.clock()
-            self.check_event(ev, now)
-            known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
-            self.store.add_event(ev, source, known_s)
-            self._events[ev.id] = (ev, known_s)
-            self.controller.add_event(ev, known_s)
+        """Check and persist a new event, without waiting on a tick in progress (it may be stuck on a
+        slow driver); the controller takes it at the start of its next tick."""
+        now = self.clock()
+        self.check_event(ev, now)
+        known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
+        self.store.add_event(ev, source, known_s)  # refuses an id seen before
+        self._events[ev.id] = (ev, known_s)
+        self._pending.append(("add", ev, known_s))
         log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
 
     def cancel_event(self, event_id: str, reason: str = "cancelled") -> None:
-        with self._lock:
-            if event_id not in self._events:
-                raise KeyError(event_id)
-            self.store.set_event_status(event_id, "cancelled", reason)
-            del self._events[event_id]
-            self.controller.cancel_event(event_id)
+        """Persist the cancel and forget the event now, without waiting on a tick in progress;
+        the controller lifts it at the start of its next tick."""
+        if event_id not in self._events:
+            raise KeyError(event_id)
+        self.store.set_event_status(event_id, "cancelled", reason)
+        self._events.pop(event_id, None)
+        self._pending.append(("cancel", event_id, 0.0))
         log.info("event %s cancelled (%s)", event_id, reason)
 
+    def _hand_over_events(self) -> None:
+        """Give the controller the events added and cancelled since the last tick, in order."""
+        while self._pending:
+            op, item, known_s = self._pending.popleft()
+            try:
+                if op == "add":
+                    self.controller.add_event(item, known_s)
+                else:
+                    self.controller.cancel_event(item)
+            except InputError:  # a controller built since then has it already, or never had it
+                pass
+
     def active_event_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._events)
+        return list(self._events)  # a copy made under the GIL: never waits on a tick
 
     # --- jobs ---------------------------------------------------------------------------------
     def jobs(self) -> list[dict]:
-        with self._lock:
-            c, f = self.controller, self.fleet
-            used, perf = c.budget.used(), c.budget.performance()
-            return [
-                {
-                    "id": job.id,
-                    "workload": job.workload,
-                    "gpus": job.gpus,
-                    "flex_tier": job.flex_tier,
-                    "flex_factor": job.flex_factor,
-                    "flex_budget_used": float(used[i]),
-                    "performance": float(perf[i]),
-                    "window_start_s": float(c.win_start_s[i]),
-                    "window_end_s": float(c.win_end_s[i]),
-                    "controllable": bool(f.controllable[i]),
-                }
-                for i, job in enumerate(self.spec.jobs)
-            ]
+        """Jobs and their accounts as of the last tick (or tier change): never waits on a tick."""
+        view = self._jobs_view
+        if view is None:
+            with self._lock:
+                view = self._jobs_view = self._job_rows()
+        return view
+
+    def _job_rows(self) -> list[dict]:
+        """Every job and its account now (the caller holds the lock)."""
+        c = self.controller
+        used, perf = c.budget.used(), c.budget.performance()
+        return [
+            {
+                "id": job.id,
+                "workload": job.workload,
+                "gpus": job.gpus,
+                "flex_tier": job.flex_tier,
+                "flex_factor": job.flex_factor,
+                "flex_budget_used": float(used[i]),
+                "performance": float(perf[i]),
+                "window_start_s": float(c.win_start_s[i]),
+                "window_end_s": float(c.win_end_s[i]),
+                "controllable": bool(c.fleet.controllable[i]),
+            }
+            for i, job in enumerate(c.jobs)
+        ]
 
     def set_tier(self, job_id: str, tier: int) -> None:
-        """Change a job's flex tier; its budget account over the current window carries on."""
+        """Change a job's flex tier; its budget account over the current window carries on, and
+        the plant's driver acts on the new tier from the next tick."""
         if tier not in FLEX_FACTOR:
             raise InputError(f"flex_tier: {tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
         with self._lock:
@@ -248,49 +287,11 @@ class LiveService:
             states = self._job_states(self.controller)
             states[job_id] = JobState(**{**states[job_id].__dict__, "flex_tier": tier})
             self.store.save_job_states(list(states.values()))
-            self.spec = _with_tiers(self.spec, {job_id: tier})
-            self.fleet = JobFleet.build(self.spec.jobs, self.spec.curves)
-            set_fleet(self.driver, self.fleet)
-            old = self.controller
-            self.controller = self._new_controller(states, dict(old.baselines_w), old.model_ratio)
+            self.controller.set_tier(job_id, tier)
+            self._jobs_view = self._job_rows()
         log.info("job %s: flex tier set to %d", job_id, tier)
 
     # --- internals ----------------------------------------------------------------------------
-    def _new_controller(
-        self, saved: dict[str, JobState], baselines: dict[str, float], model_ratio: float
-    ) -> Controller:
-        """A controller carrying on from the last tick: budget accounts whose window is unchanged,
-        events, frozen baselines and the model ratio."""
-        now_s = max(self._last_tick_s, self.clock())
-        windows = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, now_s)
-        c = Controller(
-            self.fleet,
-            self.spec.site,
-            self.control,
-            self.driver,
-            make_planner(self.config.planner),
-            windows,
-            self._last_tick_s,
-            self.journal,
-        )
-        for i, job_id in enumerate(self.fleet.ids):
-            st = saved.get(job_id)
-            if st and st.window_start_s == windows[0][i] and st.window_end_s == windows[1][i]:
-                c.budget.delivered_s[i], c.budget.elapsed_s[i] = st.delivered_s, st.elapsed_s
-        for ev, known_s in self._events.values():
-            c.add_event(ev, known_s)
-        c.baselines_w.update(baselines)
-        c.model_ratio = model_ratio
-        return c
-
-    def _roll_windows(self, t_s: float) -> None:
-        start, end = budget_windows(self.spec, self.epoch_s, self.config.budget_window_s, t_s)
-        c = self.controller
-        if np.array_equal(start, c.win_start_s) and np.array_equal(end, c.win_end_s):
-            return
-        log.info("flex-budget window rolled over")
-        self.controller = self._new_controller(self._job_states(c), dict(c.baselines_w), c.model_ratio)
-
     def _prune(self, t_s: float) -> None:
         """Drop telemetry and decisions older than `store.history_s`, once an hour."""
         if t_s - self._pruned_s >= PRUNE_EVERY_S:
@@ -303,7 +304,7 @@ class LiveService:
         for event_id, (ev, _) in list(self._events.items()):
             if ev.end.timestamp() + guard_s < t_s:
                 self.store.set_event_status(event_id, "completed")
-                del self._events[event_id]
+                self._events.pop(event_id, None)
                 self.controller.cancel_event(event_id)
 
     def _power_range_w(self) -> tuple[float, float]:
@@ -323,7 +324,7 @@ class LiveService:
                 float(c.budget.delivered_s[i]),
                 float(c.budget.elapsed_s[i]),
             )
-            for i, job in enumerate(self.spec.jobs)
+            for i, job in enumerate(c.jobs)
         }
 
     def _accounts(self) -> tuple[list[JobState], dict[str, float]]:
@@ -343,9 +344,10 @@ class LiveService:
                 "power_w": float(tel.job_power_w[i]),
                 "flex_budget_used": float(used[i]),
             }
-            for i, job_id in enumerate(self.fleet.ids)
+            for i, job_id in enumerate(d.job_ids)
         )
         health = self.driver.health()
+        self._jobs_view = self._job_rows()
         self.status = Status(
             d.t_s,
             d.site_power_w,
@@ -356,6 +358,8 @@ class LiveService:
             jobs,
             self.driver.name,
             health.ok,
+            tel.t_s,
+            bool(tel.estimated),
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
 
@@ -408,6 +412,3 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _with_tiers(spec: SiteSpec, tiers: dict[str, int]) -> SiteSpec:
-    jobs = tuple(j.model_copy(update={"flex_tier": tiers[j.id]}) if j.id in tiers else j for j in spec.jobs)
-    return SiteSpec(spec.site, jobs, spec.curves, spec.control)

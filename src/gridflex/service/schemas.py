@@ -29,6 +29,11 @@ class StatusOut(BaseModel):
     driver: str | None = None
     driver_ok: bool | None = None
     interval_s: float
+    age_s: float | None = Field(None, description="age of the reading shown (seconds since the plant was read)")
+    estimated: bool | None = Field(None, description="the power is estimated from a model, not measured")
+    degraded: bool = Field(description="the reading is older than `stale_after_s`, or the plant or store failed")
+    degraded_reasons: list[str] = Field(description="why `degraded` (empty when not)")
+    stale_after_s: float = Field(description="a reading older than this makes the status degraded")
 
 
 class EventOut(BaseModel):
@@ -64,6 +69,12 @@ class TierChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     flex_tier: int = Field(ge=0, le=3, description="0 = never slowed; 1/2/3 keep 90/75/50 % of throughput")
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(max_length=1024, description="the API token (api.token or GRIDFLEX_API_TOKEN)")
 
 
 class _Row(BaseModel):

@@ -9,7 +9,6 @@ import numpy as np
 
 from gridflex.control.miner_side import MinerSide
 from gridflex.drivers.miners_twin import MinerTwinDriver
-from gridflex.model.fleet import JobFleet
 from gridflex.model.miners import MinerFleet, MinerSettings
 from gridflex.signals.prices import ConstantSignal, Signal, load_hashprice, load_prices
 
@@ -39,14 +38,14 @@ class HybridPlant:
 
 
 def build_hybrid(
-    settings: MinerSettings, jobs: JobFleet, start_s: float, step_s: float, base_dir: Path | None,
+    settings: MinerSettings, start_s: float, step_s: float, base_dir: Path | None,
     prices: Signal | None = None,
 ) -> HybridPlant:
     """The miner twin (all units mining at nameplate at the start) and its controller side."""
     fleet = settings.build_fleet()
     twin = MinerTwinDriver(fleet, start_s, step_s, settings.ramp_w_per_s)
     prices = prices or load_prices(settings.prices, settings.price_column, base_dir)
-    return HybridPlant(MinerSide(fleet, twin, settings, prices, jobs, hashprice_signal(settings, base_dir)), twin)
+    return HybridPlant(MinerSide(fleet, twin, settings, prices, hashprice_signal(settings, base_dir)), twin)
 
 
 def hashprice_signal(settings: MinerSettings, base_dir: Path | None) -> Signal:

@@ -11,6 +11,7 @@ stated assumption because the public trace covers one hour only.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from datetime import tzinfo
 from functools import cache
 from importlib import resources
@@ -48,17 +49,18 @@ def load_at(name: str, t_s: np.ndarray, tz: tzinfo) -> np.ndarray:
     return hourly[np.asarray(t_s, np.int64) % len(hourly)] * diurnal(t_s, tz)
 
 
-def utilization_fn(traces: dict[str, str], job_ids: tuple[str, ...], tz: tzinfo):
-    """A function of step times [n] giving every job's load [n, J] (1 for jobs without a trace),
-    or None when no job has a trace."""
+def utilization_fn(traces: dict[str, str], job_ids: Sequence[str], tz: tzinfo):
+    """A function of step times [n] and job rows [R] (indices into `job_ids`) giving those jobs'
+    load [n, R] (1 for jobs without a trace), or None when no job has a trace."""
     if not traces:
         return None
-    cols = [(job_ids.index(j), name) for j, name in traces.items()]
+    index = {j: i for i, j in enumerate(job_ids)}
+    traced = {index[j]: name for j, name in traces.items()}
 
-    def utilization(times_s: np.ndarray) -> np.ndarray:
-        out = np.ones((len(times_s), len(job_ids)))
-        for j, name in cols:
-            out[:, j] = load_at(name, times_s, tz)
+    def utilization(times_s: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.ones((len(times_s), len(rows)))
+        for k in np.flatnonzero(np.isin(rows, list(traced))):
+            out[:, k] = load_at(traced[int(rows[k])], times_s, tz)
         return out
 
     return utilization

@@ -8,21 +8,21 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from gridflex.control.controller import Controller, Decision
+from gridflex.assembly import control_ticks, simulated
+from gridflex.control.controller import Decision
 from gridflex.drivers.base import Telemetry
 from gridflex.drivers.twin import TwinDriver
-from gridflex.model.fleet import JobFleet
-from gridflex.plan.registry import make_planner
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
-from gridflex.sim.hybrid import MinerRun, build_hybrid
-from gridflex.sim.load_trace import utilization_fn
+from gridflex.sim.hybrid import MinerRun
 from gridflex.sim.scenarios import LoadedScenario
 
 
 @dataclass
 class TraceJournal:
-    """Keeps every tick's telemetry and decision in memory, as arrays at the end."""
+    """Keeps every tick's telemetry and decision in memory. Per-job values are laid out over
+    the scenario's jobs (NaN where a job was not running)."""
 
+    job_ids: tuple[str, ...] = ()
     keep_jobs: bool = True
     t_s: list[float] = field(default_factory=list)
     target_w: list[float] = field(default_factory=list)
@@ -35,19 +35,28 @@ class TraceJournal:
     short_s: list[float] = field(default_factory=list)  # ticks whose plan could not meet the target
     worst_short_w: float = 0.0
     budget_source: Callable[[], np.ndarray] | None = None
+    _cols: tuple[tuple[str, ...], np.ndarray] | None = None  # (ids, their columns) of the last tick
+
+    def _spread(self, ids: tuple[str, ...], values: np.ndarray) -> np.ndarray:
+        if self._cols is None or self._cols[0] is not ids:
+            index = {j: i for i, j in enumerate(self.job_ids)}
+            self._cols = (ids, np.fromiter((index[i] for i in ids), np.int64, len(ids)))
+        out = np.full(len(self.job_ids), np.nan)
+        out[self._cols[1]] = values
+        return out
 
     def telemetry(self, tel: Telemetry) -> None:
         if self.keep_jobs:
-            self.throughput.append(tel.throughput)
+            self.throughput.append(self._spread(tel.job_ids, tel.throughput))
 
     def decision(self, d: Decision) -> None:
         self.t_s.append(d.t_s)
         self.target_w.append(d.target_w)
         if self.keep_jobs:
-            self.cap_w.append(d.plan.cap_w)
-            self.active.append(d.plan.active)
+            self.cap_w.append(self._spread(d.job_ids, d.plan.cap_w))
+            self.active.append(self._spread(d.job_ids, d.plan.active))
             if self.budget_source:
-                self.budget_used.append(self.budget_source())
+                self.budget_used.append(self._spread(d.job_ids, self.budget_source()))
         if d.plan.miner_w is not None:
             self.miner_w.append(float(d.plan.miner_w.sum()))
         for job in d.plan.broken_tier:
@@ -83,8 +92,10 @@ class RunResult:
     step_times_s: np.ndarray  # end of every simulated step
     site_power_w: np.ndarray  # per step
     timeline: TargetTimeline  # every event, baselines as the controller fixed them
-    throughput_s: np.ndarray  # per job, true throughput-seconds inside its window
-    window_s: np.ndarray  # per job
+    performance: np.ndarray  # per scenario job: mean throughput over its window (NaN: never started)
+    started_s: np.ndarray  # per scenario job (NaN: never started)
+    ended_s: np.ndarray  # per scenario job (NaN: still running or never started)
+    held_s: np.ndarray  # per scenario job: seconds gridflex held it in the queue
     energy_kwh: float
     trace: TraceJournal
     miners: MinerRun | None = None
@@ -92,12 +103,6 @@ class RunResult:
     @property
     def scenario(self):
         return self.loaded.scenario
-
-
-def job_windows(loaded: LoadedScenario) -> tuple[np.ndarray, np.ndarray]:
-    sc = loaded.scenario
-    spans = [sc.job_window(j) for j in sc.jobs]
-    return np.array([a.timestamp() for a, _ in spans]), np.array([b.timestamp() for _, b in spans])
 
 
 def run_scenario(
@@ -109,33 +114,17 @@ def run_scenario(
 ) -> RunResult:
     """Simulate the scenario under a planner; `progress` gets the fraction done now and then."""
     sc = loaded.scenario
-    fleet = JobFleet.build(sc.jobs, loaded.curves)
-    windows = job_windows(loaded)
-    start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
-    utilization = utilization_fn(sc.load_traces, fleet.ids, sc.start.tzinfo)
-    twin = TwinDriver(sc.jobs, fleet, sc.site, windows, start_s, sc.step_s, sc.twin, seed, utilization=utilization)
-    trace = TraceJournal(keep_jobs=keep_jobs)
-    hybrid = None
-    if sc.miners is not None:
-        hybrid = build_hybrid(sc.miners, fleet, start_s, sc.step_s, loaded.base_dir)
-    chosen = make_planner(planner)
-    if hasattr(chosen, "bind_scenario"):  # an offline planner (the oracle) sees the whole scenario ahead
-        chosen.bind_scenario(loaded, seed)
-    controller = Controller(
-        fleet, sc.site, sc.control, twin, chosen, windows, start_s, trace,
-        miners=hybrid.side if hybrid else None,
-    )
-    trace.budget_source = controller.budget.used
-    controller.add_events(sc.events, start_s)
-    ticks = np.arange(start_s, end_s, sc.control.interval_s)
+    trace = TraceJournal(tuple(j.id for j in sc.jobs), keep_jobs=keep_jobs)
+    site = simulated(loaded, planner, seed, trace)
+    controller, twin, hybrid = site.controller, site.driver, site.hybrid
+    trace.budget_source = controller.budget_used
+    ticks = control_ticks(loaded)
     report_every = max(1, len(ticks) // 200)
     for i, t in enumerate(ticks):
-        twin.advance_to(t)
-        if hybrid:
-            hybrid.twin.advance_to(t)
-        controller.step(float(t))
+        site.tick(float(t))
         if progress and i % report_every == 0:
             progress(i / len(ticks))
+    end_s = sc.end.timestamp()
     twin.advance_to(end_s)
     if hybrid:
         hybrid.twin.advance_to(end_s)
@@ -146,20 +135,29 @@ def run_scenario(
         sc.site.interconnection_limit_w,
         sc.control,
     )
-    site = twin.site_power_trace()
-    miners = hybrid.result(site) if hybrid else None
+    site_w = twin.site_power_trace()
+    miners = hybrid.result(site_w) if hybrid else None
     if hybrid:
-        site = site + miners.power_w
+        site_w = site_w + miners.power_w
     return RunResult(
         loaded=loaded,
         planner=planner,
         seed=seed,
-        step_times_s=start_s + sc.step_s * np.arange(1, len(site) + 1),
-        site_power_w=site,
+        step_times_s=sc.start.timestamp() + sc.step_s * np.arange(1, len(site_w) + 1),
+        site_power_w=site_w,
         timeline=final,
-        throughput_s=twin.throughput_s,
-        window_s=windows[1] - windows[0],
+        performance=job_performance(twin),
+        started_s=twin.started_s,
+        ended_s=twin.ended_s,
+        held_s=twin.held_s,
         energy_kwh=(twin.energy_j + (hybrid.twin.energy_j if hybrid else 0.0)) / 3.6e6,
         trace=trace,
         miners=miners,
     )
+
+
+def job_performance(twin: TwinDriver) -> np.ndarray:
+    """Mean throughput of each job over the time it ran plus the time gridflex held it in the
+    queue (a job slowed to half speed, or held as long as it then ran, scores 0.5). NaN: a job
+    that never started."""
+    return np.where(np.isnan(twin.started_s), np.nan, twin.throughput_s / np.maximum(twin.run_s + twin.held_s, 1e-9))

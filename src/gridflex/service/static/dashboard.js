@@ -1,18 +1,29 @@
 // gridflex dashboard: polls the API and redraws; no build step, no external libraries.
 "use strict";
 
-const params = new URLSearchParams(location.search);
-if (params.get("token")) localStorage.setItem("gridflexToken", params.get("token"));
-const token = localStorage.getItem("gridflexToken");
-const headers = token ? { Authorization: "Bearer " + token } : {};
+// With api.protect_reads the page logs in once: the token goes in a POST body, the server answers
+// with an HttpOnly read-only cookie; the token is never put into a URL.
 const HISTORY_S = 900;
 const points = []; // {t, power, target}
 
 async function get(path) {
-  const r = await fetch(path, { headers });
+  const r = await fetch(path, { credentials: "same-origin" });
+  if (r.status === 401) document.getElementById("login").hidden = false;
   if (!r.ok) throw new Error(path + ": " + r.status);
   return r.json();
 }
+
+document.getElementById("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const field = document.getElementById("login-token");
+  const r = await fetch("/api/v1/session", {
+    method: "POST", credentials: "same-origin",
+    headers: { "content-type": "application/json" }, body: JSON.stringify({ token: field.value }),
+  });
+  field.value = "";
+  document.getElementById("login-error").textContent = r.ok ? "" : "wrong token";
+  if (r.ok) { document.getElementById("login").hidden = true; refresh(); }
+});
 
 const kw = (w) => (w === null || w === undefined ? "–" : (w / 1000).toFixed(1) + " kW");
 const hhmmss = (t) => new Date(t * 1000).toISOString().slice(11, 19);
@@ -73,9 +84,12 @@ async function refresh() {
       get("/api/v1/status"), get("/api/v1/events"), get("/api/v1/jobs"), get("/api/v1/decisions?limit=10"),
     ]);
     const badge = document.getElementById("site-state");
-    badge.textContent = status.active_events.length ? "under event" : "normal";
-    badge.className = "badge " + (status.active_events.length ? "event" : "ok");
-    document.getElementById("site-power").textContent = kw(status.site_power_w);
+    const state = status.degraded ? "degraded" : status.active_events.length ? "under event" : "normal";
+    badge.textContent = state + (status.degraded && status.age_s !== null ? ` (reading ${status.age_s.toFixed(0)} s old)` : "");
+    badge.className = "badge " + (status.degraded ? "down" : status.active_events.length ? "event" : "ok");
+    badge.title = (status.degraded_reasons || []).join("; ");
+    document.getElementById("site-power").textContent = kw(status.site_power_w)
+      + (status.estimated ? " (estimated)" : "") + (status.degraded ? " (stale)" : "");
     document.getElementById("target").textContent = status.target_w === null ? "none" : kw(status.target_w);
     document.getElementById("active-count").textContent = String(status.active_events.length);
     document.getElementById("driver").textContent = (status.driver || "–") + (status.driver_ok ? "" : " (unhealthy)");

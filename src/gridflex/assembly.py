@@ -1,0 +1,82 @@
+"""One way to assemble a site, for simulation and live operation alike.
+
+A site is its jobs' plant (a driver: the digital twin or real hardware), its miners, its
+planner, its controller and its journal. `simulated` builds it around the digital twin from a
+scenario; the live service builds the same controller around the drivers its config names
+(`gridflex.service.runtime`). The clock and the drivers are the only differences: both
+controllers discover their jobs from the plant every tick and are driven by `tick`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridflex.control.controller import Controller, Decision, Journal, WindowRule
+from gridflex.drivers.base import Driver
+from gridflex.drivers.twin import TwinDriver
+from gridflex.model.site import Job
+from gridflex.plan.registry import make_planner
+from gridflex.sim.hybrid import HybridPlant, build_hybrid
+from gridflex.sim.load_trace import utilization_fn
+from gridflex.sim.scenarios import LoadedScenario
+
+
+@dataclass
+class Site:
+    """An assembled site: what the controller drives and what it drives it with."""
+
+    controller: Controller
+    driver: Driver
+    hybrid: HybridPlant | None = None  # miners of a simulated site
+
+    def tick(self, t_s: float) -> Decision:
+        """Bring simulated plants up to `t_s`, then run one control tick."""
+        if isinstance(self.driver, TwinDriver):
+            self.driver.advance_to(t_s)
+        if self.hybrid:
+            self.hybrid.twin.advance_to(t_s)
+        return self.controller.step(t_s)
+
+
+def scenario_windows(loaded: LoadedScenario) -> WindowRule:
+    """Flex-budget windows in a scenario: a fixed-window job's own window (the scenario's start
+    and end where it gives none); a queued job's nominal run, its work at full speed from when it
+    started."""
+    sc = loaded.scenario
+    start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
+
+    def window(job: Job, seen_s: float) -> tuple[float, float]:
+        if job.queued:
+            return seen_s, seen_s + float(job.duration_s)
+        return (job.start.timestamp() if job.start else start_s), (job.end.timestamp() if job.end else end_s)
+
+    return window
+
+
+def simulated(loaded: LoadedScenario, planner: str = "optimal", seed: int = 0, journal: Journal | None = None,
+              record: bool = True) -> Site:
+    """The scenario's site around the digital twin, at the scenario's start."""
+    sc = loaded.scenario
+    start_s = sc.start.timestamp()
+    ids = tuple(j.id for j in sc.jobs)
+    twin = TwinDriver(
+        sc.jobs, loaded.curves, sc.site, start_s, sc.step_s, sc.twin, seed, record=record,
+        utilization=utilization_fn(sc.load_traces, ids, sc.start.tzinfo),
+    )
+    hybrid = build_hybrid(sc.miners, start_s, sc.step_s, loaded.base_dir) if sc.miners else None
+    chosen = make_planner(planner)
+    if hasattr(chosen, "bind_scenario"):  # an offline planner (the oracle) sees the whole scenario ahead
+        chosen.bind_scenario(loaded, seed)
+    controller = Controller(
+        sc.site, sc.control, twin, chosen, loaded.curves, scenario_windows(loaded), start_s, journal,
+        miners=hybrid.side if hybrid else None,
+    )
+    controller.add_events(sc.events, start_s)
+    return Site(controller, twin, hybrid)
+
+
+def control_ticks(loaded: LoadedScenario) -> np.ndarray:
+    sc = loaded.scenario
+    return np.arange(sc.start.timestamp(), sc.end.timestamp(), sc.control.interval_s)

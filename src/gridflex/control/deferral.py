@@ -1,0 +1,60 @@
+"""Deferral: queued flexible jobs held while the grid asks for less, released one by one after.
+
+A queued job may be held for at most its tier's allowance: the time that running at its flex
+factor would have added, `(1 / flex_factor - 1)` times its work (a Flex 3 job of 2 h may wait
+2 h, a Flex 1 job of 2 h about 13 min); a job of unknown length counts as `hold_unknown_work_s`
+of work. A job is held only if its allowance covers the rest of the events under way or near:
+a job that would have to start before they end anyway starts now, with its whole allowance left
+for the planner to slow it. Flex 0 jobs are never held. Once no event is under way or near,
+held jobs are released oldest first, one every `release_stagger_s`, so that site power climbs
+back gradually.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gridflex.model.scenario import ControlSettings
+from gridflex.model.site import Job
+
+
+class Deferral:
+    """Which queued jobs to hold now, and how long each has been held."""
+
+    def __init__(self, settings: ControlSettings):
+        self.settings = settings
+        self.held_s: dict[str, float] = {}  # job id -> seconds held so far
+        self.held: list[str] = []  # held now, oldest first
+        self._last_release_s = float("-inf")
+
+    def allowance_s(self, job: Job) -> float:
+        work_s = job.duration_s or self.settings.hold_unknown_work_s
+        return (1.0 / job.flex_factor - 1.0) * work_s
+
+    def decide(self, t_s: float, dt_s: float, queued: Sequence[Job], constrained_until_s: float | None) -> frozenset[str]:
+        """The ids to hold from now on. `constrained_until_s`: when the events under way or near
+        end (None: none)."""
+        waiting = {j.id: j for j in queued}
+        self.held = [i for i in self.held if i in waiting]
+        for i in self.held:
+            self.held_s[i] = self.held_s.get(i, 0.0) + dt_s
+        if constrained_until_s is not None:
+            rest_s = constrained_until_s - t_s
+
+            def covers(j: Job) -> bool:
+                return j.flex_tier > 0 and self.held_s.get(j.id, 0.0) + rest_s <= self.allowance_s(j)
+
+            already = set(self.held)
+            self.held = [i for i in self.held if covers(waiting[i])]
+            self.held += [j.id for j in queued if j.id not in already and covers(j)]
+        elif self.held and t_s - self._last_release_s >= self.settings.release_stagger_s:
+            self.held.pop(0)
+            self._last_release_s = t_s
+        return frozenset(self.held)
+
+    def flex_factor(self, job: Job) -> float:
+        """The throughput a job that was held must keep once it runs, so that holding and slowing
+        together leave it no later than its tier allows: work / (work / flex_factor − held)."""
+        work_s = job.duration_s or self.settings.hold_unknown_work_s
+        left_s = work_s / job.flex_factor - self.held_s.get(job.id, 0.0)
+        return min(1.0, work_s / left_s) if left_s > work_s else 1.0

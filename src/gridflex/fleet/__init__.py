@@ -1,0 +1,1 @@
+"""The fleet coordinator across sites: traffic split, geo-shifting, and its configuration."""

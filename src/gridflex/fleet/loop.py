@@ -1,0 +1,166 @@
+"""The fleet coordinator process: poll every site's API, decide the split, step the router.
+
+Each tick polls `GET /api/v1/status` of all sites at once (httpx, with a timeout; a site that
+does not answer is unreachable), turns the answers into `FleetSites` per model, solves
+`decide`, and moves the model's HAProxy backends one bounded step towards the split; the next
+tick decides again with fresh readings, so a shift follows the sites as they change. All
+classes of a model move the same fraction of the way (no share by more than `router.max_step`),
+so each step's split is a convex combination of the router's split and the decided one: a site
+within its capacity and headroom before and after is within them at every step. What a site
+reports and what the coordinator derives:
+
+- headroom: `target_w − site_power_w` (the config's `limit_w` when the site has no target);
+- the reference: the router's split and each site's power, taken at every tick in which no
+  site of the model has an active event and frozen while one has; the LP's `current_share`
+  is the reference split, and an event's cut is `reference power − target_w`. Decisions during
+  an event are therefore a fixed point (moving load out lowers the site's power, not the cut
+  asked of the moved split), and outside events the split follows the cheapest placement.
+  The reference lives in memory: a restarted coordinator takes what it first sees.
+
+The sites never depend on the coordinator: each meets its own targets by its own controller,
+and the router keeps the last split if the coordinator dies (`restore` puts the original
+weights back from the ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+
+from gridflex.drivers.router_base import RouterDriver, shift_traffic
+from gridflex.errors import DriverError, InputError
+from gridflex.fleet.config import FleetConfig, ModelConfig
+from gridflex.fleet.coordinator import FleetCosts, FleetDecision, FleetSites, RequestClasses, decide
+from gridflex.fleet.latency import RttTable
+
+
+@dataclass(frozen=True)
+class SiteReport:
+    reachable: bool
+    site_power_w: float = float("nan")
+    target_w: float | None = None
+    active_events: tuple[str, ...] = ()
+    error: str = ""
+
+
+async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
+    """Every site's status, concurrently; a failure makes that site unreachable, never an error."""
+    async def one(client: httpx.AsyncClient, site) -> SiteReport:
+        token = os.environ.get(site.token_env) if site.token_env else None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            r = await client.get(site.api_url.rstrip("/") + "/api/v1/status", headers=headers)
+            r.raise_for_status()
+            body = r.json()
+            power = body.get("site_power_w")
+            if power is None:
+                return SiteReport(False, error="no reading yet (site_power_w null)")
+            return SiteReport(True, float(power), body.get("target_w"), tuple(body.get("active_events") or ()))
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError) as e:
+            return SiteReport(False, error=f"{type(e).__name__}: {e}")
+
+    async with httpx.AsyncClient(timeout=cfg.timeout_s) as client:
+        reports = await asyncio.gather(*(one(client, s) for s in cfg.sites))
+    return {s.name: r for s, r in zip(cfg.sites, reports)}
+
+
+class FleetCoordinator:
+    def __init__(self, cfg: FleetConfig, router: RouterDriver, rtt: RttTable | None = None):
+        self.cfg, self.router = cfg, router
+        self.rtt = rtt or RttTable.from_csv(cfg.rtt_file)
+        self.costs = FleetCosts(**cfg.costs.model_dump())
+        self.reference: dict[str, tuple[np.ndarray, dict[str, float]]] = {}  # model -> (split, site power)
+        for m in cfg.models:  # every region must be in the RTT table before the first tick
+            self.rtt.between([c.origin for c in m.classes], [self._site(s).region for s in m.servers])
+
+    def tick(self) -> dict:
+        """Poll, decide and take one step per backend; returns what happened (one JSON line)."""
+        reports = asyncio.run(poll_sites(self.cfg))
+        out = {"sites": {n: {"reachable": r.reachable, "power_w": r.site_power_w, "events": list(r.active_events),
+                             **({"error": r.error} if r.error else {})} for n, r in reports.items()},
+               "models": {}}
+        for model in self.cfg.models:
+            names = list(model.servers)
+            try:
+                current, seen = self._read_router(model, names)
+            except (DriverError, InputError) as e:
+                out["models"][model.name] = {"ok": False, "note": f"router: {e}"}
+                continue
+            if model.name not in self.reference or not any(reports[n].active_events for n in names):
+                self.reference[model.name] = (current, {n: reports[n].site_power_w for n in names})
+            share, power_w = self.reference[model.name]
+            decision = decide(self._sites(model, reports, power_w), self._classes(model), share, self.rtt, self.costs,
+                              keep_share=current)
+            out["models"][model.name] = {"ok": decision.ok, "note": decision.note,
+                                         **self._step(model, names, decision, current), "router": seen}
+        return out
+
+    def _read_router(self, model: ModelConfig, names: list[str]) -> tuple[np.ndarray, dict]:
+        """The router's split of every class over the model's sites (equal if none is serving),
+        and its per-site telemetry per class: failed requests so far and response time."""
+        rows, seen = [], {}
+        for cls in model.classes:
+            stats = self.router.read(cls.backend)
+            idx = [stats.index(model.servers[n]) for n in names]
+            row = stats.shares[idx]
+            rows.append(row / row.sum() if row.sum() > 0 else np.full(len(names), 1 / len(names)))
+            seen[cls.name] = {"failed_total": dict(zip(names, stats.failed_total[idx].tolist())),
+                              "response_ms": dict(zip(names, np.nan_to_num(stats.response_ms[idx]).tolist()))}
+        return np.array(rows), seen
+
+    def _step(self, model: ModelConfig, names: list[str], d: FleetDecision, current: np.ndarray) -> dict:
+        reach = self.cfg.router.max_step - 1 / self.router.max_weight  # as in shift_traffic
+        gap = float(np.abs(d.share - current).max())
+        step = d.share if gap <= reach else current + (d.share - current) * reach / gap
+        split, errors = {}, {}
+        for c, cls in enumerate(model.classes):
+            target = {model.servers[s]: float(step[c, i]) for i, s in enumerate(names)}
+            split[cls.name] = dict(zip(names, np.round(d.share[c], 4).tolist()))
+            try:
+                shift_traffic(self.router, cls.backend, target, 1.0, 0, max_steps=1)
+            except DriverError as e:  # e.g. a receiving server down: the backend keeps its split
+                errors[cls.name] = str(e)
+        return {"split": split, "power_change_w": dict(zip(names, np.round(d.power_change_w).tolist())),
+                "slow_in_place_w": dict(zip(names, np.round(d.slow_in_place_w).tolist())),
+                "added_latency_ms": dict(zip([c.name for c in model.classes],
+                                             np.round(d.added_latency_ms, 1).tolist())),
+                **({"errors": errors} if errors else {})}
+
+    def _site(self, name: str):
+        return next(s for s in self.cfg.sites if s.name == name)
+
+    def _sites(self, model: ModelConfig, reports: dict[str, SiteReport], reference_w: dict[str, float]) -> FleetSites:
+        names = list(model.servers)
+        sites = [self._site(n) for n in names]
+        rep = [reports[n] for n in names]
+
+        def arr(values) -> np.ndarray:
+            return np.array(list(values), dtype=float)
+
+        limit = [r.target_w if r.target_w is not None else s.limit_w for s, r in zip(sites, rep)]
+        headroom = [np.inf if not r.reachable or lim is None else lim - r.site_power_w for lim, r in zip(limit, rep)]
+        cut = [max(_finite(reference_w.get(n), r.site_power_w) - r.target_w, 0.0)
+               if r.reachable and r.active_events and r.target_w is not None else 0.0 for n, r in zip(names, rep)]
+        return FleetSites(
+            names=tuple(names), regions=tuple(s.region for s in sites), headroom_w=arr(headroom),
+            capacity_rps=arr(model.capacity_rps[n] for n in names),
+            energy_per_request_j=arr(model.energy_per_request_j[n] for n in names),
+            carbon_g_per_kwh=arr(s.carbon_g_per_kwh for s in sites), price_usd_per_mwh=arr(s.price_usd_per_mwh
+                                                                                         for s in sites),
+            event_cut_w=arr(cut), flex_w=arr(s.flex_w for s in sites), slow_usd_per_mwh=arr(s.slow_usd_per_mwh
+                                                                                           for s in sites),
+            reachable=np.array([r.reachable for r in rep]))
+
+    @staticmethod
+    def _classes(model: ModelConfig) -> RequestClasses:
+        return RequestClasses(tuple(c.name for c in model.classes), tuple(c.origin for c in model.classes),
+                              np.array([c.rate_rps for c in model.classes], float),
+                              np.array([c.latency_budget_ms for c in model.classes], float))
+
+
+def _finite(value: float | None, fallback: float) -> float:
+    return value if value is not None and np.isfinite(value) else fallback
