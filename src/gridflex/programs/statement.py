@@ -106,6 +106,10 @@ def statement_html(st: MonthStatement) -> str:
             f" {j['records']['decisions']:,} decisions, {j['records']['events']} events.<br>"
             f"SHA-256 of those records: <code>{st.records.digest}</code> (re-run <code>gridflex settle</code>: a"
             f" changed record gives another digest).</p>")
+    estimated = j["records"]["estimated_fraction"]
+    if estimated:
+        head += (f"<p class='warn'>{estimated:.1%} of the telemetry rows are estimated from a model, not metered:"
+                 " a utility may not settle on them.</p>")
     sections = [head, f"<p>Rules: {html.escape(rules_text(p))}</p>", "<h2>Month</h2>", table([j["totals"]], list(j["totals"])), month_plot(st)]
     if st.events:
         rows = [event_row(e, tz) for e in st.events]
