@@ -14,6 +14,7 @@ from rich.table import Table
 from gridflex.errors import InputError
 from gridflex.fleet.cli_fleet import fleet
 from gridflex.plan.registry import PLANNERS
+from gridflex.programs.cli_settle import settle
 from gridflex.service.cli_serve import restore, serve
 from gridflex.sim.compare import compare
 
@@ -26,6 +27,7 @@ app.command()(serve)
 app.command()(restore)
 app.command()(compare)
 app.command()(fleet)
+app.command()(settle)
 out = Console()
 err = Console(stderr=True)
 

@@ -13,6 +13,7 @@ from gridflex.drivers.meter import MeterSettings
 from gridflex.model.miners import MinerSettings
 from gridflex.model.scenario import ControlSettings, TwinSettings
 from gridflex.model.site import Job, Site
+from gridflex.programs.model import Enrolment
 from gridflex.sim.scenarios import DEFAULT_SCENARIO
 
 #: Environment variable holding the bearer token for writes (overrides `api.token`).
@@ -133,6 +134,7 @@ class ServiceConfig(_Strict):
         " miners driven through pyasic, groups with a `count` only are simulated"
     )
     miner_driver: MinerDriverConfig = MinerDriverConfig()
+    programs: Enrolment = Field(Enrolment(()), description="demand-response programs enrolled in (docs/programs.md)")
 
     def token(self) -> str | None:
         """The bearer token: the environment variable, else the config."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -138,6 +139,22 @@ class Store:
         q = select(table).where(table.t_s > since_s).order_by(table.id.desc()).limit(limit)
         with self._session() as s:
             return list(reversed(s.scalars(q).all()))
+
+    # --- read-only range queries (settlement) --------------------------------------------------
+    def telemetry_between(self, start_s: float, end_s: float, chunk: int = 100_000) -> Iterator[list[tuple]]:
+        """(id, t_s, site_power_w, estimated) of every telemetry row in [start_s, end_s), by time, in
+        lists of up to `chunk` rows (a month of 2-s ticks is millions of rows)."""
+        t = TelemetryRow
+        q = select(t.id, t.t_s, t.site_power_w, t.estimated).where(t.t_s >= start_s, t.t_s < end_s)
+        with self.engine.connect() as conn:  # Core, not the ORM: rows as plain tuples, fast
+            for part in conn.execution_options(yield_per=chunk).execute(q.order_by(t.t_s, t.id)).partitions():
+                yield [tuple(r) for r in part]
+
+    def decisions_between(self, start_s: float, end_s: float) -> list[DecisionRow]:
+        """Every decision in [start_s, end_s), by time."""
+        q = select(DecisionRow).where(DecisionRow.t_s >= start_s, DecisionRow.t_s < end_s)
+        with self._session() as s:
+            return list(s.scalars(q.order_by(DecisionRow.t_s, DecisionRow.id)))
 
     # --- jobs ---------------------------------------------------------------------------------
     def job_states(self) -> dict[str, JobState]:
