@@ -313,3 +313,45 @@ def test_gridflex_restore_resumes_what_a_killed_service_left_suspended(cluster, 
     assert out.returncode == 0, out.stderr
     assert cluster.state(flex2) == "RUNNING"
     assert f"slurm: resume job {flex2} (restore)" in out.stderr
+
+
+def test_jobs_that_come_and_go_mid_event_are_controlled_within_two_ticks(cluster, tmp_path):
+    """The service rediscovers Slurm's jobs every tick: a flexible job started mid-event is paused,
+    a pending one held, a Flex 0 one never touched, an ended one dropped; the reported power is
+    what a fresh look at Slurm gives."""
+    from tests.service_support import make_service
+
+    (flex2, _), (firm, _) = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2", gpus=2),
+                                        b=dict(comment="gridflex:flex=0")).values()
+    svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
+                       driver={"kind": "slurm", "state_dir": str(tmp_path), "settings": {"rules": RULES.model_dump()}})
+    svc.tick(time.time())
+    full_w, least_w = svc._power_range_w()
+    now = datetime.now(UTC)
+    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=10),
+                            target=Target(power_w=(full_w + least_w) / 2)))
+    svc.tick(time.time())
+    assert cluster.state(flex2) == "SUSPENDED"
+    late = cluster.submit(WORKER, str(tmp_path / "late.log"), comment="gridflex:flex=3")
+    firm_late = cluster.submit(WORKER, str(tmp_path / "firm.log"), comment="gridflex:flex=0")
+    queued = cluster.submit(WORKER, str(tmp_path / "queued.log"), comment="gridflex:flex=3", gpus=4)  # no GPUs free
+    cluster.wait_state(late, ("RUNNING",))
+    cluster.wait_state(firm_late, ("RUNNING",))
+    for _ in range(2):
+        svc.tick(time.time())
+    assert {late, firm_late} <= {j["id"] for j in svc.jobs()}
+    assert cluster.state(late) == "SUSPENDED"  # paused, like the other flexible work, to meet the target
+    assert cluster.state(firm_late) == "RUNNING" and cluster.state(firm) == "RUNNING"  # Flex 0: never touched
+    reasons = {e.job_id: e.reason for e in svc.driver.cli.queue("--states=PENDING")}
+    assert "Held" in reasons[queued] and queued in svc.status.held_jobs
+    cluster.run("scancel", firm_late)
+    cluster.wait_state(firm_late, ("CANCELLED", "COMPLETED", ""))
+    for _ in range(2):
+        svc.tick(time.time())
+    assert firm_late not in {j["id"] for j in svc.jobs()}
+    fresh = SlurmDriver(svc.spec.site, builtin_curves(), SlurmSettings(rules=RULES, state_file=tmp_path / "fresh.json"))
+    fresh.discover()
+    assert svc.status.site_power_w == pytest.approx(fresh.read().site_power_w, rel=0.05)
+    svc.stop()  # on exit every job is back to normal and nothing stays held
+    assert cluster.state(flex2) == "RUNNING" and cluster.state(late) == "RUNNING"
+    assert "Held" not in {e.job_id: e.reason for e in svc.driver.cli.queue("--states=PENDING")}.get(queued, "")

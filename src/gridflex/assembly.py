@@ -43,13 +43,13 @@ class Site:
 def scenario_windows(loaded: LoadedScenario) -> WindowRule:
     """Flex-budget windows in a scenario: a fixed-window job's own window (the scenario's start
     and end where it gives none); a queued job's nominal run, its work at full speed from when it
-    started."""
+    started. Both end by the scenario's end, where the run is scored."""
     sc = loaded.scenario
     start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
 
     def window(job: Job, seen_s: float) -> tuple[float, float]:
         if job.queued:
-            return seen_s, seen_s + float(job.duration_s)
+            return seen_s, min(seen_s + float(job.duration_s), end_s)
         return (job.start.timestamp() if job.start else start_s), (job.end.timestamp() if job.end else end_s)
 
     return window

@@ -30,6 +30,12 @@ class Deferral:
         self.held: list[str] = []  # held now, oldest first
         self._last_release_s = float("-inf")
 
+    @property
+    def _lag_s(self) -> float:
+        """A release reaches the plant at the next tick and the job starts at the scheduler's next
+        pass: hold that much less than the allowance."""
+        return 2 * self.settings.interval_s
+
     def allowance_s(self, job: Job) -> float:
         return (1.0 / job.flex_factor - 1.0) * self._work_s(job)
 
@@ -47,13 +53,13 @@ class Deferral:
             rest_s = constrained_until_s - t_s
 
             def covers(j: Job) -> bool:
-                return j.flex_tier > 0 and self.held_s.get(j.id, 0.0) + rest_s <= self.allowance_s(j)
+                return j.flex_tier > 0 and self.held_s.get(j.id, 0.0) + rest_s + self._lag_s <= self.allowance_s(j)
 
             already = set(self.held)
             self.held = [i for i in self.held if covers(waiting[i])]
             self.held += [j.id for j in queued if j.id not in already and covers(j)]
         else:
-            self.held = [i for i in self.held if self.held_s[i] < self.allowance_s(waiting[i])]
+            self.held = [i for i in self.held if self.held_s[i] + self._lag_s < self.allowance_s(waiting[i])]
             if self.held and t_s - self._last_release_s >= self.settings.release_stagger_s:
                 self.held.pop(0)
                 self._last_release_s = t_s

@@ -80,10 +80,11 @@ def store_errors(url: str):
 
 
 def restore(config: ConfigOption = None, log_level: LogLevel = "info") -> None:
-    """Return every job, GPU cap and process that a gridflex run changed to normal, from the
-    drivers' ledgers in `driver.state_dir`. For after a crash: e.g. systemd's ExecStopPost
+    """Return every job, GPU cap, process and miner that a gridflex run changed to normal, from
+    the drivers' ledgers in `driver.state_dir`. For after a crash: e.g. systemd's ExecStopPost
     (examples/gridflex.service). `gridflex serve` does the same when it starts."""
     from gridflex.drivers.factory import make_driver
+    from gridflex.drivers.pyasic_driver import PyasicDriver
     from gridflex.service.config import load_config
     from gridflex.service.plant import load_site
 
@@ -100,6 +101,10 @@ def restore(config: ConfigOption = None, log_level: LogLevel = "info") -> None:
         driver = make_driver({"kind": cfg.driver.kind, **cfg.driver.settings}, spec.site, spec.curves,
                              cfg.driver.state_dir)
         driver.restore()
+        hosts = [h for g in cfg.miners.groups for h in g.hosts] if cfg.miners else []
+        if hosts:  # real miners: back as they were found, from their saved state
+            PyasicDriver(hosts, cfg.miner_driver.timeout_s, cfg.miner_driver.restart_stagger_s,
+                         state_path=cfg.driver.state_dir / "miners.json").restore()
     except GridflexError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -7,8 +7,10 @@ built by `gridflex.drivers.factory`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from gridflex.control.miner_side import MinerSide
 from gridflex.drivers.base import Driver
@@ -79,8 +81,12 @@ def build_miners(config: ServiceConfig, spec: SiteSpec, start_s: float, dry_run:
         state = config.driver.state_dir / "miners.json" if config.driver.state_dir else None
         d = config.miner_driver
         driver = PyasicDriver(fleet.ids, d.timeout_s, d.restart_stagger_s, state_path=state, dry_run=dry_run)
-        driver.discover()
-        driver.restore()  # start from how the units were found, whatever a crash left behind
+        driver.restore()  # put back what a crashed run left changed (its saved state), then look afresh
+        units = driver.discover()
+        # what the units say of themselves beats the model table
+        fleet = replace(fleet, power_w=np.array([u.power_w for u in units]),
+                        hashrate_th_s=np.array([u.hashrate_th_s for u in units]),
+                        min_power_w=np.array([u.min_power_w for u in units]))
     else:
         driver = MinerTwinDriver(fleet, start_s, config.miner_driver.step_s, settings.ramp_w_per_s)
     prices = load_prices(settings.prices, settings.price_column, spec.base_dir)

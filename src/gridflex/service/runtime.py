@@ -312,10 +312,14 @@ class LiveService:
                 self.controller.cancel_event(event_id)
 
     def _power_range_w(self) -> tuple[float, float]:
-        """Site power with every job at full power, and with every flexible job at its least."""
+        """Site power with every job (and miner) at full power, and with every flexible job at its
+        least and every miner asleep."""
         f, site = self.fleet, self.spec.site
         full_w = float(site.site_power_w(float((f.gpus * f.full_w).sum())))
         least_w = float(site.site_power_w(float((f.gpus * f.hull_w[:, 0]).sum())))
+        if self.miners is not None:
+            full_w += float(self.miners.fleet.power_w.sum())
+            least_w += float(self.miners.fleet.sleep_w.sum())
         return full_w, least_w
 
     def _job_states(self, c: Controller) -> dict[str, JobState]:
