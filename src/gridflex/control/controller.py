@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 MODEL_RATIO_TAU_S = 30.0
 #: Seconds a power cap needs to take effect, allowed for when anticipating a step in the target.
 ACTUATION_S = 1.0
+#: Seconds of climbing at the ramp limit the site may have in hand above its measured power (room for
+#: noise and whole GPUs, so that the ceiling does not creep down with them).
+RAMP_SLACK_S = 4.0
 #: Resolution [s] of the look-ahead over the target timeline used to pace flex budgets.
 LOOKAHEAD_STEP_S = 60.0
 
@@ -97,6 +100,7 @@ class Controller:
         # (computed at, events it saw, grid, cumulative constrained seconds)
         self._lookahead: tuple[float, tuple[str, ...], np.ndarray, np.ndarray] | None = None
         self._applied: tuple | None = None  # last actions sent to the driver
+        self._ramp_w = np.inf  # the ramp limit's site power ceiling now
         self._resolved_cache: dict[str, ResolvedEvent] = {}
 
     @property
@@ -229,6 +233,17 @@ class Controller:
         # IT power no job draws (GPUs idle in their pool, other devices) is not the planner's to shed.
         other_w = max(0.0, tel.it_power_w - float(np.sum(tel.job_power_w)))
         it_ceiling_w = float((self.site.it_power_w(target_w * (1 - self.site.margin)) - other_w) / self.model_ratio)
+        ramp_w = self.settings.ramp_up_w_per_min
+        if ramp_w is not None:
+            # A ceiling that climbs at the ramp limit: from the last tick's ceiling (an event's, after
+            # it ends), and never more than RAMP_SLACK_S of climbing above the measured power. The
+            # controller tracks it closed loop, without margin (it is a rate, not a level).
+            rate_w_per_s = ramp_w / 60.0
+            start_w = min(self._ramp_w, site_w + rate_w_per_s * RAMP_SLACK_S)
+            self._ramp_w = start_w + rate_w_per_s * max(dt_s, self.settings.interval_s)
+            it_ceiling_w = min(it_ceiling_w, (self.site.it_power_w(self._ramp_w) - other_w) / self.model_ratio)
+            target_w = min(target_w, self._ramp_w)
+            self._ramp_w = target_w  # the next tick climbs from the ceiling in force now
         if np.isfinite(target_w):
             # The tick under way counts as constrained: it is if the planner has anything to shed.
             floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))

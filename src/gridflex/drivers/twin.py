@@ -103,8 +103,9 @@ class TwinDriver:
         self._site_chunks: list[np.ndarray] = []
         self._since_read = _Accumulator(j)
         self.energy_j = 0.0
-        self._last_site_w = self._last_it_w = 0.0
         self._schedule(start_s)
+        self._last_it_w = float(self._job_now_w(self._run).sum()) + self._idle_w()
+        self._last_site_w = float(self.site.site_power_w(self._last_it_w))
 
     # --- driver verbs -------------------------------------------------------------------
     def discover(self) -> tuple[Job, ...]:
@@ -116,6 +117,7 @@ class TwinDriver:
     def read(self) -> Telemetry:
         run = self._run
         job_w, thr = self._since_read.means(run)
+        job_w = np.where(self._since_read.n[run] > 0, job_w, self._job_now_w(run))  # not stepped yet: as it is now
         self._since_read.clear(run)
         return Telemetry(
             t_s=self.t_s,
@@ -161,7 +163,7 @@ class TwinDriver:
             return
         times = self.t_s + self.step_s * np.arange(1, n + 1)
         run, fleet = self._run, self.fleet
-        idle_w = float((self.pool_idle_w * (self.pool_gpus - self.pool_used)).sum())
+        idle_w = self._idle_w()
         if len(run):
             pending = times[:, None] >= self._pend_at_s[run][None, :]  # [n, R]
             per_gpu_w = np.where(pending, self._new[0][run], self._cur[0][run])
@@ -242,6 +244,14 @@ class TwinDriver:
             fits = np.cumsum(gpus[mine]) <= free[p]
             keep[mine] = np.logical_and.accumulate(fits)
         return queued[keep]
+
+    def _idle_w(self) -> float:
+        """Power of the GPUs no job holds."""
+        return float((self.pool_idle_w * (self.pool_gpus - self.pool_used)).sum())
+
+    def _job_now_w(self, rows: np.ndarray) -> np.ndarray:
+        """Power of jobs as they are set now, without fluctuation."""
+        return self.fleet.gpus[rows] * self._cur[0][rows]
 
     def _pool_gpus(self, rows: np.ndarray) -> np.ndarray:
         """GPUs each pool gives to the jobs at `rows`."""

@@ -56,6 +56,10 @@ class ControlSettings(BaseModel):
         0.03, ge=0, lt=0.5, description="after an event, power may exceed the baseline by this fraction"
     )
     tolerance: float = Field(0.01, ge=0, lt=0.2, description="compliance band above target")
+    ramp_up_w_per_min: float | None = Field(
+        None, gt=0, description="most the site's planned power may rise in a minute, the return after an event"
+        " and jobs starting included (None: no limit)"
+    )
     defer_lookahead_s: float = Field(
         900.0, ge=0, description="queued flexible jobs are held from this long before an event's start"
     )

@@ -1,0 +1,41 @@
+"""A site-level ramp limit: the return after an event rises no faster than allowed (jobs that may
+resize come back a few GPUs at a time)."""
+
+import numpy as np
+
+from gridflex.sim.run import run_scenario
+from gridflex.sim.scenarios import parse_scenario
+
+SCENARIO = """
+name: ramp
+start: "2025-05-03T10:00:00Z"
+end: "2025-05-03T12:00:00Z"
+jobs:
+  - {{id: train, workload: pt_mpt_7b_fast, gpus: 64, flex_tier: 3, actions: [power_cap, pause, resize]}}
+  - {{id: tune, workload: ft_llama_8b_p3, gpus: 32, flex_tier: 2, actions: [power_cap, pause, resize]}}
+  - {{id: serve, workload: infer_llama_8b, gpus: 16, flex_tier: 0}}
+events:
+  - {{id: cut, start: "2025-05-03T10:30:00Z", end: "2025-05-03T11:00:00Z", target: {{reduction: 0.3}}}}
+control: {{baseline_window_s: 1200, snapback_guard_s: 0{ramp}}}
+twin: {{curve_error: 0.02, power_noise: 0.01}}
+"""
+
+
+def _minute_rise(ramp: str) -> tuple[float, np.ndarray]:
+    result = run_scenario(parse_scenario(SCENARIO.format(ramp=ramp), "ramp", None))
+    ev = result.timeline.events[0]
+    t, p = result.step_times_s, result.site_power_w
+    after = (t > ev.end_s - 60) & (t <= ev.end_s + 900)
+    n = after.sum() // 60
+    minutes = p[after][: n * 60].reshape(n, 60).mean(axis=1)
+    return ev.baseline_w, np.diff(minutes)
+
+
+def test_the_return_after_an_event_respects_the_ramp_limit():
+    baseline_w, _ = _minute_rise("")
+    limit = 0.10 * baseline_w  # 10 % of the baseline per minute
+    _, free = _minute_rise("")
+    assert free.max() > 2 * limit  # without a limit the jobs come back at once
+    _, limited = _minute_rise(f", ramp_up_w_per_min: {limit:.0f}")
+    assert limited.max() <= limit * 1.03  # 1-minute means (noise: ~1 %)
+    assert limited.sum() > 0.25 * baseline_w  # and it does come back
