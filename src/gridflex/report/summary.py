@@ -1,4 +1,10 @@
-"""The summary of a run: the numbers `gridflex simulate` prints and writes as JSON."""
+"""The summary of a run: the numbers `gridflex simulate` prints and writes as JSON.
+
+Per-job records are kept for every job up to `JOB_RECORDS_LIMIT` jobs (in the scenario's order);
+above it, only the `JOB_RECORDS_LIMIT` jobs furthest behind (SLA violations first, then the
+lowest performance) unless `job_records=None` asks for all. Aggregates by flex tier and by
+workload (`tiers`, `workloads`) are always there, whatever the size of the site.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,21 @@ from gridflex.report.metrics import overall_compliance, score_event, weighted_pe
 from gridflex.report.miners import hybrid_summary
 from gridflex.sim.run import RunResult
 
+#: Per-job records kept in a summary unless all are asked for.
+JOB_RECORDS_LIMIT = 50
 
-def summarize(result: RunResult) -> dict:
+
+def summarize(result: RunResult, job_records: int | None = JOB_RECORDS_LIMIT) -> dict:
+    """The run's summary; `job_records`: most per-job records kept (None: every job)."""
     sc = result.scenario
     events = [
         score_event(ev, result.step_times_s, result.site_power_w, sc.step_s, sc.control.tolerance)
         for ev in result.timeline.events
     ]
-    performance = result.throughput_s / result.window_s
+    performance, within = job_performance(result)
     tiers = np.array([j.flex_tier for j in sc.jobs])
-    within = performance >= np.array([j.flex_factor for j in sc.jobs]) - 1e-9
     responses = [e.response_s for e in events]
+    energy_kwh = _job_energy_kwh(result)
     return {
         "scenario": sc.name,
         "planner": result.planner,
@@ -34,21 +44,69 @@ def summarize(result: RunResult) -> dict:
         "mean_power_w": _r(float(result.site_power_w.mean())),
         "peak_power_w": _r(float(result.site_power_w.max())),
         "events": [e.as_dict() for e in events],
+        "jobs_total": len(sc.jobs),
         "jobs": [
             {
-                "id": j.id,
-                "workload": j.workload,
-                "gpus": j.gpus,
-                "flex_tier": j.flex_tier,
-                "flex_factor": j.flex_factor,
-                "performance": _r(float(p)),
-                "within_sla": bool(w),
+                "id": sc.jobs[i].id,
+                "workload": sc.jobs[i].workload,
+                "gpus": sc.jobs[i].gpus,
+                "flex_tier": sc.jobs[i].flex_tier,
+                "flex_factor": sc.jobs[i].flex_factor,
+                "performance": _r(float(performance[i])),
+                "within_sla": bool(within[i]),
+                "energy_kwh": _r(float(energy_kwh[i])),
             }
-            for j, p, w in zip(sc.jobs, performance, within)
+            for i in kept_jobs(performance, within, job_records)
         ],
+        "tiers": _groups("flex_tier", tiers, result, performance, within, energy_kwh),
+        "workloads": _groups("workload", np.array([j.workload for j in sc.jobs]), result, performance, within,
+                             energy_kwh),
         "warnings": result.trace.warnings(sc.start.tzinfo),
         **hybrid_summary(result),  # site_draw_steadiness, ai_load_swing, miners: only for sites with miners
     }
+
+
+def job_performance(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
+    """Each job's performance (mean throughput over its window, normal = 1) and whether it met its tier."""
+    performance = result.throughput_s / result.window_s
+    within = performance >= np.array([j.flex_factor for j in result.scenario.jobs]) - 1e-9
+    return performance, within
+
+
+def kept_jobs(performance: np.ndarray, within: np.ndarray, limit: int | None) -> np.ndarray:
+    """Indices of the jobs given one by one: all (in order) up to `limit`, else the `limit` furthest
+    behind, SLA violations first, then by performance."""
+    if limit is None or len(performance) <= limit:
+        return np.arange(len(performance))
+    return np.lexsort((performance, within))[:limit]
+
+
+def _groups(key: str, keys: np.ndarray, result: RunResult, performance: np.ndarray, within: np.ndarray,
+            energy_kwh: np.ndarray) -> list[dict]:
+    """One record per value of `keys`: jobs, GPUs, GPU-weighted and lowest performance, SLA violations, energy."""
+    names, group = np.unique(keys, return_inverse=True)
+    gpus = np.array([j.gpus for j in result.scenario.jobs], float)
+    count = np.bincount(group)
+    total_gpus = np.bincount(group, gpus)
+    mean = np.bincount(group, gpus * performance) / total_gpus
+    lowest = np.full(len(names), np.inf)
+    np.minimum.at(lowest, group, performance)
+    violations = np.bincount(group, ~within)
+    energy = np.bincount(group, energy_kwh)
+    return [
+        {key: (int(n) if key == "flex_tier" else str(n)), "jobs": int(count[g]), "gpus": int(total_gpus[g]),
+         "performance": _r(mean[g]), "lowest_performance": _r(lowest[g]), "sla_violations": int(violations[g]),
+         "energy_kwh": _r(energy[g])}
+        for g, n in enumerate(names)
+    ]
+
+
+def _job_energy_kwh(result: RunResult) -> np.ndarray:
+    """Each scenario job's measured IT energy from the journal (0 for a job it never saw)."""
+    table = result.trace.job_table()
+    row = {job_id: k for k, job_id in enumerate(table["id"])}
+    energy_j = np.append(table["energy_j"], 0.0)
+    return energy_j[[row.get(j.id, -1) for j in result.scenario.jobs]] / 3.6e6
 
 
 def _r(v: float) -> float | None:

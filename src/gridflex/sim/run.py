@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,64 +14,9 @@ from gridflex.model.fleet import JobFleet
 from gridflex.plan.registry import make_planner
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 from gridflex.sim.hybrid import MinerRun, build_hybrid
+from gridflex.sim.journal import TraceJournal
 from gridflex.sim.load_trace import utilization_fn
 from gridflex.sim.scenarios import LoadedScenario
-
-
-@dataclass
-class TraceJournal:
-    """Keeps every tick's telemetry and decision in memory, as arrays at the end."""
-
-    keep_jobs: bool = True
-    t_s: list[float] = field(default_factory=list)
-    target_w: list[float] = field(default_factory=list)
-    cap_w: list[np.ndarray] = field(default_factory=list)
-    active: list[np.ndarray] = field(default_factory=list)
-    throughput: list[np.ndarray] = field(default_factory=list)
-    budget_used: list[np.ndarray] = field(default_factory=list)
-    miner_w: list[float] = field(default_factory=list)  # planned miner fleet power per tick (sites with miners)
-    below_tier_s: dict[str, list[float]] = field(default_factory=dict)  # job -> ticks it was pushed below its tier
-    short_s: list[float] = field(default_factory=list)  # ticks whose plan could not meet the target
-    worst_short_w: float = 0.0
-    budget_source: Callable[[], np.ndarray] | None = None
-
-    def telemetry(self, tel: Telemetry) -> None:
-        if self.keep_jobs:
-            self.throughput.append(tel.throughput)
-
-    def decision(self, d: Decision) -> None:
-        self.t_s.append(d.t_s)
-        self.target_w.append(d.target_w)
-        if self.keep_jobs:
-            self.cap_w.append(d.plan.cap_w)
-            self.active.append(d.plan.active)
-            if self.budget_source:
-                self.budget_used.append(self.budget_source())
-        if d.plan.miner_w is not None:
-            self.miner_w.append(float(d.plan.miner_w.sum()))
-        for job in d.plan.broken_tier:
-            self.below_tier_s.setdefault(job, []).append(d.t_s)
-        if d.plan.shortfall_w > 0:
-            self.short_s.append(d.t_s)
-            self.worst_short_w = max(self.worst_short_w, d.plan.shortfall_w)
-
-    def warnings(self, tz) -> list[str]:
-        """What the operator must know: targets the plan could not meet, tiers it had to break."""
-        out = [
-            f"job {job} was pushed below its flex-budget floor (its tier at risk) to meet the target, {_span(ticks, tz)}"
-            for job, ticks in self.below_tier_s.items()
-        ]
-        if self.short_s:
-            out.append(
-                f"the target could not be met even by the plan, {_span(self.short_s, tz)};"
-                f" worst shortfall {self.worst_short_w:,.0f} W"
-            )
-        return out
-
-
-def _span(ticks: list[float], tz) -> str:
-    first, last = (datetime.fromtimestamp(t, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") for t in (ticks[0], ticks[-1]))
-    return f"at {len(ticks)} control ticks between {first} and {last}"
 
 
 @dataclass
@@ -105,16 +49,17 @@ def run_scenario(
     planner: str = "optimal",
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
-    keep_jobs: bool = True,
+    journal: TraceJournal | None = None,
 ) -> RunResult:
-    """Simulate the scenario under a planner; `progress` gets the fraction done now and then."""
+    """Simulate the scenario under a planner; `progress` gets the fraction done now and then;
+    `journal` (one streaming traces to disk, say) replaces the default in-memory aggregate."""
     sc = loaded.scenario
     fleet = JobFleet.build(sc.jobs, loaded.curves)
     windows = job_windows(loaded)
     start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
     utilization = utilization_fn(sc.load_traces, fleet.ids, sc.start.tzinfo)
     twin = TwinDriver(sc.jobs, fleet, sc.site, windows, start_s, sc.step_s, sc.twin, seed, utilization=utilization)
-    trace = TraceJournal(keep_jobs=keep_jobs)
+    trace = journal or TraceJournal(sc.jobs)
     hybrid = None
     if sc.miners is not None:
         hybrid = build_hybrid(sc.miners, fleet, start_s, sc.step_s, loaded.base_dir)
@@ -139,6 +84,7 @@ def run_scenario(
     twin.advance_to(end_s)
     if hybrid:
         hybrid.twin.advance_to(end_s)
+    trace.close()
     if progress:
         progress(1.0)
     final = TargetTimeline.build(
