@@ -114,9 +114,10 @@ class TraceJournal:
         self._history: dict[str, Table] | None = {
             k: Table({"v": (float, np.nan)}, JOB_HISTORY_LIMIT) for k in ("throughput", "effective_cap_w", "budget_used")
         }
-        self._index_cache: tuple[tuple[str, ...], np.ndarray] = ((), np.zeros(0, int))
+        self._index_cache: tuple[tuple[str, ...], np.ndarray | slice] = ((), np.zeros(0, int))
         self._tel = None  # the reading of the tick under way, and its rows
         self._tel_rows = np.zeros(0, int)
+        self._tier_meta: tuple = (None,)  # rows, known-tier mask, tiers, GPUs
         self._last_read_s: float | None = None
         self.short_ticks = 0
         self.short_first_s = self.short_last_s = np.nan
@@ -247,7 +248,7 @@ class TraceJournal:
                 w.close()
 
     # --- internals ----------------------------------------------------------------------------
-    def _index(self, ids: tuple[str, ...]) -> np.ndarray:
+    def _index(self, ids: tuple[str, ...]) -> np.ndarray | slice:
         """Rows of these job ids, adding a row for each id not seen before."""
         cached_ids, cached = self._index_cache
         if ids is cached_ids or ids == cached_ids:
@@ -256,6 +257,8 @@ class TraceJournal:
         if new:
             self._add_rows(new)
         rows = np.fromiter((self._row[i] for i in ids), int, len(ids))
+        if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)  # consecutive rows: views, not gathers and scatters
         self._index_cache = (tuple(ids), rows)
         return rows
 
@@ -275,10 +278,12 @@ class TraceJournal:
         if self._history is not None and len(self.ids) > JOB_HISTORY_LIMIT:
             self._history = None  # a large run: per-job series would grow with jobs × ticks
 
-    def _tier_values(self, tel, rows: np.ndarray) -> dict[str, float]:
-        tier = self.rows["tier"][rows].astype(int)
-        keep = tier >= 0
-        tier, gpus = tier[keep], self.rows["gpus"][rows][keep].astype(float)
+    def _tier_values(self, tel, rows: np.ndarray | slice) -> dict[str, float]:
+        if self._tier_meta[0] is not rows:  # the same jobs as last tick: reuse their tiers and GPUs
+            tier = self.rows["tier"][rows].astype(int)
+            keep = tier >= 0
+            self._tier_meta = (rows, keep, tier[keep], self.rows["gpus"][rows][keep].astype(float))
+        _, keep, tier, gpus = self._tier_meta
         sums = {
             "power_w": np.nan_to_num(tel.job_power_w[keep]),
             "throughput_gpus": gpus * np.nan_to_num(tel.throughput[keep]),
@@ -290,7 +295,7 @@ class TraceJournal:
             per_tier["effective_cap_w"] = per_tier["effective_cap_w"] / tier_gpus
         return {f"tier{k}_{name}": float(v[k]) for name, v in per_tier.items() for k in range(TIERS)}
 
-    def _record_history(self, tel, rows: np.ndarray) -> None:
+    def _record_history(self, tel, rows: np.ndarray | slice) -> None:
         if self._history is None:
             return
         values = {"throughput": tel.throughput, "effective_cap_w": tel.cap_w * tel.active,
@@ -302,7 +307,7 @@ class TraceJournal:
 
     def _write_jobs(self, t: float) -> None:
         tel, rows = self._tel, self._tel_rows
-        n = len(rows)
+        n = len(tel.job_ids)
         state = np.where(tel.active <= 0, "paused", np.where(tel.active < 1, "resized", "running"))
         self.job_writer.write({
             "time_utc": _utc(np.full(n, t)), "job_id": list(tel.job_ids), "flex_tier": self.rows["tier"][rows],
