@@ -95,15 +95,16 @@ def test_unknown_job_ids_get_a_row_of_their_own():
     assert table["energy_j"][1] == pytest.approx(20.0)
 
 
-def test_paused_and_resized_time_and_lowest_cap():
-    journal = TraceJournal(_jobs(3))
+def test_paused_and_resized_time_lowest_cap_and_jobs_slowed(curves):
+    journal = TraceJournal(_jobs(3), curves)
     ids = ["j0", "j1", "j2"]
     for k, (cap, active) in enumerate([([400, 400, 400], [1, 1, 1]), ([250, 300, 400], [1, 0.5, 0]),
-                                       ([200, 300, 400], [1, 0.5, 0])]):
+                                       ([400, 400, 400], [1, 1, 0])]):
         _tick(journal, T0 + 5 * k, ids, np.full(3, 100.0), np.ones(3), np.array(cap, float), np.array(active, float))
     table = journal.job_table()
-    assert list(table["paused_s"]) == [0, 0, 10] and list(table["resized_s"]) == [0, 10, 0]
-    assert list(table["min_cap_w"]) == [200, 300, 400]  # a paused job's cap does not count
+    assert list(table["paused_s"]) == [0, 0, 10] and list(table["resized_s"]) == [0, 5, 0]
+    assert list(table["min_cap_w"]) == [250, 300, 400]  # a paused job's cap does not count
+    assert list(journal.series("jobs_slowed")) == [0, 3, 1]
 
 
 def _journal_after(jobs: int, ticks: int) -> TraceJournal:
@@ -149,7 +150,7 @@ def test_warnings_name_a_few_jobs_and_aggregate_many():
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_streamed_site_and_job_traces(tmp_path, suffix):
     site, jobs = tmp_path / f"site{suffix}", tmp_path / f"jobs{suffix}"
-    journal = TraceJournal(_jobs(3), TraceWriter(site), TraceWriter(jobs, "--trace-jobs"))
+    journal = TraceJournal(_jobs(3), writer=TraceWriter(site), job_writer=TraceWriter(jobs, "--trace-jobs"))
     ticks = 5
     for k in range(ticks):
         ids = ["j0", "j1", "j2"] if k < 3 else ["j1", "j2"]  # j0 ends

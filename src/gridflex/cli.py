@@ -76,6 +76,7 @@ def simulate(
             raise InputError(f"--planner: unknown planner {planner!r}; choose one of: {', '.join(PLANNERS)}")
         journal = TraceJournal(
             loaded.scenario.jobs,
+            loaded.curves,
             writer=TraceWriter(trace, "--trace") if trace else None,
             job_writer=TraceWriter(trace_jobs, "--trace-jobs") if trace_jobs else None,
         )

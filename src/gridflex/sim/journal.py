@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from gridflex.model.curves import CurveLibrary
 from gridflex.model.site import FLEX_FACTOR, Job
 from gridflex.sim.trace_writer import TraceWriter
 
@@ -68,7 +69,7 @@ class Table:
 def _job_rows() -> Table:
     nan, inf = np.nan, np.inf
     return Table({
-        "tier": (np.int8, -1), "workload": (np.int16, 0), "gpus": (np.int32, 1),
+        "tier": (np.int8, -1), "workload": (np.int16, 0), "gpus": (np.int32, 1), "max_cap_w": (float, inf),
         "first_s": (float, nan), "last_s": (float, nan),  # first and last reading naming the job
         "seen_s": (float, 0.0),  # seconds covered by readings naming the job
         "energy_j": (float, 0.0),  # the job's measured IT energy
@@ -83,6 +84,7 @@ def _job_rows() -> Table:
 def _tick_rows() -> Table:
     cols = {k: (float, np.nan) for k in (
         "t_s", "site_power_w", "target_w", "it_power_w", "it_ceiling_w", "planned_it_w", "shortfall_w", "miner_w",
+        "jobs_slowed",  # jobs the plan capped below their highest cap or paused in part
     )}
     cols |= {f"tier{k}_{what}": (float, np.nan) for k in range(TIERS) for what in TIER_SERIES}
     return Table(cols)
@@ -99,9 +101,11 @@ class TraceJournal:
     def __init__(
         self,
         jobs: Iterable[Job] = (),
+        curves: CurveLibrary | None = None,
         writer: TraceWriter | None = None,
         job_writer: TraceWriter | None = None,
     ):
+        self.curves = curves  # each job's highest cap, to tell slowed jobs (unknown: only pauses count)
         self.jobs: dict[str, Job] = {}
         self.add_jobs(jobs)
         self.writer, self.job_writer = writer, job_writer  # streamed traces (site and tiers; per job)
@@ -148,9 +152,10 @@ class TraceJournal:
     def decision(self, d) -> None:
         t = float(d.t_s)
         plan = d.plan
+        rows = self._index(getattr(d, "job_ids", None) or self._tel.job_ids)  # the plan's arrays follow these
+        slowed = (plan.cap_w < self.rows["max_cap_w"][rows] - 1e-6) | (plan.active < 1 - 1e-9)
         if self.budget_source is not None:
             used = self.budget_source()
-            rows = self._index(getattr(d, "job_ids", None) or self._tel.job_ids)
             self.rows["budget_used"][rows] = used
             self.rows["max_budget_used"][rows] = np.maximum(self.rows["max_budget_used"][rows], used)
         if plan.broken_tier:
@@ -167,7 +172,7 @@ class TraceJournal:
             self.worst_short_w = max(self.worst_short_w, float(plan.shortfall_w))
         tick = {
             "t_s": t, "site_power_w": d.site_power_w, "target_w": d.target_w, "it_ceiling_w": d.it_ceiling_w,
-            "planned_it_w": plan.it_power_w, "shortfall_w": plan.shortfall_w,
+            "planned_it_w": plan.it_power_w, "shortfall_w": plan.shortfall_w, "jobs_slowed": int(slowed.sum()),
             "miner_w": float(plan.miner_w.sum()) if plan.miner_w is not None else np.nan,
         }
         if self._tel is not None:
@@ -274,6 +279,8 @@ class TraceJournal:
             tier=[j.flex_tier if j else -1 for j in jobs],
             workload=[code[j.workload] if j else 0 for j in jobs],
             gpus=[j.gpus if j else 1 for j in jobs],
+            max_cap_w=[self.curves[j.workload].max_cap_w if j and self.curves and j.workload in self.curves
+                       else np.inf for j in jobs],
         )
         if self._history is not None and len(self.ids) > JOB_HISTORY_LIMIT:
             self._history = None  # a large run: per-job series would grow with jobs × ticks

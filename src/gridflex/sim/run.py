@@ -59,7 +59,7 @@ def run_scenario(
     start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
     utilization = utilization_fn(sc.load_traces, fleet.ids, sc.start.tzinfo)
     twin = TwinDriver(sc.jobs, fleet, sc.site, windows, start_s, sc.step_s, sc.twin, seed, utilization=utilization)
-    trace = journal or TraceJournal(sc.jobs)
+    trace = journal or TraceJournal(sc.jobs, loaded.curves)
     hybrid = None
     if sc.miners is not None:
         hybrid = build_hybrid(sc.miners, fleet, start_s, sc.step_s, loaded.base_dir)

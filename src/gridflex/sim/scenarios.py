@@ -78,7 +78,7 @@ def parse_scenario(text: str, source: str, base_dir: Path | None) -> LoadedScena
     return LoadedScenario(scenario, curves, base_dir)
 
 
-#: libyaml's C parser when PyYAML was built with it (about 10x faster on large scenarios), else pure Python.
+#: libyaml's parser when PyYAML has it, else pure Python: 3.5x faster on a 94k-job campus (JSON: 50x).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
