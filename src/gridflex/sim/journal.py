@@ -121,7 +121,7 @@ class TraceJournal:
         self._index_cache: tuple[tuple[str, ...], np.ndarray | slice] = ((), np.zeros(0, int))
         self._tel = None  # the reading of the tick under way, and its rows
         self._tel_rows = np.zeros(0, int)
-        self._tier_meta: tuple = (None,)  # rows, known-tier mask, tiers, GPUs
+        self._tier_meta: tuple = (None,)  # rows, tier membership [jobs, tiers], GPUs, GPUs per tier
         self._last_read_s: float | None = None
         self.short_ticks = 0
         self.short_first_s = self.short_last_s = np.nan
@@ -288,19 +288,19 @@ class TraceJournal:
     def _tier_values(self, tel, rows: np.ndarray | slice) -> dict[str, float]:
         if self._tier_meta[0] is not rows:  # the same jobs as last tick: reuse their tiers and GPUs
             tier = self.rows["tier"][rows].astype(int)
-            keep = tier >= 0
-            self._tier_meta = (rows, keep, tier[keep], self.rows["gpus"][rows][keep].astype(float))
-        _, keep, tier, gpus = self._tier_meta
-        sums = {
-            "power_w": np.nan_to_num(tel.job_power_w[keep]),
-            "throughput_gpus": gpus * np.nan_to_num(tel.throughput[keep]),
-            "effective_cap_w": gpus * tel.cap_w[keep] * tel.active[keep],
-        }
-        per_tier = {k: np.bincount(tier, v, minlength=TIERS) for k, v in sums.items()}
-        tier_gpus = np.bincount(tier, gpus, minlength=TIERS)
+            member = (tier[:, None] == np.arange(TIERS)).astype(float)  # [jobs, tiers]; unknown tier: none
+            gpus = self.rows["gpus"][rows].astype(float)
+            self._tier_meta = (rows, member, gpus, gpus @ member)
+        _, member, gpus, tier_gpus = self._tier_meta
+        per_job = np.stack([
+            np.nan_to_num(tel.job_power_w),  # power_w
+            gpus * np.nan_to_num(tel.throughput),  # throughput_gpus
+            gpus * tel.cap_w * tel.active,  # effective_cap_w, as a GPU-weighted sum for now
+        ])
+        per_tier = per_job @ member
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_tier["effective_cap_w"] = per_tier["effective_cap_w"] / tier_gpus
-        return {f"tier{k}_{name}": float(v[k]) for name, v in per_tier.items() for k in range(TIERS)}
+            per_tier[2] /= tier_gpus
+        return {f"tier{k}_{name}": float(per_tier[i, k]) for i, name in enumerate(TIER_SERIES) for k in range(TIERS)}
 
     def _record_history(self, tel, rows: np.ndarray | slice) -> None:
         if self._history is None:
