@@ -159,11 +159,11 @@ class TraceJournal:
             self.rows["budget_used"][rows] = used
             self.rows["max_budget_used"][rows] = np.maximum(self.rows["max_budget_used"][rows], used)
         if plan.broken_tier:
-            rows = self._index(tuple(plan.broken_tier))
+            broken = self._index(tuple(plan.broken_tier), remember=False)
             r = self.rows
-            r["below_tier_ticks"][rows] += 1
-            r["below_tier_first_s"][rows] = np.fmin(r["below_tier_first_s"][rows], t)
-            r["below_tier_last_s"][rows] = t
+            r["below_tier_ticks"][broken] += 1
+            r["below_tier_first_s"][broken] = np.fmin(r["below_tier_first_s"][broken], t)
+            r["below_tier_last_s"][broken] = t
         if plan.shortfall_w > 0:
             if not self.short_ticks:
                 self.short_first_s = t
@@ -253,8 +253,9 @@ class TraceJournal:
                 w.close()
 
     # --- internals ----------------------------------------------------------------------------
-    def _index(self, ids: tuple[str, ...]) -> np.ndarray | slice:
-        """Rows of these job ids, adding a row for each id not seen before."""
+    def _index(self, ids: tuple[str, ...], remember: bool = True) -> np.ndarray | slice:
+        """Rows of these job ids, adding a row for each id not seen before; the last set of ids
+        remembered is answered again without a look-up (the fleet's ids rarely change)."""
         cached_ids, cached = self._index_cache
         if ids is cached_ids or ids == cached_ids:
             return cached
@@ -264,7 +265,8 @@ class TraceJournal:
         rows = np.fromiter((self._row[i] for i in ids), int, len(ids))
         if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
             rows = slice(int(rows[0]), int(rows[-1]) + 1)  # consecutive rows: views, not gathers and scatters
-        self._index_cache = (tuple(ids), rows)
+        if remember:
+            self._index_cache = (tuple(ids), rows)
         return rows
 
     def _add_rows(self, new: list[str]) -> None:
