@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gridflex.model.curves import CurveLibrary
 from gridflex.model.site import FLEX_FACTOR, Job
 from gridflex.sim.trace_writer import TraceWriter
+
+if TYPE_CHECKING:
+    from gridflex.control.controller import Decision
+    from gridflex.drivers.base import Telemetry
 
 #: Per-job series (throughput, cap, budget used) are kept for runs with at most this many jobs.
 JOB_HISTORY_LIMIT = 50
@@ -132,7 +137,7 @@ class TraceJournal:
         self.jobs.update((j.id, j) for j in jobs)
 
     # --- the controller's Journal --------------------------------------------------------------
-    def telemetry(self, tel) -> None:
+    def telemetry(self, tel: Telemetry) -> None:
         rows = self._index(tel.job_ids)
         t = float(tel.t_s)
         dt = 0.0 if self._last_read_s is None else max(0.0, t - self._last_read_s)
@@ -149,10 +154,11 @@ class TraceJournal:
         r["min_cap_w"][rows] = np.where(working, np.minimum(r["min_cap_w"][rows], tel.cap_w), r["min_cap_w"][rows])
         self._tel, self._tel_rows = tel, rows
 
-    def decision(self, d) -> None:
+    def decision(self, d: Decision) -> None:
         t = float(d.t_s)
         plan = d.plan
-        rows = self._index(getattr(d, "job_ids", None) or self._tel.job_ids)  # the plan's arrays follow these
+        # The plan's arrays follow the decision's job ids (a fleet whose jobs come and go), else the reading's.
+        rows = self._index(getattr(d, "job_ids", None) or self._tel.job_ids)
         slowed = (plan.cap_w < self.rows["max_cap_w"][rows] - 1e-6) | (plan.active < 1 - 1e-9)
         if self.budget_source is not None:
             used = self.budget_source()
@@ -287,7 +293,7 @@ class TraceJournal:
         if self._history is not None and len(self.ids) > JOB_HISTORY_LIMIT:
             self._history = None  # a large run: per-job series would grow with jobs × ticks
 
-    def _tier_values(self, tel, rows: np.ndarray | slice) -> dict[str, float]:
+    def _tier_values(self, tel: Telemetry, rows: np.ndarray | slice) -> dict[str, float]:
         if self._tier_meta[0] is not rows:  # the same jobs as last tick: reuse their tiers and GPUs
             tier = self.rows["tier"][rows].astype(int)
             member = (tier[:, None] == np.arange(TIERS)).astype(float)  # [jobs, tiers]; unknown tier: none
@@ -304,7 +310,7 @@ class TraceJournal:
             per_tier[2] /= tier_gpus
         return {f"tier{k}_{name}": float(per_tier[i, k]) for i, name in enumerate(TIER_SERIES) for k in range(TIERS)}
 
-    def _record_history(self, tel, rows: np.ndarray | slice) -> None:
+    def _record_history(self, tel: Telemetry, rows: np.ndarray | slice) -> None:
         if self._history is None:
             return
         values = {"throughput": tel.throughput, "effective_cap_w": tel.cap_w * tel.active,

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflex.control.controller import Controller, Decision
-from gridflex.drivers.base import Telemetry
+from gridflex.control.controller import Controller
 from gridflex.drivers.twin import TwinDriver
 from gridflex.model.fleet import JobFleet
 from gridflex.plan.registry import make_planner
