@@ -93,6 +93,7 @@ def test_unknown_job_ids_get_a_row_of_their_own():
     assert list(table["id"]) == ["j0", "stranger"]
     assert list(table["tier"]) == [0, -1] and list(table["workload"]) == ["infer_llama_8b", "unknown"]
     assert table["energy_j"][1] == pytest.approx(20.0)
+    assert journal.job_history("throughput") is None  # more jobs than described: no per-job series
 
 
 def test_paused_and_resized_time_lowest_cap_and_jobs_slowed(curves):

@@ -3,7 +3,7 @@
 Memory grows with the site, never with site × ticks: one row of accumulators per job ever seen
 (rows of ended jobs stay for the report), and a fixed number of scalars per control tick (the
 site's and each flex tier's series). Per-job series are kept only for small sites (at most
-`JOB_HISTORY_LIMIT` jobs in the whole run); full traces are streamed to disk by a `TraceWriter`
+`JOB_HISTORY_LIMIT` jobs, all described up front); full traces are streamed to disk by a `TraceWriter`
 when asked for. The set of jobs may change from one tick to the next: every reading and decision
 names its jobs (`job_ids`), and rows are found, or added, by id.
 """
@@ -120,9 +120,11 @@ class TraceJournal:
         self._workloads: list[str] = [UNKNOWN_WORKLOAD]
         self.rows = _job_rows()
         self.ticks = _tick_rows()
+        # Per-job series, one column per job described up front (the scenario's), if at most JOB_HISTORY_LIMIT.
+        self._history_width = width = len(self.jobs)
         self._history: dict[str, Table] | None = {
-            k: Table({"v": (float, np.nan)}, JOB_HISTORY_LIMIT) for k in ("throughput", "effective_cap_w", "budget_used")
-        }
+            k: Table({"v": (float, np.nan)}, width) for k in ("throughput", "effective_cap_w", "budget_used")
+        } if 0 < width <= JOB_HISTORY_LIMIT else None
         self._index_cache: tuple[tuple[str, ...], np.ndarray | slice] = ((), np.zeros(0, int))
         self._tel = None  # the reading of the tick under way, and its rows
         self._tel_rows = np.zeros(0, int)
@@ -206,7 +208,8 @@ class TraceJournal:
 
     def job_history(self, name: str) -> np.ndarray | None:
         """[ticks, jobs] series of 'throughput', 'effective_cap_w' or 'budget_used', columns in
-        `ids` order; None when the run had more than `JOB_HISTORY_LIMIT` jobs."""
+        `ids` order; None when more than `JOB_HISTORY_LIMIT` jobs were described up front, or
+        more jobs than that turned up."""
         if self._history is None:
             return None
         return self._history[name]["v"][:, : len(self.ids)]
@@ -290,7 +293,7 @@ class TraceJournal:
             max_cap_w=[self.curves[j.workload].max_cap_w if j and self.curves and j.workload in self.curves
                        else np.inf for j in jobs],
         )
-        if self._history is not None and len(self.ids) > JOB_HISTORY_LIMIT:
+        if self._history is not None and len(self.ids) > self._history_width:
             self._history = None  # a large run: per-job series would grow with jobs × ticks
 
     def _tier_values(self, tel: Telemetry, rows: np.ndarray | slice) -> dict[str, float]:
@@ -316,7 +319,7 @@ class TraceJournal:
         values = {"throughput": tel.throughput, "effective_cap_w": tel.cap_w * tel.active,
                   "budget_used": self.rows["budget_used"][rows]}
         for name, table in self._history.items():
-            line = np.full(JOB_HISTORY_LIMIT, np.nan)
+            line = np.full(self._history_width, np.nan)
             line[rows] = values[name]
             table.append(v=line)
 
