@@ -175,6 +175,9 @@ def test_trace_writer_streams_in_batches(tmp_path):
     assert len(pa_csv.read_csv(tmp_path / "t.csv")["x"]) == 3 * (BATCH_ROWS // 2)
 
 
-def test_trace_writer_rejects_an_unknown_format(tmp_path):
+def test_trace_writer_rejects_an_unknown_format_or_a_path_it_cannot_write(tmp_path):
     with pytest.raises(InputError, match=r"--trace-jobs: .*'\.xlsx'; allowed: \.csv, \.parquet"):
         TraceWriter(tmp_path / "t.xlsx", "--trace-jobs")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match=r"--trace: cannot write .*file/t\.csv"):
+        TraceWriter(tmp_path / "file" / "t.csv")

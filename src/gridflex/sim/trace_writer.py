@@ -33,6 +33,11 @@ class TraceWriter:
     def __init__(self, path: Path, option: str = "--trace"):
         self.path = check_trace_path(Path(path), option)
         self.format = FORMATS[self.path.suffix.lower()]
+        try:  # fail before the run, not at its end
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
+        except OSError as e:
+            raise InputError(f"{option}: cannot write {self.path}: {e.strerror}") from None
         self._buffer: list[dict[str, np.ndarray]] = []
         self._buffered = 0
         self._writer = None
@@ -50,7 +55,6 @@ class TraceWriter:
         names = list(self._buffer[0])
         table = pa.table({k: pa.array(np.concatenate([np.asarray(b[k]) for b in self._buffer])) for k in names})
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             table = self._with_utc(table)
             self._schema = table.schema
             self._writer = (pq.ParquetWriter(self.path, self._schema) if self.format == "parquet"
