@@ -78,7 +78,7 @@ def compare(results: list[RunResult]) -> dict:
     perf = measured_performance()
     jobs = []
     for j, job in enumerate(results[0].scenario.jobs):
-        twin_perf = [float(r.throughput_s[j] / r.window_s[j]) for r in results]
+        twin_perf = [float(r.performance[j]) for r in results]
         m = perf.get((job.workload, job.flex_tier))
         jobs.append({"id": job.id, "twin": float(np.mean(twin_perf)), "measured": m,
                      "error": None if m is None else float(np.mean(twin_perf) - m)})
@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--report", help="write seed 0's HTML report, with the measured trace overlaid, here")
     args = ap.parse_args()
     loaded = load_scenario(args.scenario)
-    results = [run_scenario(loaded, args.planner, seed, keep_jobs=False) for seed in range(args.seeds)]
+    results = [run_scenario(loaded, args.planner, seed) for seed in range(args.seeds)]
     out = {"label": args.label, "scenario": args.scenario, **compare(results)}
     print(f"{args.scenario} · {args.planner} · seeds 0-{args.seeds - 1} {args.label}")
     print(f"  RMSE {out['rmse']:.2%} of baseline ({out['baseline_w'] / 1e3:.1f} kW), bias {out['bias']:+.2%}")

@@ -75,7 +75,7 @@ def main() -> None:
     for cut in CUTS:
         loaded = busy_cluster(cut)
         for planner in args.planners.split(","):
-            times = [response_s(run_scenario(loaded, planner, seed, keep_jobs=False)) for seed in range(args.seeds)]
+            times = [response_s(run_scenario(loaded, planner, seed)) for seed in range(args.seeds)]
             worst = None if None in times else max(times)
             rows.append({"planner": planner, "cut": cut, "response_s": worst})
             print(f"{planner:<18} {cut:>4.0%} {'never' if worst is None else f'{worst:.0f}':>11}", flush=True)

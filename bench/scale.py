@@ -84,7 +84,7 @@ def sim_speed(planner_name: str, gpus: int) -> dict:
                   events=(ev,), control=ControlSettings(baseline_window_s=300, snapback_guard_s=300))
     loaded = LoadedScenario(sc, builtin_curves())
     t0, cpu0 = time.perf_counter(), time.process_time()
-    run_scenario(loaded, planner_name, keep_jobs=False)
+    run_scenario(loaded, planner_name)
     wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     fleet = JobFleet.build(jobs, loaded.curves)
     site_mw = float(sc.site.site_power_w((fleet.gpus * fleet.full_w).sum())) / 1e6

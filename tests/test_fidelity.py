@@ -70,9 +70,8 @@ def _replay_of_measurement(offset_w: float):
     m = builtin_measured()
     steps = sc.start.timestamp() + np.arange(1, 400 * 60 + 1)
     power = np.repeat(m.power_w, 60) + offset_w
-    window_s = np.full(len(sc.jobs), sc.duration_s)
     return SimpleNamespace(scenario=sc, seed=0, planner="fake", step_times_s=steps, site_power_w=power,
-                           throughput_s=0.9 * window_s, window_s=window_s)
+                           performance=np.full(len(sc.jobs), 0.9))
 
 
 def test_comparison_is_zero_on_the_measurement_and_sees_an_offset():

@@ -47,7 +47,7 @@ def test_bound_matches_the_hand_solution(tmp_path):
 def test_bound_is_above_what_the_planners_reach(small):
     bound = solve_oracle(small, seed=0).weighted_performance
     for planner in ("optimal", "oracle"):
-        summary = summarize(run_scenario(small, planner, seed=0, keep_jobs=False))
+        summary = summarize(run_scenario(small, planner, seed=0))
         assert summary["weighted_performance"] <= bound + 1e-3, planner
         if planner == "oracle":  # following its own schedule on the twin, it comes close and complies
             assert summary["weighted_performance"] >= bound - 0.01

@@ -34,9 +34,10 @@ def test_no_notice_event_is_unknown_until_it_starts(small):
     result = run_scenario(parse_scenario(text, "no-notice", None))
     trace = result.trace
     start = result.timeline.events[0].start_s
-    before = np.array(trace.t_s) < start
-    assert np.all(np.isinf(np.array(trace.target_w)[before]))  # nothing known, nothing cut
-    assert np.all(np.array(trace.cap_w)[before] == 400)
+    before = trace.t_s < start
+    assert np.all(np.isinf(trace.target_w[before]))  # nothing known, nothing cut
+    caps = np.column_stack([trace.series(f"tier{k}_effective_cap_w") for k in (0, 2, 3)])  # the tiers in use
+    assert np.all(caps[before] == 400)
     s = summarize(result)
     assert s["compliance"] == 1.0 and s["events"][0]["response_s"] <= 15
 

@@ -15,6 +15,7 @@ from gridflex.errors import InputError
 from gridflex.fleet.cli_fleet import fleet
 from gridflex.plan.registry import PLANNERS
 from gridflex.programs.cli_settle import settle
+from gridflex.report.summary import JOB_RECORDS_LIMIT
 from gridflex.service.cli_serve import restore, serve
 from gridflex.sim.compare import compare
 
@@ -58,25 +59,45 @@ def simulate(
     report: Annotated[Path | None, typer.Option(help="write a self-contained HTML report here")] = None,
     measured: Annotated[Path | None, typer.Option(
         help="CSV of UTC time and measured site power (W) to overlay in the report, e.g. a field trace")] = None,
+    trace: Annotated[Path | None, typer.Option(
+        help="stream the per-tick time series here as the run goes (.csv or .parquet): UTC time, site, target,"
+             " IT and miner power, and per flex tier power, throughput and effective cap")] = None,
+    trace_jobs: Annotated[Path | None, typer.Option(
+        help="stream every job's power, cap, active fraction, throughput and state at every tick here"
+             " (.csv or .parquet, one row per job and tick: large on big sites)")] = None,
+    all_jobs: Annotated[bool, typer.Option(
+        "--all-jobs", help=f"keep every job's record in the JSON summary (default: all up to {JOB_RECORDS_LIMIT}"
+                           " jobs, else the ones furthest behind)")] = False,
 ) -> None:
     """Run a scenario: the controller drives the digital twin in simulated time."""
     from gridflex.report.html import run_report
     from gridflex.report.measured import read_measured
     from gridflex.report.summary import summarize
+    from gridflex.sim.journal import TraceJournal
     from gridflex.sim.run import run_scenario
     from gridflex.sim.scenarios import load_scenario
+    from gridflex.sim.trace_writer import TraceWriter
 
     try:
         loaded = load_scenario(scenario)
         overlay = read_measured(measured) if measured else None
         if planner not in PLANNERS:
             raise InputError(f"--planner: unknown planner {planner!r}; choose one of: {', '.join(PLANNERS)}")
+        journal = TraceJournal(
+            loaded.scenario.jobs,
+            loaded.curves,
+            writer=TraceWriter(trace, "--trace") if trace else None,
+            job_writer=TraceWriter(trace_jobs, "--trace-jobs") if trace_jobs else None,
+        )
         with _progress(f"{loaded.scenario.name} · {planner}") as tick:
-            result = run_scenario(loaded, planner, seed, progress=tick)
+            result = run_scenario(loaded, planner, seed, progress=tick, journal=journal)
     except InputError as e:
         raise fail(str(e)) from None
-    summary = summarize(result)
+    summary = summarize(result, job_records=None if all_jobs else JOB_RECORDS_LIMIT)
     print_summary(summary)
+    for path in (trace, trace_jobs):
+        if path:
+            err.print(f"wrote {path}")
     if json_path:
         _write(json_path, json.dumps(summary, indent=2))
     if report:
@@ -94,8 +115,18 @@ def print_summary(summary: dict) -> None:
         ev.add_row(e["id"], *(_fmt(e[k]) for k in ("target_w", "compliance", "response_s", "over_delivery",
                                                     "mean_power_w")))
     out.print(ev)
-    jobs = Table("job", "flex_tier", "gpus", "performance", "within_sla", title="jobs")
-    for j in summary["jobs"]:
+    shown = summary["jobs"][:JOB_RECORDS_LIMIT]
+    if summary["jobs_total"] > len(shown):
+        for key in ("flex_tier", "workload"):
+            groups = Table(key, "jobs", "gpus", "performance", "lowest", "sla_violations", title=f"jobs by {key}")
+            for g in summary["tiers" if key == "flex_tier" else "workloads"]:
+                groups.add_row(str(g[key]), str(g["jobs"]), str(g["gpus"]), _fmt(g["performance"]),
+                               _fmt(g["lowest_performance"]), str(g["sla_violations"]))
+            out.print(groups)
+    title = "jobs" if summary["jobs_total"] <= len(shown) else (
+        f"the {len(shown)} of {summary['jobs_total']:,} jobs furthest behind")
+    jobs = Table("job", "flex_tier", "gpus", "performance", "within_sla", title=title)
+    for j in shown:
         jobs.add_row(j["id"], str(j["flex_tier"]), str(j["gpus"]), _fmt(j["performance"]),
                      "yes" if j["within_sla"] else "[red]NO[/]")
     out.print(jobs)

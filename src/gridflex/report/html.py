@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
-import matplotlib
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from gridflex.report.measured import MeasuredSeries
+from gridflex.report.miners_html import hybrid_sections
+from gridflex.report.render import dates, minute_means, page, png, table
+from gridflex.report.summary import job_performance
+from gridflex.sim.journal import TIERS
+from gridflex.sim.run import RunResult
 
-from gridflex.report.measured import MeasuredSeries  # noqa: E402
-from gridflex.sim.run import RunResult  # noqa: E402
-
-PLOT_RESOLUTION_S = 60.0
-
-
-def minute_means(t_s: np.ndarray, values: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Means over consecutive `PLOT_RESOLUTION_S` blocks (rows of `values` follow `t_s`)."""
-    per = max(1, int(round(PLOT_RESOLUTION_S / step_s)))
-    n = len(t_s) // per
-    if n == 0:
-        return t_s, values
-    shape = (n, per) + values.shape[1:]
-    return t_s[: n * per : per], np.nanmean(values[: n * per].reshape(shape), axis=1)
-
-
-def _dates(t_s: np.ndarray, tz) -> list[datetime]:
-    return [datetime.fromtimestamp(float(t), UTC).astimezone(tz) for t in t_s]
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+#: Histogram bins of job performance (normal = 1).
+PERFORMANCE_BINS = np.linspace(0.0, 1.0, 21)
 
 
 def power_plot(results: Sequence[RunResult], measured: MeasuredSeries | None = None) -> str:
@@ -51,75 +29,106 @@ def power_plot(results: Sequence[RunResult], measured: MeasuredSeries | None = N
     target = first.timeline.ceiling_at(t)
     for r in results:
         tr, p = minute_means(r.step_times_s, r.site_power_w, r.scenario.step_s)
-        ax.plot(_dates(tr, tz), p / 1e3, lw=1.2, label=f"site power ({r.planner})" if len(results) > 1 else "site power")
-    ax.plot(_dates(t, tz), np.where(np.isfinite(target), target, np.nan) / 1e3, "k--", lw=1.5, label="target")
+        ax.plot(dates(tr, tz), p / 1e3, lw=1.2, label=f"site power ({r.planner})" if len(results) > 1 else "site power")
+    ax.plot(dates(t, tz), np.where(np.isfinite(target), target, np.nan) / 1e3, "k--", lw=1.5, label="target")
     if measured is not None:
-        ax.plot(_dates(measured.t_s, tz), measured.power_w / 1e3, color="grey", lw=1, label=f"measured ({measured.label})")
+        ax.plot(dates(measured.t_s, tz), measured.power_w / 1e3, color="grey", lw=1, label=f"measured ({measured.label})")
     for ev in first.timeline.events:
-        ax.axvspan(*_dates(np.array([ev.hold_start_s, ev.hold_end_s]), tz), color="orange", alpha=0.12)
+        ax.axvspan(*dates(np.array([ev.hold_start_s, ev.hold_end_s]), tz), color="orange", alpha=0.12)
     ax.set_ylabel("kW (1-min mean)")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
     ax.set_title("Site power vs target (shaded: hold periods)")
-    return _png(fig)
+    return png(fig)
 
 
 def job_plots(result: RunResult) -> str:
-    """Per-job throughput, caps and flex budget used over time."""
+    """Per-job throughput, effective caps and flex budget used over time (small runs: the journal
+    keeps per-job series only up to `JOB_HISTORY_LIMIT` jobs)."""
     tr = result.trace
-    if not tr.cap_w:
+    if tr.job_history("throughput") is None or not len(tr.t_s):
         return ""
-    tz = result.scenario.start.tzinfo
-    t = np.array(tr.t_s)
-    dt = result.scenario.control.interval_s
+    tiers = [tr.jobs[i].flex_tier if i in tr.jobs else "?" for i in tr.ids]
     panels = [
-        ("throughput (normal = 1)", np.array(tr.throughput, dtype=float)),
-        ("per-GPU cap (W) × active", np.array(tr.cap_w) * np.array(tr.active)),
-        ("flex budget used", np.array(tr.budget_used)),
+        ("throughput (normal = 1)", tr.job_history("throughput")),
+        ("per-GPU cap (W) × active", tr.job_history("effective_cap_w")),
+        ("flex budget used", tr.job_history("budget_used")),
     ]
+    return _panels(result, panels, [f"{i} (F{k})" for i, k in zip(tr.ids, tiers)])
+
+
+def tier_plots(result: RunResult) -> str:
+    """Per flex tier: measured power, throughput in full-speed GPUs, GPU-mean effective cap."""
+    tr = result.trace
+    if not len(tr.t_s):
+        return ""
+    present = [k for k in range(TIERS) if np.nansum(tr.series(f"tier{k}_power_w")) > 0]
+    panels = [
+        (label, np.column_stack([tr.series(f"tier{k}_{name}") * scale for k in present]))
+        for label, name, scale in (
+            ("power (kW)", "power_w", 1e-3),
+            ("throughput (full-speed GPUs)", "throughput_gpus", 1.0),
+            ("per-GPU cap (W) × active, GPU mean", "effective_cap_w", 1.0),
+        )
+    ]
+    return _panels(result, panels, [f"flex {k}" for k in present])
+
+
+def _panels(result: RunResult, panels: list[tuple[str, np.ndarray]], labels: list[str]) -> str:
+    """Stacked time plots sharing one legend; columns of each panel's [ticks, n] array are lines."""
+    tz = result.scenario.start.tzinfo
+    t = result.trace.t_s
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 8), sharex=True)
     for ax, (label, values) in zip(axes, panels):
-        tm, v = minute_means(t, values, dt)
-        for j, job in enumerate(result.scenario.jobs):
-            ax.plot(_dates(tm, tz), v[:, j], lw=1, label=f"{job.id} (F{job.flex_tier})")
+        tm, v = minute_means(t, values, result.scenario.control.interval_s)
+        for j, name in enumerate(labels):
+            ax.plot(dates(tm, tz), v[:, j], lw=1, label=name)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, ncol=3, loc="lower left")
     axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
-    return _png(fig)
+    return png(fig)
 
 
-def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
+def performance_histogram(result: RunResult) -> str:
+    """How many GPUs' jobs ended at each performance, by flex tier (stacked)."""
+    performance, _ = job_performance(result)
+    jobs = result.scenario.jobs
+    tiers = np.array([j.flex_tier for j in jobs])
+    gpus = np.array([j.gpus for j in jobs], float)
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    present = np.unique(tiers)
+    ax.hist([np.clip(performance[tiers == k], 0, 1) for k in present], PERFORMANCE_BINS, stacked=True,
+            weights=[gpus[tiers == k] for k in present], label=[f"flex {k}" for k in present])
+    ax.set_xlabel("job performance over its window (normal = 1)")
+    ax.set_ylabel("GPUs")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Distribution of job performance ({len(jobs):,} jobs, {int(gpus.sum()):,} GPUs)")
+    return png(fig)
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    return "—" if v is None else str(v)
-
-
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}.warn{color:#a40}"""
-
-
-def page(title: str, sections: Sequence[str]) -> str:
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>"
-    )
+def _job_sections(result: RunResult, summary: dict) -> list[str]:
+    """The jobs one by one on small sites; by tier and workload, the jobs furthest behind and the
+    distribution of performance on large ones."""
+    columns = ["id", "workload", "gpus", "flex_tier", "flex_factor", "performance", "within_sla"]
+    if summary["jobs_total"] <= len(summary["jobs"]):
+        return ["<h2>Jobs</h2>", table(summary["jobs"], columns), job_plots(result)]
+    groups = ["jobs", "gpus", "performance", "lowest_performance", "sla_violations", "energy_kwh"]
+    return [
+        f"<h2>Jobs ({summary['jobs_total']:,})</h2>",
+        "<h3>By flex tier</h3>", table(summary["tiers"], ["flex_tier", *groups]),
+        "<h3>By workload</h3>", table(summary["workloads"], ["workload", *groups]),
+        performance_histogram(result),
+        tier_plots(result),
+        f"<h3>The {len(summary['jobs'])} jobs furthest behind (SLA violations first, then lowest performance)</h3>",
+        table(summary["jobs"], columns),
+    ]
 
 
 def run_report(result: RunResult, summary: dict, measured: MeasuredSeries | None = None) -> str:
     """The report of one `gridflex simulate` run."""
-    from gridflex.report.miners_html import hybrid_sections  # builds on this module's helpers
-
     overall = [{k: summary[k] for k in ("planner", "seed", "compliance", "sla_violations",
                                         "weighted_performance", "over_delivery", "response_s", "energy_kwh")}]
     warnings = "".join(f"<p class='warn'>⚠ {html.escape(w)}</p>" for w in summary["warnings"])
@@ -134,10 +143,7 @@ def run_report(result: RunResult, summary: dict, measured: MeasuredSeries | None
             "<h2>Events</h2>",
             table(summary["events"], ["id", "baseline_w", "target_w", "compliance", "response_s",
                                       "over_delivery", "mean_power_w"]),
-            "<h2>Jobs</h2>",
-            table(summary["jobs"], ["id", "workload", "gpus", "flex_tier", "flex_factor", "performance",
-                                    "within_sla"]),
-            job_plots(result),
+            *_job_sections(result, summary),
             *hybrid_sections(result, summary),
         ],
     )

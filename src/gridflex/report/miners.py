@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from gridflex.model.economics import energy_cost_usd, revenue_usd
-from gridflex.model.fleet import JobFleet
 from gridflex.sim.run import RunResult
 
 STEADY_BAND = 0.02
@@ -81,13 +80,11 @@ def _swing(power_w: np.ndarray, counted: np.ndarray, per: int) -> float | None:
 
 
 def _gpu_slowed_with_miners_on_s(result: RunResult) -> float:
+    """Seconds in which the plan slowed some GPU job while the miners drew power."""
     tr = result.trace
-    if not tr.cap_w or not tr.miner_w:
-        return 0.0
-    fleet = JobFleet.build(result.scenario.jobs, result.loaded.curves)
-    cap, active = np.array(tr.cap_w), np.array(tr.active)
-    slowed = ((cap < fleet.max_cap_w - 1e-6) | (active < 1 - 1e-9)).any(axis=1)
-    return float(np.sum(slowed & (np.array(tr.miner_w) > 0)) * result.scenario.control.interval_s)
+    miner_w = tr.series("miner_w")
+    slowed = (tr.series("jobs_slowed") > 0) & (np.nan_to_num(miner_w) > 0)
+    return float(slowed.sum() * result.scenario.control.interval_s)
 
 
 def _minute(x: np.ndarray, per: int) -> np.ndarray:

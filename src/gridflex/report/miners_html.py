@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import numpy as np
 
-from gridflex.report.html import _dates, _png, minute_means, table
+from gridflex.report.render import dates, minute_means, png, table
 from gridflex.sim.run import RunResult
 
 
@@ -32,16 +32,16 @@ def _plot(result: RunResult, breakeven: list[dict]) -> str:
     price = m.side.prices.at(t)
     setpoint = np.array([m.side.setpoint_w(float(x), float(p)) for x, p in zip(t, price)])
     ceiling = result.timeline.ceiling_at(t)
-    dates = _dates(t, tz)
+    when = dates(t, tz)
     fig, (ax, axp) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=[2, 1])
-    ax.stackplot(dates, ai / 1e3, miners / 1e3, labels=["AI load", "miners"], alpha=0.8)
-    ax.plot(dates, np.where(np.isfinite(setpoint), setpoint, np.nan) / 1e3, "k:", lw=1.2, label="setpoint")
-    ax.plot(dates, np.where(np.isfinite(ceiling), ceiling, np.nan) / 1e3, "k--", lw=1.2, label="grid ceiling")
+    ax.stackplot(when, ai / 1e3, miners / 1e3, labels=["AI load", "miners"], alpha=0.8)
+    ax.plot(when, np.where(np.isfinite(setpoint), setpoint, np.nan) / 1e3, "k:", lw=1.2, label="setpoint")
+    ax.plot(when, np.where(np.isfinite(ceiling), ceiling, np.nan) / 1e3, "k--", lw=1.2, label="grid ceiling")
     ax.set_ylabel("kW (1-min mean)")
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     ax.set_title("Site draw: AI load + miners")
-    axp.step(dates, price, where="post", lw=1, label="power price")
+    axp.step(when, price, where="post", lw=1, label="power price")
     for i, row in enumerate(breakeven):
         axp.axhline(row["breakeven_usd_per_mwh"], ls="--", lw=0.8, color=f"C{i + 1}", label=f"breakeven {row['model']}")
     axp.set_yscale("symlog", linthresh=100)
@@ -50,4 +50,4 @@ def _plot(result: RunResult, breakeven: list[dict]) -> str:
     axp.legend(loc="upper left", fontsize=8)
     axp.grid(alpha=0.3)
     axp.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
-    return _png(fig)
+    return png(fig)

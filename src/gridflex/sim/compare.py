@@ -38,7 +38,7 @@ def compare_runs(
         for seed in range(seeds):
             done = i * seeds + seed
             tick = (lambda f, done=done: progress((done + f) / total)) if progress else None
-            result = run_scenario(loaded, name, seed, progress=tick, keep_jobs=seed == 0)
+            result = run_scenario(loaded, name, seed, progress=tick)
             summary = summarize(result)
             summary["oracle_bound"] = round(bounds[seed], 6)
             summary["oracle_ratio"] = round(summary["weighted_performance"] / bounds[seed], 6)

@@ -3,85 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 import numpy as np
 
 from gridflex.assembly import control_ticks, simulated
-from gridflex.control.controller import Decision
-from gridflex.drivers.base import Telemetry
 from gridflex.drivers.twin import TwinDriver
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 from gridflex.sim.hybrid import MinerRun
+from gridflex.sim.journal import TraceJournal
 from gridflex.sim.scenarios import LoadedScenario
-
-
-@dataclass
-class TraceJournal:
-    """Keeps every tick's telemetry and decision in memory. Per-job values are laid out over
-    the scenario's jobs (NaN where a job was not running)."""
-
-    job_ids: tuple[str, ...] = ()
-    keep_jobs: bool = True
-    t_s: list[float] = field(default_factory=list)
-    target_w: list[float] = field(default_factory=list)
-    cap_w: list[np.ndarray] = field(default_factory=list)
-    active: list[np.ndarray] = field(default_factory=list)
-    throughput: list[np.ndarray] = field(default_factory=list)
-    budget_used: list[np.ndarray] = field(default_factory=list)
-    miner_w: list[float] = field(default_factory=list)  # planned miner fleet power per tick (sites with miners)
-    below_tier_s: dict[str, list[float]] = field(default_factory=dict)  # job -> ticks it was pushed below its tier
-    short_s: list[float] = field(default_factory=list)  # ticks whose plan could not meet the target
-    worst_short_w: float = 0.0
-    budget_source: Callable[[], np.ndarray] | None = None
-    _cols: tuple[tuple[str, ...], np.ndarray] | None = None  # (ids, their columns) of the last tick
-
-    def _spread(self, ids: tuple[str, ...], values: np.ndarray) -> np.ndarray:
-        if self._cols is None or self._cols[0] is not ids:
-            index = {j: i for i, j in enumerate(self.job_ids)}
-            self._cols = (ids, np.fromiter((index[i] for i in ids), np.int64, len(ids)))
-        out = np.full(len(self.job_ids), np.nan)
-        out[self._cols[1]] = values
-        return out
-
-    def telemetry(self, tel: Telemetry) -> None:
-        if self.keep_jobs:
-            self.throughput.append(self._spread(tel.job_ids, tel.throughput))
-
-    def decision(self, d: Decision) -> None:
-        self.t_s.append(d.t_s)
-        self.target_w.append(d.target_w)
-        if self.keep_jobs:
-            self.cap_w.append(self._spread(d.job_ids, d.plan.cap_w))
-            self.active.append(self._spread(d.job_ids, d.plan.active))
-            if self.budget_source:
-                self.budget_used.append(self._spread(d.job_ids, self.budget_source()))
-        if d.plan.miner_w is not None:
-            self.miner_w.append(float(d.plan.miner_w.sum()))
-        for job in d.plan.broken_tier:
-            self.below_tier_s.setdefault(job, []).append(d.t_s)
-        if d.plan.shortfall_w > 0:
-            self.short_s.append(d.t_s)
-            self.worst_short_w = max(self.worst_short_w, d.plan.shortfall_w)
-
-    def warnings(self, tz) -> list[str]:
-        """What the operator must know: targets the plan could not meet, tiers it had to break."""
-        out = [
-            f"job {job} was pushed below its flex-budget floor (its tier at risk) to meet the target, {_span(ticks, tz)}"
-            for job, ticks in self.below_tier_s.items()
-        ]
-        if self.short_s:
-            out.append(
-                f"the target could not be met even by the plan, {_span(self.short_s, tz)};"
-                f" worst shortfall {self.worst_short_w:,.0f} W"
-            )
-        return out
-
-
-def _span(ticks: list[float], tz) -> str:
-    first, last = (datetime.fromtimestamp(t, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") for t in (ticks[0], ticks[-1]))
-    return f"at {len(ticks)} control ticks between {first} and {last}"
 
 
 @dataclass
@@ -110,11 +41,12 @@ def run_scenario(
     planner: str = "optimal",
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
-    keep_jobs: bool = True,
+    journal: TraceJournal | None = None,
 ) -> RunResult:
-    """Simulate the scenario under a planner; `progress` gets the fraction done now and then."""
+    """Simulate the scenario under a planner; `progress` gets the fraction done now and then;
+    `journal` (one streaming traces to disk, say) replaces the default in-memory aggregate."""
     sc = loaded.scenario
-    trace = TraceJournal(tuple(j.id for j in sc.jobs), keep_jobs=keep_jobs)
+    trace = journal or TraceJournal(sc.jobs, loaded.curves)
     site = simulated(loaded, planner, seed, trace)
     controller, twin, hybrid = site.controller, site.driver, site.hybrid
     trace.budget_source = controller.budget_used
@@ -128,6 +60,7 @@ def run_scenario(
     twin.advance_to(end_s)
     if hybrid:
         hybrid.twin.advance_to(end_s)
+    trace.close()
     if progress:
         progress(1.0)
     final = TargetTimeline.build(

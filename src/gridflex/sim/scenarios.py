@@ -84,9 +84,14 @@ def parse_scenario(text: str, source: str, base_dir: Path | None) -> LoadedScena
     return LoadedScenario(scenario, curves, base_dir)
 
 
+#: libyaml's parser when PyYAML has it, else pure Python: 3.5x faster on a 94k-job campus (JSON: 50x).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse_document(text: str, source: str) -> dict:
+    """A scenario document: JSON if it starts with '{', else YAML (safe, through libyaml when present)."""
     try:
-        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+        data = json.loads(text) if text.lstrip().startswith("{") else yaml.load(text, Loader=_YAML_LOADER)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise InputError(f"{source}: not valid YAML/JSON: {e}") from None
     if not isinstance(data, dict):
