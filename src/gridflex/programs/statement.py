@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gridflex.programs.settle import EventSettlement, MonthStatement
-from gridflex.report.html import _dates, _png, page, table
+from gridflex.report.render import dates, page, png, table
 
 DECISIONS_SHOWN = 40
 EVENT_COLUMNS = ("event_id", "is_test", "start_local", "end_local", "notice_s", "obligation_kw", "baseline_method",
@@ -169,29 +169,29 @@ def event_plot(e: EventSettlement, st: MonthStatement) -> str:
     b = e.baseline
     day = (st.load.start_s >= b.start_s[0]) & (st.load.start_s <= b.start_s[-1]) if len(b.start_s) else []
     fig, ax = plt.subplots(figsize=(11, 3.5))
-    ax.step(_dates(st.load.start_s[day], tz), st.load.power_w[day] / 1e3, where="post", label="metered")
-    ax.step(_dates(b.start_s, tz), b.power_w / 1e3, where="post", ls="--", label=f"baseline ({b.method})")
-    ax.axvspan(*_dates(np.array(e.hold_s), tz), color="orange", alpha=0.15, label="event (hold)")
+    ax.step(dates(st.load.start_s[day], tz), st.load.power_w[day] / 1e3, where="post", label="metered")
+    ax.step(dates(b.start_s, tz), b.power_w / 1e3, where="post", ls="--", label=f"baseline ({b.method})")
+    ax.axvspan(*dates(np.array(e.hold_s), tz), color="orange", alpha=0.15, label="event (hold)")
     ax.set_ylabel("kW (interval mean)")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def month_plot(st: MonthStatement) -> str:
     tz = st.program.tz
     fig, ax = plt.subplots(figsize=(11, 3))
-    ax.plot(_dates(st.load.start_s, tz), st.load.power_w / 1e3, lw=0.8, label="metered")
+    ax.plot(dates(st.load.start_s, tz), st.load.power_w / 1e3, lw=0.8, label="metered")
     for e in st.events:
-        ax.axvspan(*_dates(np.array(e.hold_s), tz), color="orange", alpha=0.4)
+        ax.axvspan(*dates(np.array(e.hold_s), tz), color="orange", alpha=0.4)
     for k in st.peaks:
-        ax.axvline(_dates(np.array([k.start_s]), tz)[0], color="red", lw=0.8)
+        ax.axvline(dates(np.array([k.start_s]), tz)[0], color="red", lw=0.8)
     ax.set_ylabel("kW")
     ax.set_title("Metered load (orange: events; red: coincident peaks)")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d", tz=tz))
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def _csv(path: Path, header: list, rows) -> None:

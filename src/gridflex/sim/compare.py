@@ -70,7 +70,8 @@ def _merge(summaries: list[dict]) -> dict:
 
 def compare_report(comparison: dict, runs: list) -> str:
     """HTML: the table and the power traces of seed 0 overlaid."""
-    from gridflex.report.html import page, power_plot, table
+    from gridflex.report.html import power_plot
+    from gridflex.report.render import page, table
 
     return page(
         f"gridflex compare — {comparison['scenario']}",
