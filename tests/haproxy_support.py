@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.slurm_cluster import _free_ports as free_ports
-from tests.slurm_cluster import _which
+from tests.slurm_cluster import _which, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 #: how to start this module as a process (a site backend or a coordinator), with `cwd=ROOT`
@@ -43,18 +43,6 @@ def require_haproxy() -> bool:
 
 def haproxy_binary() -> str | None:
     return _which("haproxy")
-
-
-def wait_for(ok, timeout_s: float, what: str, procs: dict[str, subprocess.Popen] | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for name, p in (procs or {}).items():
-            if p.poll() is not None:
-                raise RuntimeError(f"{name} exited ({p.returncode}) while waiting: {what}")
-        if ok():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} within {timeout_s:.0f} s")
 
 
 def _accepts(port: int) -> bool:

@@ -91,3 +91,19 @@ def dispatch_now(event_id: str, minutes: float, target: dict, ramp_s: float = 0)
         "ramp_s": ramp_s,
         "target": target,
     }
+
+
+@contextmanager
+def api_env(tmp_path, monkeypatch, t0_s: float) -> Iterator[tuple]:
+    """(client, service, clock): the API on a live service of the default site, two ticks in."""
+    from fastapi.testclient import TestClient
+
+    from gridflex.service.app import create_app
+    from gridflex.service.config import TOKEN_ENV
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    clock = FakeClock(t0_s)
+    svc = make_service(f"sqlite:///{tmp_path}/api.db", clock)
+    with TestClient(create_app(svc, svc.config, run_loop=False)) as client:
+        run_ticks(svc, clock, 2)
+        yield client, svc, clock

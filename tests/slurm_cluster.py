@@ -38,6 +38,20 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+def wait_for(ok, timeout_s: float, what: str, procs: dict | None = None, hint=lambda: "") -> None:
+    """Wait until `ok()`; fail naming `what` (and `hint()`) after `timeout_s` or as soon as one of
+    `procs` (name -> Popen) exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for name, p in (procs or {}).items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited ({p.returncode}) while waiting: {what}\n{hint()}")
+        if ok():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} within {timeout_s:.0f} s\n{hint()}")
+
+
 def _which(name: str) -> str | None:
     return shutil.which(name) or next(
         (str(p) for d in ("/usr/sbin", "/sbin", "/usr/bin") if (p := Path(d) / name).exists()), None)
@@ -169,15 +183,7 @@ class SlurmCluster:
         return "idle" in state or "mixed" in state or "alloc" in state
 
     def _wait(self, ok, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for name, p in self.procs.items():
-                if p.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({p.returncode}) while waiting: {what}\n{self.log_tail()}")
-            if ok():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"{what} within {timeout_s:.0f} s\n{self.log_tail()}")
+        wait_for(ok, timeout_s, what, self.procs, self.log_tail)
 
     def _slurm_conf(self) -> str:
         r = self.root

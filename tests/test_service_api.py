@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gridflex.errors import InputError
 from gridflex.service.app import create_app
 from gridflex.service.config import TOKEN_ENV
-from tests.service_support import TOKEN, FakeClock, make_service, run_ticks
+from tests.service_support import TOKEN, FakeClock, api_env, make_service, run_ticks
 
 T0 = datetime(2026, 5, 3, 16, 0, tzinfo=timezone.utc)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -17,12 +17,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    monkeypatch.delenv(TOKEN_ENV, raising=False)
-    clock = FakeClock(T0.timestamp())
-    svc = make_service(f"sqlite:///{tmp_path}/api.db", clock)
-    with TestClient(create_app(svc, svc.config, run_loop=False)) as client:
-        run_ticks(svc, clock, 2)
-        yield client, svc, clock
+    with api_env(tmp_path, monkeypatch, T0.timestamp()) as e:
+        yield e
 
 
 def _body(ev_id="dispatch-1", minutes=60, **target):

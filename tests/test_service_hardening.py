@@ -16,7 +16,7 @@ from gridflex.errors import InputError
 from gridflex.service.app import SESSION_COOKIE, create_app
 from gridflex.service.config import TOKEN_ENV, load_config
 from gridflex.sim.scenarios import parse_scenario
-from tests.service_support import TOKEN, FakeClock, dispatch_now, free_port, make_service, run_ticks, serve_argv
+from tests.service_support import TOKEN, FakeClock, api_env, dispatch_now, free_port, make_service, run_ticks, serve_argv
 
 T0 = datetime(2026, 5, 3, 16, 0, tzinfo=timezone.utc)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -24,12 +24,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    monkeypatch.delenv(TOKEN_ENV, raising=False)
-    clock = FakeClock(T0.timestamp())
-    svc = make_service(f"sqlite:///{tmp_path}/api.db", clock)
-    with TestClient(create_app(svc, svc.config, run_loop=False)) as client:
-        run_ticks(svc, clock, 2)
-        yield client, svc, clock
+    with api_env(tmp_path, monkeypatch, T0.timestamp()) as e:
+        yield e
 
 
 def _body(ev_id="dispatch-1", start=T0, minutes=60, **target):

@@ -202,25 +202,36 @@ def test_dry_run_plans_and_records_but_never_acts(tmp_path):
     assert svc.status.site_power_w > 60e3
 
 
-def test_plant_is_restored_after_three_failed_ticks(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rule", ["hold", "curtail", "restore"])
+def test_the_fail_safe_rule_acts_after_failed_ticks(tmp_path, monkeypatch, rule):
+    """An unreadable plant during an event: after `failed_ticks`, 'hold' keeps the cut (nothing
+    resumed blind), 'curtail' goes to the least power, 'restore' returns to normal; once readable
+    again the controller reconciles and the cut is back."""
     from gridflex.errors import DriverError
 
     clock = FakeClock(T0)
-    svc = make_service(f"sqlite:///{tmp_path}/lost.db", clock)
+    svc = make_service(f"sqlite:///{tmp_path}/lost.db", clock, control={"fail_safe": rule, "failed_ticks": 2})
     svc.add_event(_event("cut", T0, power_w=60e3))
     run_ticks(svc, clock, 5)
     twin = svc.driver
-    assert (twin.cap_w < svc.fleet.max_cap_w).any()
+    cut = np.array([j["cap_w"] for j in svc.status.jobs])  # the last plan
+    assert (cut < svc.fleet.max_cap_w).any()
 
     def lost():
         raise DriverError("meter not answering")
 
     monkeypatch.setattr(twin, "read", lost)
-    run_ticks(svc, clock, 3)
-    assert svc.metrics.registry.get_sample_value("gridflex_tick_errors_total") == 3
+    run_ticks(svc, clock, 2)
+    assert svc.metrics.registry.get_sample_value("gridflex_tick_errors_total") == 2
     clock.t_s += 10
     twin.advance_to(clock.t_s)
-    np.testing.assert_allclose(twin.cap_w, svc.fleet.max_cap_w)  # unwatched: back to normal
+    flexible = svc.fleet.controllable
+    if rule == "hold":
+        np.testing.assert_allclose(twin.cap_w, cut)
+    elif rule == "curtail":
+        assert np.all(twin.cap_w[flexible] <= cut[flexible]) and twin.site_power_w < 60e3
+    else:
+        np.testing.assert_allclose(twin.cap_w, svc.fleet.max_cap_w)
     monkeypatch.undo()
     run_ticks(svc, clock, 5)
     assert svc.status.site_power_w <= 60e3  # watched again: the cut is back

@@ -83,6 +83,17 @@ def test_discovers_running_jobs_with_tiers_gpus_and_curves(cluster, tmp_path):
     assert gpus.gpu_indices() == {flex2: [0, 1]}  # the GPUs Slurm allocated, for NVML
 
 
+def cut_halfway(svc, minutes: float = 5) -> None:
+    """Tick the service, dispatch an event now that asks for the site halfway between its full and
+    its least power, and tick again (the event acted on)."""
+    svc.tick(time.time())
+    full_w, least_w = svc._power_range_w()
+    now = datetime.now(UTC)
+    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=minutes),
+                            target=Target(power_w=(full_w + least_w) / 2)))
+    svc.tick(time.time())
+
+
 def controller_for(driver, settings: ControlSettings) -> Controller:
     """The controller on a Slurm driver, each job's flex budget over the hour around now."""
     now = time.time()
@@ -276,12 +287,7 @@ def test_the_service_drives_a_real_slurm_from_its_config(cluster, tmp_path):
     svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
                        driver={"kind": "slurm", "state_dir": str(tmp_path)})
     assert [(j.id, j.flex_tier) for j in svc.controller.jobs] == [(flex2, 2), (flex0, 0)]
-    svc.tick(time.time())
-    full_w, least_w = svc._power_range_w()
-    now = datetime.now(UTC)
-    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=5),
-                            target=Target(power_w=(full_w + least_w) / 2)))
-    svc.tick(time.time())
+    cut_halfway(svc)
     assert cluster.state(flex2) == "SUSPENDED" and cluster.state(flex0) == "RUNNING"
     assert svc.status.active_events == ("cut",) and svc.driver.read().estimated
     svc.stop()  # on exit every job is back to normal
@@ -299,12 +305,7 @@ def test_gridflex_restore_resumes_what_a_killed_service_left_suspended(cluster, 
     (flex2, _), = start_jobs(cluster, tmp_path, a=dict(comment="gridflex:flex=2")).values()
     svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
                        driver={"kind": "slurm", "state_dir": str(tmp_path / "state")})
-    svc.tick(time.time())
-    full_w, least_w = svc._power_range_w()
-    now = datetime.now(UTC)
-    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=5),
-                            target=Target(power_w=(full_w + least_w) / 2)))
-    svc.tick(time.time())
+    cut_halfway(svc)
     assert cluster.state(flex2) == "SUSPENDED"  # and then gridflex is killed: nothing restores it
     cfg = tmp_path / "site.yaml"
     cfg.write_text(yaml.safe_dump({"driver": {"kind": "slurm", "state_dir": "state"}}))
@@ -325,12 +326,7 @@ def test_jobs_that_come_and_go_mid_event_are_controlled_within_two_ticks(cluster
                                         b=dict(comment="gridflex:flex=0")).values()
     svc = make_service(f"sqlite:///{tmp_path}/gridflex.db", time.time,
                        driver={"kind": "slurm", "state_dir": str(tmp_path), "settings": {"rules": RULES.model_dump()}})
-    svc.tick(time.time())
-    full_w, least_w = svc._power_range_w()
-    now = datetime.now(UTC)
-    svc.add_event(GridEvent(id="cut", start=now, end=now + timedelta(minutes=10),
-                            target=Target(power_w=(full_w + least_w) / 2)))
-    svc.tick(time.time())
+    cut_halfway(svc, minutes=10)
     assert cluster.state(flex2) == "SUSPENDED"
     late = cluster.submit(WORKER, str(tmp_path / "late.log"), comment="gridflex:flex=3")
     firm_late = cluster.submit(WORKER, str(tmp_path / "firm.log"), comment="gridflex:flex=0")

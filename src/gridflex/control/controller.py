@@ -12,13 +12,14 @@ import numpy as np
 from gridflex.control.budget import FlexBudget
 from gridflex.control.deferral import Deferral
 from gridflex.drivers.base import Driver, JobActions, Telemetry
+from gridflex.drivers.miner_base import MinerActions
 from gridflex.errors import DriverError, InputError
 from gridflex.model.curves import CurveLibrary
 from gridflex.model.events import GridEvent
 from gridflex.model.fleet import JobFleet
 from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Job, Site
-from gridflex.plan.base import Plan, PlanInput, Planner
+from gridflex.plan.base import Plan, PlanInput, Planner, level_to_actions
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 
 if TYPE_CHECKING:
@@ -79,10 +80,14 @@ class Controller:
         start_s: float,
         journal: Journal | None = None,
         miners: MinerSide | None = None,
+        meter: Callable[[], float] | None = None,
     ):
+        """`meter`: reads the site meter (W; raises `DriverError` when it cannot); with one, the
+        controller closes the loop on the meter, not on the sum of its drivers' readings."""
         self.site, self.settings, self.curves = site, settings, curves
         self.driver, self.planner, self.journal = driver, planner, journal
         self.miners = miners  # a miner fleet behind the same meter, dispatched with the jobs
+        self.meter = meter
         self.window_for = window_for
         self.jobs: tuple[Job, ...] = ()
         self.fleet = JobFleet.build([], curves)
@@ -216,7 +221,16 @@ class Controller:
         tel = self.driver.read()
         if tel.job_ids != self.fleet.ids:
             raise DriverError("telemetry and job list differ: the plant changed between discover() and read()")
-        site_w = tel.site_power_w + (self.miners.read().total_w if self.miners else 0.0)
+        miners_w = self.miners.read().total_w if self.miners else 0.0
+        job_w = float(np.sum(tel.job_power_w))
+        if self.meter is not None:
+            site_w = self.meter()
+            # IT power no job draws, as the meter sees it (idle GPUs, other devices, what the
+            # drivers' estimates miss): not the planner's to shed
+            other_w = max(0.0, float(self.site.it_power_w(site_w - miners_w)) - job_w)
+        else:
+            site_w = tel.site_power_w + miners_w
+            other_w = max(0.0, tel.it_power_w - job_w)  # e.g. GPUs idle in their pool
         self.budget.record(self._last_t_s, t_s, tel.throughput)
         dt_s, self._last_t_s = t_s - self._last_t_s, t_s
         self._roll_windows(t_s)
@@ -230,8 +244,6 @@ class Controller:
         # Aim for the lowest ceiling until the next tick's actions can take effect, so that
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
-        # IT power no job draws (GPUs idle in their pool, other devices) is not the planner's to shed.
-        other_w = max(0.0, tel.it_power_w - float(np.sum(tel.job_power_w)))
         it_ceiling_w = float((self.site.it_power_w(target_w * (1 - self.site.margin)) - other_w) / self.model_ratio)
         ramp_w = self.settings.ramp_up_w_per_min
         if ramp_w is not None:
@@ -275,6 +287,16 @@ class Controller:
         if self.miners:
             self.miners.apply(plan)
         return decision
+
+    def curtail_to_least(self) -> None:
+        """Every flexible job to its least power (the fail-safe when the plant can no longer be
+        watched during an event); Flex 0 untouched, held jobs stay held."""
+        cap, active = level_to_actions(self.fleet, self.fleet.hull_w[:, 0])
+        held = self._applied[2] if self._applied else frozenset()
+        self.driver.apply(JobActions(self.fleet.ids, cap, active, held))
+        self._applied = (cap, active, held)
+        if self.miners:
+            self.miners.driver.apply(MinerActions(self.miners.fleet.ids, np.zeros(len(self.miners.fleet))))
 
     def shutdown(self) -> None:
         """Return every job (and miner) to normal."""

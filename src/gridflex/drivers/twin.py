@@ -155,6 +155,11 @@ class TwinDriver:
     def health(self) -> DriverHealth:
         return DriverHealth(True, "simulated plant")
 
+    @property
+    def site_power_w(self) -> float:
+        """Site power at the last simulated step (what a meter on the twin would read)."""
+        return self._last_site_w
+
     # --- simulation -------------------------------------------------------------------
     def advance_to(self, t_s: float) -> None:
         """Simulate every step up to `t_s`, then let jobs end and start."""

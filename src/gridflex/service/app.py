@@ -192,6 +192,7 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
             stale_after_s=limit_s,
             miners=[MinerOut(**m) for m in s.miners],
             queued_jobs=s.queued_jobs,
+            site_power_source=s.site_power_source,
             held_jobs=list(s.held_jobs),
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -61,6 +61,12 @@ class LiveControl(ControlSettings):
     stale_after_s: float | None = Field(
         None, gt=0, description="a reading older than this makes /status `degraded` (default: 3 ticks, at least 10 s)"
     )
+    fail_safe: Literal["hold", "curtail", "restore"] = Field(
+        "hold", description="after `failed_ticks` failed ticks (meter or plant unreadable): 'hold' keeps the last"
+        " plan (nothing paused is resumed blind), 'curtail' takes every flexible job to its least power,"
+        " 'restore' returns every job to normal"
+    )
+    failed_ticks: int = Field(2, ge=1, description="failed ticks in a row that trigger the fail-safe")
 
 
 def stale_after_s(control: ControlSettings) -> float:

@@ -21,9 +21,8 @@ from gridflex.drivers.pyasic_driver import PyasicDriver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
-from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Job, Site
-from gridflex.service.config import DriverConfig, ServiceConfig
+from gridflex.service.config import DriverConfig, LiveControl, ServiceConfig
 from gridflex.signals.prices import load_prices
 from gridflex.sim.hybrid import hashprice_signal
 from gridflex.sim.scenarios import load_scenario
@@ -33,7 +32,7 @@ class SiteSpec:
     site: Site
     jobs: tuple[Job, ...]
     curves: CurveLibrary
-    control: ControlSettings
+    control: LiveControl
     base_dir: Path | None = None  # where the config's relative paths (prices) start
 
 
@@ -52,7 +51,8 @@ def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
             )
     if len({j.id for j in jobs}) != len(jobs):
         raise InputError("jobs: job ids must be unique")
-    return SiteSpec(config.site or sc.site, tuple(jobs), loaded.curves, config.control or sc.control, base_dir)
+    control = config.control or LiveControl(**sc.control.model_dump())
+    return SiteSpec(config.site or sc.site, tuple(jobs), loaded.curves, control, base_dir)
 
 
 def build_driver(cfg: DriverConfig, spec: SiteSpec, start_s: float) -> Driver:

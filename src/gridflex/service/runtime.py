@@ -14,6 +14,7 @@ import numpy as np
 
 from gridflex.control.controller import Controller, Decision, WindowRule
 from gridflex.drivers.base import Telemetry
+from gridflex.drivers.meter import ModbusMeter
 from gridflex.errors import DriverError, InputError
 from gridflex.model.events import GridEvent
 from gridflex.model.site import FLEX_FACTOR, Job
@@ -28,7 +29,6 @@ from gridflex.store.models import DecisionRow, TelemetryRow
 log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 #: Consecutive failed ticks (plant unreadable, store unreachable) after which every job is restored.
-FAILED_TICKS_BEFORE_RESTORE = 3
 
 
 def rolling_windows(epoch_s: float, window_s: float) -> WindowRule:
@@ -66,6 +66,7 @@ class Status:
     miners: tuple[dict, ...] = ()  # each miner: id, power_w, target_w, mode, responding
     queued_jobs: int = 0
     held_jobs: tuple[str, ...] = ()
+    site_power_source: str = "drivers"  # what the site power is read from: the site meter or the drivers
 
 
 class LiveService:
@@ -94,6 +95,7 @@ class LiveService:
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
         self.miners = build_miners(config, spec, now, dry_run)
+        self.meter = ModbusMeter(config.meter) if config.meter else None
         self._events: dict[str, tuple[GridEvent, float]] = {}
         # Events added or cancelled since the tick began, handed to the controller when the next one starts.
         self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
@@ -108,6 +110,7 @@ class LiveService:
         c = self.controller = Controller(
             spec.site, self.control, self.driver, make_planner(config.planner), spec.curves,
             rolling_windows(self.epoch_s, config.budget_window_s), self._last_tick_s, self.journal, self.miners,
+            meter=(lambda: self.meter.read()[0]) if self.meter else None,
         )
         c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
         c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
@@ -178,18 +181,26 @@ class LiveService:
             return decision
 
     def _tick_failed(self, why: str) -> None:
-        """Count a failed tick; after a few in a row, return the plant to normal (it is unwatched)."""
+        """Count a failed tick; after `control.failed_ticks` in a row, act on the fail-safe rule
+        (the plant is unwatched): hold the last plan, curtail to the least, or restore."""
         if self.status is not None:  # the last reading stays, and says it is no longer healthy
             self.status = replace(self.status, driver_ok=False, error=why)
         self.metrics.tick_errors.inc()
         self._failed_ticks += 1
-        if self._failed_ticks == FAILED_TICKS_BEFORE_RESTORE:
-            try:
-                with self._lock:
+        rule = self.control.fail_safe
+        if self._failed_ticks != self.control.failed_ticks or rule == "hold":
+            if self._failed_ticks == self.control.failed_ticks:
+                log.warning("%d failed ticks in a row (%s): fail-safe 'hold', the last plan stays", self._failed_ticks, why)
+            return
+        try:
+            with self._lock:
+                if rule == "curtail":
+                    self.controller.curtail_to_least()
+                else:
                     self.controller.shutdown()
-                log.warning("%d failed ticks in a row: every job restored to normal", self._failed_ticks)
-            except Exception:
-                log.exception("restore after failed ticks failed")
+            log.warning("%d failed ticks in a row (%s): fail-safe %r applied", self._failed_ticks, why, rule)
+        except Exception:
+            log.exception("fail-safe %r after failed ticks failed", rule)
 
     # --- events -------------------------------------------------------------------------------
     def check_event(self, ev: GridEvent, t_s: float) -> None:
@@ -380,6 +391,7 @@ class LiveService:
             tel.t_s,
             bool(tel.estimated),
             miners=miners,
+            site_power_source=self.meter.name if self.meter else f"drivers ({self.driver.name})",
             queued_jobs=queued,
             held_jobs=tuple(sorted(d.held)),
         )

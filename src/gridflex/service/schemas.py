@@ -43,6 +43,8 @@ class StatusOut(BaseModel):
     degraded_reasons: list[str] = Field(description="why `degraded` (empty when not)")
     stale_after_s: float = Field(description="a reading older than this makes the status degraded")
     miners: list[MinerOut] = Field(default_factory=list, description="the miner fleet behind the meter (empty: none)")
+    site_power_source: str = Field("drivers", description="what site power is read from: the site meter, or the"
+                                   " sum of the drivers' readings")
     queued_jobs: int = Field(0, description="jobs waiting in the plant's queue")
     held_jobs: list[str] = Field(default_factory=list, description="queued jobs gridflex holds (deferred)")
 

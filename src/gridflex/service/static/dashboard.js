@@ -88,8 +88,10 @@ async function refresh() {
     badge.textContent = state + (status.degraded && status.age_s !== null ? ` (reading ${status.age_s.toFixed(0)} s old)` : "");
     badge.className = "badge " + (status.degraded ? "down" : status.active_events.length ? "event" : "ok");
     badge.title = (status.degraded_reasons || []).join("; ");
-    document.getElementById("site-power").textContent = kw(status.site_power_w)
+    const power = document.getElementById("site-power");
+    power.textContent = kw(status.site_power_w)
       + (status.estimated ? " (estimated)" : "") + (status.degraded ? " (stale)" : "");
+    power.title = "read from " + (status.site_power_source || "the drivers");
     document.getElementById("target").textContent = status.target_w === null ? "none" : kw(status.target_w);
     document.getElementById("active-count").textContent = String(status.active_events.length);
     document.getElementById("driver").textContent = (status.driver || "–") + (status.driver_ok ? "" : " (unhealthy)");
