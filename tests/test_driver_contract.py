@@ -18,7 +18,6 @@ from gridflex.drivers.base import Driver, DriverHealth, JobActions, Telemetry
 from gridflex.drivers.factory import make_driver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import DriverError
-from gridflex.model.fleet import JobFleet
 from gridflex.model.site import Action, Job, Site
 from gridflex.sim.curve_csv import builtin_curves
 from gridflex.sim.scenarios import load_scenario

@@ -17,7 +17,6 @@ from gridflex.drivers.dry_run import DryRunDriver
 from gridflex.drivers.estimate import PowerEstimate
 from gridflex.drivers.factory import make_driver
 from gridflex.drivers.slurm import SlurmDriver
-from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import InputError
 from gridflex.model.site import Job, Site
 from gridflex.sim.curve_csv import builtin_curves
@@ -43,7 +42,7 @@ def pgid():
      "driver.jobs.0.pgid: Field required"),
     ({"kind": "composite", "jobs": {"kind": "nvml"}, "power": {"kind": "nvml"}}, "jobs.kind must be slurm or process"),
     ({"kind": "slurm", "dry_run": "yes"}, "driver.dry_run: 'yes' must be true or false"),
-    ({"kind": "twin"}, "a twin needs 'scenario'"),
+    ({"kind": "twin"}, "driver.kind: 'twin' is not a driver; allowed"),
     ({"kind": "nvml", "map": "slurm"}, "driver.map: 'slurm' not possible with no jobs driver; allowed: static"),
     ({"kind": "composite", "jobs": {"kind": "slurm"}, "power": {"map": "cuda_visible"}},
      "driver.power.map: 'cuda_visible' not possible with slurm; allowed: static, slurm, process"),
@@ -55,7 +54,6 @@ def test_bad_specs_name_the_field_and_what_is_allowed(spec, message):
 
 def test_builds_each_kind(tmp_path, pgid):
     assert isinstance(make_driver({"kind": "slurm"}, Site(), CURVES), SlurmDriver)
-    assert isinstance(make_driver({"kind": "twin", "scenario": "phoenix-srp"}, Site(), CURVES), TwinDriver)
     spec = {"kind": "composite", "dry_run": True,
             "jobs": {"kind": "process", "jobs": [{"id": "a", "pgid": pgid, "workload": "pt_mpt_7b_fast",
                                                  "gpus": 1, "flex_tier": 1}]},

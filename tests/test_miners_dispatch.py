@@ -10,7 +10,8 @@ from gridflex.model.fleet import JobFleet
 from gridflex.model.miners import MinerSettings
 from gridflex.model.site import Job, Site
 from gridflex.plan.base import PlanInput
-from gridflex.plan.merit import MeritPlanner, MinerInput
+from gridflex.plan.base import MinerInput
+from gridflex.plan.merit import MeritPlanner
 from gridflex.plan.optimal import hull_segments
 from gridflex.plan.targets import TargetTimeline
 from gridflex.signals.prices import ConstantSignal

@@ -4,7 +4,6 @@ import pytest
 from gridflex.drivers.base import JobActions
 from gridflex.drivers.twin import TwinDriver
 from gridflex.errors import DriverError
-from gridflex.model.fleet import JobFleet
 from gridflex.model.scenario import TwinSettings
 from gridflex.model.site import Job, Latency, Site
 

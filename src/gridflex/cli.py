@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from gridflex.console import err, fail, fmt, out, progress, write
 from gridflex.errors import InputError
 from gridflex.fleet.cli_fleet import fleet
 from gridflex.plan.registry import PLANNERS
@@ -29,16 +28,6 @@ app.command()(restore)
 app.command()(compare)
 app.command()(fleet)
 app.command()(settle)
-out = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str) -> typer.Exit:
-    """Print a bad-input error and return the exit to raise (code 2)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(2)
-
-
 @app.command()
 def scenarios() -> None:
     """List the built-in scenarios."""
@@ -89,7 +78,7 @@ def simulate(
             writer=TraceWriter(trace, "--trace") if trace else None,
             job_writer=TraceWriter(trace_jobs, "--trace-jobs") if trace_jobs else None,
         )
-        with _progress(f"{loaded.scenario.name} · {planner}") as tick:
+        with progress(f"{loaded.scenario.name} · {planner}") as tick:
             result = run_scenario(loaded, planner, seed, progress=tick, journal=journal)
     except InputError as e:
         raise fail(str(e)) from None
@@ -99,20 +88,20 @@ def simulate(
         if path:
             err.print(f"wrote {path}")
     if json_path:
-        _write(json_path, json.dumps(summary, indent=2))
+        write(json_path, json.dumps(summary, indent=2))
     if report:
-        _write(report, run_report(result, summary, overlay))
+        write(report, run_report(result, summary, overlay))
 
 
 def print_summary(summary: dict) -> None:
     top = Table("metric", "value", title=f"{summary['scenario']} · planner {summary['planner']} · seed {summary['seed']}")
     for key in ("compliance", "sla_violations", "weighted_performance", "over_delivery", "response_s",
                 "baseline_w", "energy_kwh"):
-        top.add_row(key, _fmt(summary[key]))
+        top.add_row(key, fmt(summary[key]))
     out.print(top)
     ev = Table("event", "target_w", "compliance", "response_s", "over_delivery", "mean_power_w", title="events")
     for e in summary["events"]:
-        ev.add_row(e["id"], *(_fmt(e[k]) for k in ("target_w", "compliance", "response_s", "over_delivery",
+        ev.add_row(e["id"], *(fmt(e[k]) for k in ("target_w", "compliance", "response_s", "over_delivery",
                                                     "mean_power_w")))
     out.print(ev)
     shown = summary["jobs"][:JOB_RECORDS_LIMIT]
@@ -120,58 +109,28 @@ def print_summary(summary: dict) -> None:
         for key in ("flex_tier", "workload"):
             groups = Table(key, "jobs", "gpus", "performance", "lowest", "sla_violations", title=f"jobs by {key}")
             for g in summary["tiers" if key == "flex_tier" else "workloads"]:
-                groups.add_row(str(g[key]), str(g["jobs"]), str(g["gpus"]), _fmt(g["performance"]),
-                               _fmt(g["lowest_performance"]), str(g["sla_violations"]))
+                groups.add_row(str(g[key]), str(g["jobs"]), str(g["gpus"]), fmt(g["performance"]),
+                               fmt(g["lowest_performance"]), str(g["sla_violations"]))
             out.print(groups)
     title = "jobs" if summary["jobs_total"] <= len(shown) else (
         f"the {len(shown)} of {summary['jobs_total']:,} jobs furthest behind")
     jobs = Table("job", "flex_tier", "gpus", "performance", "within_sla", title=title)
     for j in shown:
-        jobs.add_row(j["id"], str(j["flex_tier"]), str(j["gpus"]), _fmt(j["performance"]),
+        jobs.add_row(j["id"], str(j["flex_tier"]), str(j["gpus"]), fmt(j["performance"]),
                      "yes" if j["within_sla"] else "[red]NO[/]")
     out.print(jobs)
     if "miners" in summary:
         hy = Table("hybrid site", "value", title="miners")
-        hy.add_row("site_draw_steadiness", _fmt(summary["site_draw_steadiness"]))
-        hy.add_row("ai_load_swing", _fmt(summary["ai_load_swing"]))
+        hy.add_row("site_draw_steadiness", fmt(summary["site_draw_steadiness"]))
+        hy.add_row("ai_load_swing", fmt(summary["ai_load_swing"]))
         for key, value in summary["miners"].items():
             if not isinstance(value, dict):
-                hy.add_row(key, _fmt(value))
+                hy.add_row(key, fmt(value))
         out.print(hy)
     for w in summary["warnings"]:
         out.print(f"[yellow]warning:[/] {w}")
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return str(v)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    err.print(f"wrote {path}")
-
-
-class _progress:
-    """A progress bar on stderr; the context value is a callback taking the fraction done."""
-
-    def __init__(self, label: str):
-        self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-        )
-        self.task = self.bar.add_task(label, total=1.0)
-
-    def __enter__(self):
-        self.bar.start()
-        return lambda fraction: self.bar.update(self.task, completed=fraction)
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
 
 
 if __name__ == "__main__":

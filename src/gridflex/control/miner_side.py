@@ -11,8 +11,7 @@ from gridflex.model.economics import value_usd_per_mwh
 from gridflex.model.fleet import JobFleet
 from gridflex.model.miners import MinerFleet, MinerSettings
 from gridflex.model.site import Site
-from gridflex.plan.base import Plan
-from gridflex.plan.merit import MinerInput
+from gridflex.plan.base import MinerInput, Plan
 from gridflex.signals.prices import Signal
 
 

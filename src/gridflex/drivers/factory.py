@@ -15,7 +15,9 @@
   allocation on this node), ``process`` (the job owning each process NVML sees on a GPU),
   ``cuda_visible`` (CUDA_VISIBLE_DEVICES of each process job) or ``static`` (``jobs:
   [{id, gpu_indices}]``).
-- ``twin``: ``scenario`` (name or path) and ``seed``: the digital twin of that scenario.
+
+The digital twin is not built here: `gridflex simulate` assembles it (`gridflex.assembly`), and
+`gridflex serve` with ``driver.kind: twin`` runs it in wall-clock time (`service/plant.py`).
 
 Each real driver keeps a ledger of what it changed in ``state_dir/<kind>-ledger.json`` (in
 memory when `state_dir` is None). Call ``driver.restore()`` once before the first control
@@ -53,7 +55,7 @@ from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
 from gridflex.model.site import Site
 
-KINDS = ("slurm", "process", "nvml", "composite", "twin")
+KINDS = ("slurm", "process", "nvml", "composite")
 
 
 def make_driver(spec: Mapping[str, Any], site: Site, curves: CurveLibrary, state_dir: Path | None = None,
@@ -90,9 +92,7 @@ def _build(spec: dict, site: Site, curves: CurveLibrary, state_dir: Path | None,
         settings = _settings(ProcessSettings, {**spec, "state_file": spec.get("state_file") or ledger("process")},
                              where)
         return ProcessDriver(site, curves, settings)
-    if kind == "nvml":
-        return _nvml(spec, site, curves, ledger("nvml"), nvml_lib, None, where)
-    return _twin(spec, where)
+    return _nvml(spec, site, curves, ledger("nvml"), nvml_lib, None, where)
 
 
 def _nvml(spec: dict, site: Site, curves: CurveLibrary, ledger: str | None, nvml_lib: Any,
@@ -117,19 +117,6 @@ def _nvml(spec: dict, site: Site, curves: CurveLibrary, ledger: str | None, nvml
         gpu_map = process_map(nvml, slurm_job_of_pid if isinstance(jobs, SlurmDriver) else pgid_job_of_pid(jobs.pgid))
     return NvmlDriver(site, curves, nvml, gpu_map, [j.job() for j in settings.jobs], settings.state_file,
                       read_only=settings.read_only)
-
-
-def _twin(spec: dict, where: str) -> Driver:
-    from gridflex.drivers.twin import TwinDriver
-    from gridflex.sim.scenarios import load_scenario
-
-    extra = set(spec) - {"scenario", "seed"}
-    if extra or "scenario" not in spec:
-        raise InputError(f"{where}: a twin needs 'scenario' (name or path) and optional 'seed'"
-                         f"{f'; unknown: {sorted(extra)}' if extra else ''}")
-    loaded = load_scenario(spec["scenario"])
-    sc = loaded.scenario
-    return TwinDriver(sc.jobs, loaded.curves, sc.site, sc.start.timestamp(), sc.step_s, sc.twin, int(spec.get("seed", 0)))
 
 
 def _settings(model, data: dict, where: str):

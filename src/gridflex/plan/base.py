@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from gridflex.model.fleet import JobFleet
+from gridflex.model.miners import MinerFleet
 from gridflex.model.site import Site
 from gridflex.plan.targets import TargetTimeline
 
-if TYPE_CHECKING:
-    from gridflex.plan.merit import MinerInput
+
+@dataclass(frozen=True, eq=False)
+class MinerInput:
+    """The miner fleet at one tick, as the planner needs it."""
+
+    fleet: MinerFleet
+    want_w: np.ndarray  # [N] power each unit would mine at if nothing limited it (0: uneconomic)
+    value_usd_per_mwh: np.ndarray  # [N] mining value of its energy
+    running_w: np.ndarray  # [N] targets in effect now (kept running in preference to restarts)
+    grid_ceiling_w: float  # site draw the grid allows now (targets, interconnection limit, margin)
+    setpoint_w: float  # site draw to hold by filling with miners (inf: mine whatever is economic)
+    gpu_site_w_per_it_w: float  # site watts per modelled GPU IT watt (PUE × measured/modelled)
+    qos_usd_per_gpu_hour: np.ndarray  # [J] stated cost of a GPU-hour of lost throughput
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,14 +23,11 @@ import numpy as np
 from gridflex.model.fleet import JobFleet
 from gridflex.plan.base import Plan, PlanInput, level_to_actions
 
-#: Weight of a job's performance in the site score, by flex tier (the Phoenix study's scoring).
-TIER_WEIGHT = {0: 1.0, 1: 0.9, 2: 0.75, 3: 0.5}
-
 
 def job_value(fleet: JobFleet, window_s: np.ndarray) -> np.ndarray:
-    """Score lost per second of one job's full throughput: tier weight over window length."""
-    weight = np.array([TIER_WEIGHT[t] for t in range(4)])[fleet.flex_tier]
-    return weight / np.maximum(window_s, 1.0)
+    """Score lost per second of one job's full throughput: its weight in the site score (the
+    Phoenix study's: the job's flex factor, 1 for Flex 0) over its window length."""
+    return fleet.flex_factor / np.maximum(window_s, 1.0)
 
 
 def shed_greedy(

@@ -33,8 +33,8 @@ from scipy.sparse import coo_matrix, vstack
 from gridflex.drivers.twin import TwinDriver
 from gridflex.model.curves import upper_concave_hull
 from gridflex.model.fleet import JobFleet, _pad
+from gridflex.model.site import FLEX_FACTOR
 from gridflex.plan.base import Plan, PlanInput, level_to_actions
-from gridflex.plan.optimal import TIER_WEIGHT
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 from gridflex.sim.scenarios import LoadedScenario
 
@@ -117,7 +117,7 @@ def solve_oracle(loaded: LoadedScenario, seed: int = 0, sla_safety: float = 0.0,
     dur_s = t1 - t0
     loss_per_w = dur_s[pp] * slope[jj, kk] / fleet.gpus[jj]  # job throughput-seconds lost per watt shed
     window_s = windows[1] - windows[0]
-    weight = np.array([TIER_WEIGHT[int(t)] for t in fleet.flex_tier])
+    weight = np.array([FLEX_FACTOR[int(t)] for t in fleet.flex_tier])
     value = weight / weight.sum() / window_s  # score per throughput-second of each job
     n_x = len(pp)
     # Costs scaled to at most 1 (HiGHS' tolerances are absolute); a watt short costs more than any shed.

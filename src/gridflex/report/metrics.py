@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflex.plan.optimal import TIER_WEIGHT
+from gridflex.model.site import FLEX_FACTOR
 from gridflex.plan.targets import ResolvedEvent
 
 INTERVAL_S = 60.0
@@ -90,7 +90,7 @@ def _response_s(ev: ResolvedEvent, t_s: np.ndarray, power_w: np.ndarray, step_s:
 
 
 def weighted_performance(performance: np.ndarray, flex_tier: np.ndarray) -> float:
-    weight = np.array([TIER_WEIGHT[int(t)] for t in flex_tier])
+    weight = np.array([FLEX_FACTOR[int(t)] for t in flex_tier])
     return float((weight * performance).sum() / weight.sum())
 
 

@@ -27,6 +27,7 @@ from gridflex.signals.prices import load_prices
 from gridflex.sim.hybrid import hashprice_signal
 from gridflex.sim.scenarios import load_scenario
 
+
 @dataclass(frozen=True)
 class SiteSpec:
     site: Site

@@ -11,6 +11,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from gridflex.console import fail, fmt, out, progress, write
 from gridflex.plan.registry import PLANNERS
 
 DEFAULT_PLANNERS = ("optimal", "dvfs-fair", "dvfs-pause-fair", "pause-greedy", "pause-resize-fair", "uniform-cap",
@@ -97,7 +98,6 @@ def compare(
     """Run several planners on the same scenario and seeds; one table, ratios to the offline bound."""
     from rich.table import Table
 
-    from gridflex.cli import _fmt, _progress, _write, fail, out
     from gridflex.errors import InputError
     from gridflex.sim.scenarios import load_scenario
 
@@ -107,15 +107,15 @@ def compare(
         if unknown or not names:
             raise InputError(f"--planners: unknown {unknown or 'none given'}; choose from: {', '.join(PLANNERS)}")
         loaded = load_scenario(scenario)
-        with _progress(f"{loaded.scenario.name} · {len(names)} planners × {seeds} seed(s)") as tick:
+        with progress(f"{loaded.scenario.name} · {len(names)} planners × {seeds} seed(s)") as tick:
             comparison, runs = compare_runs(loaded, names, seeds, tick)
     except InputError as e:
         raise fail(str(e)) from None
     table = Table(*COLUMNS, title=f"{comparison['scenario']} · seeds {comparison['seeds']}")
     for entry in comparison["planners"]:
-        table.add_row(*(_fmt(entry[c]) for c in COLUMNS))
+        table.add_row(*(fmt(entry[c]) for c in COLUMNS))
     out.print(table)
     if json_path:
-        _write(json_path, json.dumps(comparison, indent=2))
+        write(json_path, json.dumps(comparison, indent=2))
     if report:
-        _write(report, compare_report(comparison, runs))
+        write(report, compare_report(comparison, runs))

@@ -14,9 +14,9 @@ from gridflex.errors import InputError
 from gridflex.model.curves import CurveLibrary
 from gridflex.model.scenario import Scenario
 from gridflex.signals.prices import load_prices
+from gridflex.sim.curve_csv import builtin_curves, load_curves
 from gridflex.sim.hybrid import hashprice_signal
 from gridflex.sim.job_trace import load_job_trace
-from gridflex.sim.curve_csv import builtin_curves, load_curves
 
 DEFAULT_SCENARIO = "phoenix-srp"
 
