@@ -7,27 +7,37 @@ scheduler works in passes, one per control tick: a job submitted since the last 
 in the queue and may start from the next pass on (so gridflex can hold it first).
 GPUs no job holds draw their pool's idle power.
 
-It is deliberately not the planner's model: every job's true curve departs from the
-measured one by a seeded error, power fluctuates (AR(1) noise per job), each action takes
-effect after its latency, and non-IT load follows the PUE. Time advances in whole steps,
-computed for all steps between two control ticks at once, over the running jobs only.
+Its physics is the calibrated one of `twin_physics` (docs/twin.md), not the planner's model:
+each job's true curve departs from the measured one in shape and scale; its GPUs not working
+draw the twin's own idle, released or suspended power; its power fluctuates as one (training
+jobs, workload `pt_`/`ft_`, also stall for their hourly checkpoint save); a pause is a
+checkpoint-and-stop (`pause_mode: checkpoint`, resumed by a restart of minutes) or a suspend,
+each with its drawn duration and power profile; a cap change takes effect after its latency;
+a job released from a curtailment comes back a few per cent low for hours; non-IT load follows
+the PUE. Time advances in whole steps, computed for all steps between two control ticks at once,
+over the running jobs only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
-from scipy.signal import lfilter
+import dataclasses
+import re
 
+import numpy as np
+
+from gridflex.drivers import twin_physics as tp
 from gridflex.drivers.base import DriverHealth, JobActions, Telemetry
 from gridflex.errors import DriverError
 from gridflex.model.curves import CurveLibrary
 from gridflex.model.fleet import JobFleet, RowInterp
 from gridflex.model.scenario import TwinSettings
-from gridflex.model.site import Job, Site
+from gridflex.model.site import Job, PauseMode, Site
 
 WAITING, RUNNING, DONE = 0, 1, 2
+TRAINING_WORKLOAD = re.compile(r"(?:^|_)(?:pt|ft)_")  # pretraining / fine-tuning: checkpoints hourly
+RUN = tp.Transition.RUN
 
 
 class TwinDriver:
@@ -79,25 +89,31 @@ class TwinDriver:
         self._queued_jobs: tuple[Job, ...] = ()
         # --- the physics ---
         rng = np.random.default_rng(seed)
-        shape_err = rng.normal(0.0, settings.curve_error, j)
-        power_err = rng.normal(0.0, settings.curve_error, j)
-        # True curves: same caps, throughput bent (still 1.0 at the top), power scaled, never above the cap.
-        self.true_throughput = fleet.throughput ** np.exp(shape_err)[:, None]
-        self.true_power_w = np.minimum(fleet.power_w * (1 + power_err)[:, None], fleet.cap_w)
-        self._noise_sd = settings.power_noise
-        self._noise_phi = float(np.exp(-step_s / settings.noise_correlation_s))
-        self._noise = rng.normal(0.0, settings.power_noise, j)
         self._rng = rng
+        self.cal = cal = tp.CALIBRATION.scaled(settings.curve_spread, settings.fluctuation, settings.recovery)
+        self.curves = curves_true = tp.TrueCurves.draw(fleet.cap_w, fleet.power_w, fleet.throughput, rng, cal)
+        self.true_power_w, self.true_throughput = curves_true.power_w, curves_true.throughput
+        checkpoint = np.array([job.pause_mode is PauseMode.checkpoint for job in self.jobs], dtype=bool)
+        self._pause_kind = np.where(checkpoint, tp.Transition.CHECKPOINT_STOP, tp.Transition.SUSPEND).astype(np.int8)
+        self._resume_kind = np.where(checkpoint, tp.Transition.RESTART, tp.Transition.RESUME).astype(np.int8)
+        self._park_w = np.where(checkpoint, curves_true.released_w, curves_true.suspended_w)  # paused GPUs
+        # The jobs' arrays, with the twin's own power of idle and paused GPUs (what the oracle knows).
+        self.fleet = fleet = dataclasses.replace(fleet, paused_w=self._park_w, idle_w=curves_true.idle_w)
+        training = np.array([bool(TRAINING_WORKLOAD.search(job.workload)) for job in self.jobs], dtype=bool)
+        self.fluctuation = tp.Fluctuation(cal)
+        self.fluctuation.append(training & settings.checkpoints, rng)
         self._cap_latency_s = np.array([job.latency.power_cap_s for job in self.jobs])
-        self._pause_latency_s = np.array([job.latency.pause_s(job.pause_mode) for job in self.jobs])
-        self._resume_latency_s = np.array([job.latency.unpause_s(job.pause_mode) for job in self.jobs])
         self.cap_w = fleet.max_cap_w.copy()
-        self.active = np.ones(j)
         self._pend_cap_w = self.cap_w.copy()
-        self._pend_active = self.active.copy()
-        self._pend_at_s = np.full(j, np.inf)
-        full = (fleet.full_w.copy(), np.ones(j))
-        self._cur, self._new = full, (full[0].copy(), full[1].copy())  # (per-GPU W, throughput) per row
+        self._cap_at_s = np.full(j, np.inf)  # when the pending cap takes effect
+        top = (curves_true.power_w[:, -1].copy(), np.ones(j))
+        self._cur, self._new = top, (top[0].copy(), top[1].copy())  # (per-GPU W, throughput) at the caps
+        # The last pause or resume: active fraction before and after, kind, command time, duration.
+        self._from, self._to = np.ones(j), np.ones(j)
+        self._kind = np.full(j, RUN, dtype=np.int8)
+        self._cmd_s, self._dur_s = np.full(j, -np.inf), np.zeros(j)
+        self._cut = np.zeros(j, dtype=bool)  # slowed by the last command
+        self._released_s = np.full(j, np.nan)  # when released from a curtailment
         self._record = record
         self._utilization = utilization
         self._site_chunks: list[np.ndarray] = []
@@ -134,19 +150,39 @@ class TwinDriver:
         rows, cap, active, held = self._validated(actions)
         self.held[:] = False
         self.held[held] = True
-        changed = (np.abs(cap - self._target_cap(rows)) > 1e-6) | (np.abs(active - self._target_active(rows)) > 1e-9)
-        if not changed.any():
-            return
-        rows, cap, active = rows[changed], cap[changed], active[changed]
-        now_active = self._target_active(rows)
-        latency = np.where(np.abs(cap - self._target_cap(rows)) > 1e-6, self._cap_latency_s[rows], 0.0)
-        latency = np.maximum(latency, np.where(active < now_active, self._pause_latency_s[rows], 0.0))
-        latency = np.maximum(latency, np.where(active > now_active, self._resume_latency_s[rows], 0.0))
-        # A pending change not yet in effect is superseded by the new one.
-        self._pend_cap_w[rows] = cap
-        self._pend_active[rows] = active
-        self._pend_at_s[rows] = self.t_s + latency
-        self._set_curves(self._new, rows, cap, active)
+        new_cap = np.abs(cap - self._target_cap(rows)) > 1e-6
+        new_active = np.abs(active - self._to[rows]) > 1e-9
+        if new_cap.any():  # a pending cap not yet in effect is superseded by the new one
+            r, c = rows[new_cap], cap[new_cap]
+            self._pend_cap_w[r], self._cap_at_s[r] = c, self.t_s + self._cap_latency_s[r]
+            self._new[0][r], self._new[1][r] = self._at_cap(r, c)
+        if new_active.any():
+            self._command(rows[new_active], active[new_active])
+        touched = new_cap | new_active
+        if touched.any():
+            r = rows[touched]
+            cut = (self._target_cap(r) < self.fleet.max_cap_w[r] - 1e-6) | (self._to[r] < 1 - 1e-9)
+            self._released_s[r[self._cut[r] & ~cut]] = self.t_s
+            self._released_s[r[cut]] = np.nan
+            self._cut[r] = cut
+
+    def _command(self, rows: np.ndarray, active: np.ndarray) -> None:
+        """Start pausing or resuming `rows` towards `active`; a transition still under way is
+        taken as done (the new one starts from its target)."""
+        frm = self._to[rows]
+        kind = np.where(active < frm, self._pause_kind[rows], self._resume_kind[rows])
+        self._from[rows], self._to[rows], self._kind[rows], self._cmd_s[rows] = frm, active, kind, self.t_s
+        for k in np.unique(kind):
+            mine = rows[kind == k]
+            self._dur_s[mine] = tp.draw_durations(tp.Transition(k), len(mine), self._rng, self.cal)
+        self.fluctuation.restart(rows[kind == tp.Transition.RESTART])
+
+    @property
+    def active(self) -> np.ndarray:
+        """Each job's active fraction in effect: the target once its save, suspend, reload or
+        resume is over."""
+        over = self.t_s >= self._cmd_s + self._dur_s
+        return np.where(over, self._to, self._from)
 
     def restore(self) -> None:
         run = self._run
@@ -167,26 +203,14 @@ class TwinDriver:
         if n <= 0:
             return
         times = self.t_s + self.step_s * np.arange(1, n + 1)
-        run, fleet = self._run, self.fleet
+        run = self._run
         idle_w = self._idle_w()
         if len(run):
-            pending = times[:, None] >= self._pend_at_s[run][None, :]  # [n, R]
-            per_gpu_w = np.where(pending, self._new[0][run], self._cur[0][run])
-            thr = np.where(pending, self._new[1][run], self._cur[1][run])
-            if self._utilization is not None:
-                idle = fleet.idle_w[run]
-                per_gpu_w = idle + (per_gpu_w - idle) * self._utilization(times, run)
-            ends = self.fixed_end_s[run]
-            in_window = times[:, None] <= ends
-            job_w = fleet.gpus[run] * per_gpu_w * (1 + self._advance_noise(n, run)) * in_window
-            thr = thr * in_window
+            job_w, thr = self._step_jobs(times, run)
+            in_window = times[:, None] <= self.fixed_end_s[run]
+            job_w, thr = job_w * in_window, thr * in_window
             it_w = job_w.sum(axis=1) + idle_w
-            done = self._pend_at_s[run] <= times[-1]
-            if done.any():
-                r = run[done]
-                self.cap_w[r], self.active[r] = self._pend_cap_w[r], self._pend_active[r]
-                self._pend_at_s[r] = np.inf
-                self._cur[0][r], self._cur[1][r] = self._new[0][r], self._new[1][r]
+            self._settle(run, float(times[-1]))
             self.throughput_s[run] += thr.sum(axis=0) * self.step_s
             self.run_s[run] += in_window.sum(axis=0) * self.step_s
             self._since_read.add(run, job_w.sum(axis=0), thr.sum(axis=0), n)
@@ -255,8 +279,9 @@ class TwinDriver:
         return float((self.pool_idle_w * (self.pool_gpus - self.pool_used)).sum())
 
     def _job_now_w(self, rows: np.ndarray) -> np.ndarray:
-        """Power of jobs as they are set now, without fluctuation."""
-        return self.fleet.gpus[rows] * self._cur[0][rows]
+        """Power of jobs as they are set now, without fluctuation or transitions."""
+        on = self.active[rows]
+        return self.fleet.gpus[rows] * (on * self._cur[0][rows] + (1 - on) * self._park_w[rows])
 
     def _pool_gpus(self, rows: np.ndarray) -> np.ndarray:
         """GPUs each pool gives to the jobs at `rows`."""
@@ -264,28 +289,53 @@ class TwinDriver:
         counts = np.bincount(self.pool[rows][has], weights=self.fleet.gpus[rows][has], minlength=len(self.pool_gpus))
         return counts.astype(np.int64)
 
-    def _set_curves(self, into: tuple[np.ndarray, np.ndarray], rows: np.ndarray, cap: np.ndarray,
-                    active: np.ndarray) -> None:
-        """(per-GPU power, throughput) of `rows` at caps and active fractions, on the true curves."""
-        fleet = self.fleet
-        xp = fleet.cap_w[rows]
-        p = RowInterp(xp, self.true_power_w[rows])(cap)
-        t = RowInterp(xp, self.true_throughput[rows])(cap)
-        into[0][rows] = active * p + (1 - active) * fleet.paused_w[rows]
-        into[1][rows] = active * t
+    def _step_jobs(self, times: np.ndarray, run: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Power [W] and throughput of the jobs at `run` at each of `times` [n, R]."""
+        t = times[:, None]
+        pending = t >= self._cap_at_s[run]
+        top_w = np.where(pending, self._new[0][run], self._cur[0][run])  # true power at the cap
+        top_thr = np.where(pending, self._new[1][run], self._cur[1][run])
+        activity, thr_fluct = self.fluctuation.advance(len(times), self.step_s, self._rng, run)
+        if self._utilization is not None:
+            activity = activity * self._utilization(times, run)
+        idle_w = self.curves.idle_w[run]
+        frm, to = self._from[run], self._to[run]
+        steady, parked = np.minimum(frm, to), 1 - np.maximum(frm, to)
+        per_gpu_w = steady * (idle_w + activity * (top_w - idle_w)) + parked * self._park_w[run]
+        share = steady * thr_fluct
+        moving = np.flatnonzero(self._kind[run] != RUN)
+        if len(moving):
+            m = run[moving]
+            floor, act, thr = tp.transition_profile(self._kind[m], t - self._cmd_s[m], self._dur_s[m], self.cal)
+            floor_w = tp.floor_power_w(self.curves.take(m), floor)
+            top = top_w[:, moving]
+            size = np.abs(self._to[m] - self._from[m])
+            per_gpu_w[:, moving] += size * (floor_w + act * activity[:, moving] * (top - floor_w))
+            share[:, moving] += size * thr * thr_fluct[:, moving]
+        released = self._released_s[run]
+        if np.isfinite(released).any():
+            per_gpu_w = per_gpu_w * tp.recovery_factor(t - released, self.cal)
+        return self.fleet.gpus[run] * per_gpu_w, share * top_thr
 
-    def _advance_noise(self, n: int, rows: np.ndarray) -> np.ndarray:
-        phi, sd = self._noise_phi, self._noise_sd
-        shocks = self._rng.normal(0.0, sd * np.sqrt(1 - phi**2), (n, len(rows)))
-        out, _ = lfilter([1.0], [1.0, -phi], shocks, axis=0, zi=(phi * self._noise[rows])[None, :])
-        self._noise[rows] = out[-1]
-        return out
+    def _settle(self, run: np.ndarray, t_s: float) -> None:
+        """Caps whose latency has passed take effect; transitions that are over end."""
+        done = run[self._cap_at_s[run] <= t_s]
+        if len(done):
+            self.cap_w[done] = self._pend_cap_w[done]
+            self._cap_at_s[done] = np.inf
+            self._cur[0][done], self._cur[1][done] = self._new[0][done], self._new[1][done]
+        kind = self._kind[run]
+        warmup = np.where(kind == tp.Transition.RESTART, self.cal.warmup_s, 0.0)
+        over = run[(kind != RUN) & (t_s >= self._cmd_s[run] + self._dur_s[run] + warmup)]
+        self._kind[over], self._from[over] = RUN, self._to[over]
+
+    def _at_cap(self, rows: np.ndarray, cap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-GPU power and throughput of `rows` at `cap`, on their true curves."""
+        xp = self.fleet.cap_w[rows]
+        return RowInterp(xp, self.true_power_w[rows])(cap), RowInterp(xp, self.true_throughput[rows])(cap)
 
     def _target_cap(self, rows: np.ndarray) -> np.ndarray:
-        return np.where(np.isfinite(self._pend_at_s[rows]), self._pend_cap_w[rows], self.cap_w[rows])
-
-    def _target_active(self, rows: np.ndarray) -> np.ndarray:
-        return np.where(np.isfinite(self._pend_at_s[rows]), self._pend_active[rows], self.active[rows])
+        return np.where(np.isfinite(self._cap_at_s[rows]), self._pend_cap_w[rows], self.cap_w[rows])
 
     def _rows(self, ids: Sequence[str], what: str) -> np.ndarray:
         try:

@@ -18,7 +18,7 @@ and the fluctuation's throughput factors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import cached_property
 
@@ -62,6 +62,21 @@ class Calibration:
     # After the event (SRP: 19:50-21:20 median 3.4 % under the pre-event hour, no recovery seen).
     recovery_depth: float = 0.034
     recovery_tau_s: float = 6 * 3600.0  # assumed: longer than the 105 min the trace shows
+
+    def scaled(self, curve_spread: float, fluctuation: float, recovery: float) -> Calibration:
+        """These figures with the curve errors (spreads and bias), the fluctuation and the
+        post-event deficit each multiplied by a factor (0: none; 1: as calibrated)."""
+        return replace(
+            self,
+            knee_sd_w=self.knee_sd_w * curve_spread,
+            low_slope_log_sd=self.low_slope_log_sd * curve_spread,
+            power_bias=self.power_bias * curve_spread,
+            power_scale_sd=self.power_scale_sd * curve_spread,
+            iteration_rel=self.iteration_rel * fluctuation,
+            minute_rel=self.minute_rel * fluctuation,
+            drift_rel=self.drift_rel * fluctuation,
+            recovery_depth=self.recovery_depth * recovery,
+        )
 
 
 CALIBRATION = Calibration()
@@ -176,21 +191,38 @@ class Fluctuation:
         for name in ("minute", "drift", "phase_s", "stall_s", "training"):
             setattr(self, name, getattr(self, name)[rows])
 
-    def advance(self, n: int, step_s: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(activity, throughput factor), each [n, R], for the next `n` steps of `step_s`."""
-        cal, r = self.cal, len(self)
-        self.minute, minute = _ar1(self.minute, n, step_s, cal.minute_tau_s, cal.minute_rel, rng)
-        self.drift, drift = _ar1(self.drift, n, step_s, cal.drift_tau_s, cal.drift_rel, rng)
-        iteration = rng.normal(0.0, cal.iteration_rel / np.sqrt(max(step_s, 1.0)), (n, r))
-        phase = (self.phase_s[None, :] + step_s * np.arange(n)[:, None]) % cal.checkpoint_period_s
-        self.phase_s = (self.phase_s + n * step_s) % cal.checkpoint_period_s
-        saving = np.clip((self.stall_s[None, :] - phase) / step_s, 0.0, 1.0) * self.training[None, :]
-        compute = np.maximum(1.0 + iteration + minute + drift, 0.0)
+    def advance(
+        self, n: int, step_s: float, rng: np.random.Generator, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(activity, throughput factor), each [n, R], for the next `n` steps of `step_s` of the
+        rows at `rows` (None: all); the other rows stand still (a job not running)."""
+        cal = self.cal
+        at = slice(None) if rows is None else rows
+        r = len(self.minute[at])
+        self.minute[at], minute = _ar1(self.minute[at], n, step_s, cal.minute_tau_s, cal.minute_rel, rng)
+        self.drift[at], drift = _ar1(self.drift[at], n, step_s, cal.drift_tau_s, cal.drift_rel, rng)
+        compute = 1.0 + minute + drift
+        if cal.iteration_rel > 0:
+            compute += rng.normal(0.0, cal.iteration_rel / np.sqrt(max(step_s, 1.0)), (n, r))
+        compute = np.maximum(compute, 0.0)
+        phase_s = self.phase_s[at]
+        self.phase_s[at] = (phase_s + n * step_s) % cal.checkpoint_period_s
+        training = self.training[at]
+        if not training.any():
+            return compute, np.ones((n, r))
+        phase = (phase_s[None, :] + step_s * np.arange(n)[:, None]) % cal.checkpoint_period_s
+        saving = np.clip((self.stall_s[at][None, :] - phase) / step_s, 0.0, 1.0) * training[None, :]
         return compute * (1 - saving) + cal.stall_activity * saving, 1.0 - saving
+
+    def restart(self, rows: np.ndarray) -> None:
+        """The rows' jobs restart from a checkpoint: their next save comes a period later."""
+        self.phase_s[rows] = self.stall_s[rows]
 
 
 def _ar1(state: np.ndarray, n: int, step_s: float, tau_s: float, sd: float, rng: np.random.Generator):
     """`n` steps of a stationary AR(1) with std `sd` and time constant `tau_s` from `state`."""
+    if sd == 0:
+        return state, np.zeros((n, len(state)))
     phi = float(np.exp(-step_s / tau_s))
     shocks = rng.normal(0.0, sd * np.sqrt(1 - phi**2), (n, len(state)))
     out, _ = lfilter([1.0], [1.0, -phi], shocks, axis=0, zi=(phi * state)[None, :])

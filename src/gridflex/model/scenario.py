@@ -14,13 +14,23 @@ from gridflex.model.site import Job, Site, require_aware
 
 
 class TwinSettings(BaseModel):
-    """How the digital twin departs from the planner's model."""
+    """How far the digital twin departs from the planner's model, as multipliers on its calibrated
+    figures (docs/twin.md): 1 = as measured in the field, 0 = none (a quiet twin, for tests)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    curve_error: float = Field(0.04, ge=0, le=0.5, description="std of per-job true-curve error")
-    power_noise: float = Field(0.02, ge=0, le=0.5, description="std of per-job power fluctuation")
-    noise_correlation_s: float = Field(10.0, gt=0, description="time constant of the fluctuation")
+    curve_spread: float = Field(
+        1.0, ge=0, le=5, description="multiplier on the true curves' calibrated errors (knee, low-cap slope, power"
+        " scale and bias); 0: the twin's curves are the model's"
+    )
+    fluctuation: float = Field(
+        1.0, ge=0, le=5, description="multiplier on the calibrated power fluctuation (iteration, minute, drift)"
+    )
+    checkpoints: bool = Field(True, description="training jobs stall for their periodic checkpoint save")
+    recovery: float = Field(
+        1.0, ge=0, le=5, description="multiplier on the calibrated post-event deficit of a job released from a"
+        " curtailment; 0: back to full power at once"
+    )
 
 
 class JobTraceSpec(BaseModel):
