@@ -7,7 +7,7 @@ from gridflex.sim.scenarios import load_scenario
 from tests.conftest import SMALL_SCENARIO
 from tests.service_support import FakeClock, make_service
 
-QUIET_TWIN = {"curve_error": 0.0, "power_noise": 0.0}
+QUIET_TWIN = {"curve_spread": 0.0, "fluctuation": 0.0, "checkpoints": False, "recovery": 0.0}
 
 
 def test_a_simulated_and_a_live_site_decide_alike(tmp_path):

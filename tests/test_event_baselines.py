@@ -22,7 +22,7 @@ end: "2025-05-03T{10 + hours:02d}:00:00Z"
 events:
 {events}
 control: {{baseline_window_s: 1800, snapback_guard_s: 1800, {", ".join(f"{k}: {v}" for k, v in control.items())}}}
-twin: {{curve_error: 0.02, power_noise: 0.01}}
+twin: {{curve_spread: 0.5, fluctuation: 0.5, recovery: 0}}  # the guard's level, not the field's post-event deficit
 """
     return run_scenario(parse_scenario(text, "baselines", None))
 

@@ -8,6 +8,7 @@ from gridflex.plan.oracle import solve_oracle
 from gridflex.report.summary import summarize
 from gridflex.sim.run import run_scenario
 from gridflex.sim.scenarios import parse_scenario
+from tests.conftest import SMALL_SCENARIO
 
 # Power equals the cap, throughput 0.25 at 100 W rising linearly to 1.0 at 400 W.
 LINEAR_CSV = """Workload,GPU power cap,normalized throughput,power per GPU
@@ -20,7 +21,7 @@ name: hand
 start: "2025-06-02T00:00:00Z"
 end: "2025-06-02T03:00:00Z"
 curves: lin.csv
-twin: {curve_error: 0.0}
+twin: {curve_spread: 0.0}
 jobs:
   - {id: cheap, workload: lin, gpus: 16, flex_tier: 3}
   - {id: dear, workload: lin, gpus: 16, flex_tier: 1}
@@ -44,7 +45,10 @@ def test_bound_matches_the_hand_solution(tmp_path):
     assert sol.shortfall_w == pytest.approx(0.0)
 
 
-def test_bound_is_above_what_the_planners_reach(small):
+def test_bound_is_above_what_the_planners_reach():
+    # No fluctuation or checkpoint stalls: the open-loop oracle plans against the expected baseline,
+    # and a 10-min measured one moves by a few % with the slow drift and a checkpoint dip.
+    small = parse_scenario(SMALL_SCENARIO + "twin: {fluctuation: 0, checkpoints: false}\n", "small", None)
     bound = solve_oracle(small, seed=0).weighted_performance
     for planner in ("optimal", "oracle"):
         summary = summarize(run_scenario(small, planner, seed=0))

@@ -17,7 +17,7 @@ jobs:
 events:
   - {{id: cut, start: "2025-05-03T10:30:00Z", end: "2025-05-03T11:00:00Z", target: {{reduction: 0.3}}}}
 control: {{baseline_window_s: 1200, snapback_guard_s: 0{ramp}}}
-twin: {{curve_error: 0.02, power_noise: 0.01}}
+twin: {{curve_spread: 0.5, fluctuation: 0.5, checkpoints: false}}
 """
 
 
