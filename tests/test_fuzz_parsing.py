@@ -57,8 +57,8 @@ KEYS = st.text(st.characters(blacklist_categories=["Z", "C"]), min_size=1, max_s
 
 
 @st.composite
-def mutated(draw, base: dict):
-    """`base` with one to three mutations."""
+def mutated(draw, base: dict, values: st.SearchStrategy = VALUES):
+    """`base` with one to three mutations (replacements drawn from `values`)."""
     doc = copy.deepcopy(base)
     for _ in range(draw(st.integers(1, 3))):
         paths = [p for p in _paths(doc) if p]
@@ -70,13 +70,13 @@ def mutated(draw, base: dict):
             parent = parent[k]
         how = draw(st.sampled_from(["replace", "drop", "add"]))
         if how == "replace":
-            parent[path[-1]] = draw(VALUES)
+            parent[path[-1]] = draw(values)
         elif how == "drop":
             del parent[path[-1]]
         elif isinstance(parent, dict):
-            parent[draw(KEYS)] = draw(VALUES)
+            parent[draw(KEYS)] = draw(values)
         else:
-            parent.append(draw(VALUES))
+            parent.append(draw(values))
     return doc
 
 
