@@ -34,7 +34,7 @@ from gridflex.model.site import Site
 from gridflex.store.models import DecisionRow
 from tests.fake_nvml import FakeNvml, NVMLError
 from tests.service_support import PG_ENV, FakeClock, make_service, run_ticks
-from tests.test_meter_loop import OTHER_LOAD, REGISTER, LiveMeter
+from tests.test_meter_loop import LiveMeter, site  # noqa: F401  (fixture)
 from tests.test_nvml import CURVES, JOBS, actions
 from tests.test_process_driver import WORKER, settled, states
 
@@ -58,22 +58,10 @@ def _plan(svc) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- the site meter --------------------------------------------------------------------------
-def test_meter_silent_mid_event_degrades_holds_and_reconciles_when_it_answers_again(tmp_path):
+def test_meter_silent_mid_event_degrades_holds_and_reconciles_when_it_answers_again(site):  # noqa: F811
     """The Modbus meter stops answering mid-event: no decision is taken or recorded blind, the
     plan holds, /status is degraded; the meter back on the same port, the cut is met on it again."""
-    holder = {}
-
-    def power_w():
-        return holder["svc"].driver.site_power_w * OTHER_LOAD
-
-    meter = LiveMeter(power_w)
-    clock = FakeClock(T0.timestamp())
-    svc = make_service(
-        f"sqlite:///{tmp_path}/gridflex.db", clock,
-        meter={"host": "127.0.0.1", "port": meter.port, "address": REGISTER, "scale": 1000, "timeout_s": 5},
-        control={"interval_s": 2.0, "snapback_guard_s": 0.0, "fail_safe": "hold", "failed_ticks": 2},
-    )
-    holder["svc"] = svc
+    svc, clock, meter = site
     try:
         run_ticks(svc, clock, 3)
         target_w = 0.8 * svc.status.site_power_w
@@ -94,7 +82,7 @@ def test_meter_silent_mid_event_degrades_holds_and_reconciles_when_it_answers_ag
         assert svc.store.events(status="active")[0].event.id == "cut"  # the event is not lost
 
         meter.close()
-        meter = LiveMeter(power_w, port=meter.port)  # the meter answers again
+        meter = LiveMeter(meter.power_w, port=meter.port)  # the meter answers again
         run_ticks(svc, clock, 30)
         assert svc.status.driver_ok is True and _decisions(svc) == recorded + 30
         assert svc.status.site_power_w <= target_w

@@ -35,6 +35,7 @@ class LiveMeter:
 
         device = SimDevice(id=1, simdata=[SimData(REGISTER, count=2, values=0, datatype=DataType.REGISTERS)],
                            action=on_read)
+        self.power_w = power_w
         self.port = port or free_port()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
