@@ -153,18 +153,13 @@ def test_sqlite_locked_briefly_waits_and_nothing_is_lost(tmp_path):
     recorded = _decisions(svc)
     other = sqlite3.connect(db, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # holds the write lock
-    started = threading.Event()
     real_apply, applied = svc.driver.apply, []
-
-    def apply(a):
-        applied.append(a)
-        real_apply(a)
-
-    svc.driver.apply = apply
-    t = threading.Thread(target=lambda: (started.set(), run_ticks(svc, clock, 1)))
+    svc.driver.apply = lambda a: (applied.append(a), real_apply(a))
+    writing, real_telemetry = threading.Event(), svc.journal.telemetry
+    svc.journal.telemetry = lambda tel: (writing.set(), real_telemetry(tel))  # the tick's first write
+    t = threading.Thread(target=run_ticks, args=(svc, clock, 1))
     t.start()
-    started.wait(DEADLINE_S)
-    time.sleep(0.5)  # let the tick reach the lock (its outcome does not depend on it)
+    assert writing.wait(DEADLINE_S)  # the tick is at the store, which is locked
     assert applied == []  # nothing acted while the decision could not be recorded
     other.execute("COMMIT")
     t.join(DEADLINE_S)
