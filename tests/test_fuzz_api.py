@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
 
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-
-from tests.service_support import TOKEN, make_service  # noqa: E402
+from tests.service_support import TOKEN, make_service
 
 N_PER_OPERATION = 40
 #: Every check but `positive_data_acceptance`: a schema-valid body may still be refused with 400/422
