@@ -15,7 +15,7 @@ import numpy as np
 from gridflex.control.controller import Controller, Decision, WindowRule
 from gridflex.drivers.base import Telemetry
 from gridflex.drivers.dry_run import DryRunDriver
-from gridflex.drivers.meter import ModbusMeter
+from gridflex.drivers.meter import make_meter
 from gridflex.errors import DriverError, InputError
 from gridflex.model.events import GridEvent
 from gridflex.model.site import FLEX_FACTOR, Job
@@ -97,7 +97,7 @@ class LiveService:
         self.driver.restore()  # start from normal, whatever a crash left behind
         self.miners, simulated_miners = build_miners(config, spec, now, dry_run)
         self._simulated = simulated + simulated_miners
-        self.meter = ModbusMeter(config.meter) if config.meter else None
+        self.meter = make_meter(config.meter) if config.meter else None
         self._events: dict[str, tuple[GridEvent, float]] = {}
         # Events added or cancelled since the tick began, handed to the controller when the next one starts.
         self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
