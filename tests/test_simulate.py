@@ -73,12 +73,6 @@ def test_report_is_self_contained_html_with_plots(tmp_path, small):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: the controller chases the training jobs' hourly checkpoint dips (~35 s near idle): its"
-    " model ratio (tau 30 s) falls, caps are relaxed, and the minute after the save is 1.0-1.5 % over the target"
-    " (compliance 0.989); control/ must not follow the dips",
-)
 def test_default_scenario_meets_the_published_bar():
     """phoenix-srp: compliance 1.0, no SLA violation, weighted performance at least 0.94."""
     from gridflex.sim.scenarios import load_scenario

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 #: Time constant [s] of the controller's estimate of how far the plant departs from the model.
 MODEL_RATIO_TAU_S = 30.0
+#: ... when the plant draws less than modelled: slow to believe it (a checkpoint save dips a job's
+#: power for ~35 s; following the dip would relax the caps just before the power comes back).
+MODEL_RATIO_TAU_DOWN_S = 120.0
 #: Seconds a power cap needs to take effect, allowed for when anticipating a step in the target.
 ACTUATION_S = 1.0
 #: Seconds of climbing at the ramp limit the site may have in hand above its measured power (room for
@@ -311,8 +314,9 @@ class Controller:
         measured = float(np.sum(tel.job_power_w))
         if modelled <= 0 or measured <= 0:
             return
-        alpha = min(1.0, self.settings.interval_s / MODEL_RATIO_TAU_S)
-        self.model_ratio += alpha * (measured / modelled - self.model_ratio)
+        ratio = measured / modelled
+        tau_s = MODEL_RATIO_TAU_S if ratio >= self.model_ratio else MODEL_RATIO_TAU_DOWN_S
+        self.model_ratio += min(1.0, self.settings.interval_s / tau_s) * (ratio - self.model_ratio)
 
     def _unconstrained_site_w(self, t_s: np.ndarray | float) -> np.ndarray:
         """Modelled site power if no job were slowed, at each time."""
