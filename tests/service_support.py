@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text

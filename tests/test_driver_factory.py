@@ -35,7 +35,7 @@ def pgid():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"kind": "lsf"}, "driver.kind: 'lsf' is not a driver; allowed: slurm, process, nvml, composite, twin"),
+    ({"kind": "lsf"}, "driver.kind: 'lsf' is not a driver; allowed: slurm, process, nvml, composite"),
     ({"kind": "slurm", "rules": {"default_flex": 7}}, "driver.rules.default_flex: .*less than or equal to 3"),
     ({"kind": "slurm", "checkpoint_grace": 5}, "driver.checkpoint_grace: Extra inputs are not permitted"),
     ({"kind": "process", "jobs": [{"id": "a", "workload": "pt_mpt_7b_fast", "gpus": 1, "flex_tier": 1}]},

@@ -121,5 +121,17 @@ def test_the_service_config_has_a_meter_section():
 
     cfg = ServiceConfig.model_validate({"meter": {"host": "10.0.0.5", "address": 3054, "scale": 1000}})
     assert cfg.meter.function == "holding" and cfg.meter.data_type == "float32"
-    with pytest.raises(Exception, match="meter.scale"):
+    with pytest.raises(Exception, match=r"meter\.modbus\.scale"):
         ServiceConfig.model_validate({"meter": {"host": "m", "address": 1, "scale": "nan"}})
+
+
+def test_the_meter_section_takes_a_prometheus_query_by_kind():
+    from gridflex.service.config import ServiceConfig
+
+    cfg = ServiceConfig.model_validate({"meter": {"kind": "prometheus", "url": "http://127.0.0.1:9090",
+                                                  "query": "sum(facility_power_w)", "series": ["facility_power_w"]}})
+    assert cfg.meter.kind == "prometheus" and cfg.meter.max_age_s == 60
+    with pytest.raises(Exception, match=r"meter\.prometheus\.series"):
+        ServiceConfig.model_validate({"meter": {"kind": "prometheus", "url": "http://p:9090", "query": "x"}})
+    with pytest.raises(Exception, match="does not match any of the expected tags: 'modbus', 'prometheus'"):
+        ServiceConfig.model_validate({"meter": {"kind": "snmp", "host": "m"}})

@@ -22,7 +22,7 @@ OTHER_LOAD = 1.06  # what the meter sees beyond the drivers' readings (lights, s
 class LiveMeter:
     """pymodbus's TCP server whose power register answers `power_w()` at every read."""
 
-    def __init__(self, power_w):
+    def __init__(self, power_w, port: int | None = None):
         from pymodbus.server import ModbusTcpServer
         from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -35,7 +35,8 @@ class LiveMeter:
 
         device = SimDevice(id=1, simdata=[SimData(REGISTER, count=2, values=0, datatype=DataType.REGISTERS)],
                            action=on_read)
-        self.port = free_port()
+        self.power_w = power_w
+        self.port = port or free_port()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

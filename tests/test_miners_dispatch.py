@@ -9,8 +9,7 @@ from gridflex.drivers.miners_twin import MinerTwinDriver
 from gridflex.model.fleet import JobFleet
 from gridflex.model.miners import MinerSettings
 from gridflex.model.site import Job, Site
-from gridflex.plan.base import PlanInput
-from gridflex.plan.base import MinerInput
+from gridflex.plan.base import MinerInput, PlanInput
 from gridflex.plan.merit import MeritPlanner
 from gridflex.plan.optimal import hull_segments
 from gridflex.plan.targets import TargetTimeline

@@ -15,8 +15,16 @@ from gridflex.drivers.router_base import shift_traffic
 from gridflex.drivers.router_haproxy import HAProxyDriver
 from gridflex.errors import DriverError, InputError
 from tests import haproxy_support
-from tests.haproxy_support import (HAProxyRig, LoadClient, Site, answered_shares, haproxy_binary, require_haproxy,
-                                   wait_for, wait_split)
+from tests.haproxy_support import (
+    HAProxyRig,
+    LoadClient,
+    Site,
+    answered_shares,
+    haproxy_binary,
+    require_haproxy,
+    wait_for,
+    wait_split,
+)
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -16,7 +16,16 @@ from gridflex.errors import InputError
 from gridflex.service.app import SESSION_COOKIE, create_app
 from gridflex.service.config import TOKEN_ENV, load_config
 from gridflex.sim.scenarios import parse_scenario
-from tests.service_support import TOKEN, FakeClock, api_env, dispatch_now, free_port, make_service, run_ticks, serve_argv
+from tests.service_support import (
+    TOKEN,
+    FakeClock,
+    api_env,
+    dispatch_now,
+    free_port,
+    make_service,
+    run_ticks,
+    serve_argv,
+)
 
 T0 = datetime(2026, 5, 3, 16, 0, tzinfo=timezone.utc)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

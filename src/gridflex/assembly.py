@@ -10,6 +10,7 @@ controllers discover their jobs from the plant every tick and are driven by `tic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -23,20 +24,26 @@ from gridflex.sim.load_trace import utilization_fn
 from gridflex.sim.scenarios import LoadedScenario
 
 
+class Simulated(Protocol):
+    """A plant simulated in step with the clock (the twin, the miner twin)."""
+
+    def advance_to(self, t_s: float) -> None: ...
+
+
 @dataclass
 class Site:
-    """An assembled site: what the controller drives and what it drives it with."""
+    """An assembled site: what the controller drives, what it drives it with, and which of its
+    plants are simulated (they are brought up to the clock before each tick)."""
 
     controller: Controller
     driver: Driver
     hybrid: HybridPlant | None = None  # miners of a simulated site
+    simulated: tuple[Simulated, ...] = ()
 
     def tick(self, t_s: float) -> Decision:
         """Bring simulated plants up to `t_s`, then run one control tick."""
-        if isinstance(self.driver, TwinDriver):
-            self.driver.advance_to(t_s)
-        if self.hybrid:
-            self.hybrid.twin.advance_to(t_s)
+        for plant in self.simulated:
+            plant.advance_to(t_s)
         return self.controller.step(t_s)
 
 
@@ -74,7 +81,7 @@ def simulated(loaded: LoadedScenario, planner: str = "optimal", seed: int = 0, j
         miners=hybrid.side if hybrid else None,
     )
     controller.add_events(sc.events, start_s)
-    return Site(controller, twin, hybrid)
+    return Site(controller, twin, hybrid, (twin, hybrid.twin) if hybrid else (twin,))
 
 
 def control_ticks(loaded: LoadedScenario) -> np.ndarray:

@@ -16,9 +16,9 @@ import math
 import struct
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from gridflex.errors import DriverError
 
@@ -32,6 +32,7 @@ class MeterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    kind: Literal["modbus"] = Field("modbus", description="modbus (this) or prometheus (drivers/meter_prometheus.py)")
     host: str = Field(min_length=1, description="meter (or gateway) address")
     port: int = Field(502, ge=1, le=65535)
     device_id: int = Field(1, ge=0, le=247, description="Modbus unit id")
@@ -94,3 +95,27 @@ class ModbusMeter:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _kind(v) -> str:
+    return (v.get("kind", "modbus") if isinstance(v, dict) else getattr(v, "kind", "modbus")) or "modbus"
+
+
+def _meter_config():
+    from gridflex.drivers.meter_prometheus import PrometheusMeterSettings
+
+    return Annotated[Annotated[MeterSettings, Tag("modbus")] | Annotated[PrometheusMeterSettings, Tag("prometheus")],
+                     Discriminator(_kind)]
+
+
+#: The `meter:` config section: a Modbus TCP meter (`kind: modbus`, the default) or a Prometheus query.
+MeterConfig = _meter_config()
+
+
+def make_meter(settings, clock: Callable[[], float] = time.time):
+    """The meter reader a `meter:` section describes."""
+    if settings.kind == "prometheus":
+        from gridflex.drivers.meter_prometheus import PrometheusMeter
+
+        return PrometheusMeter(settings, clock)
+    return ModbusMeter(settings, clock)

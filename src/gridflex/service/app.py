@@ -248,7 +248,9 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
         """Price signals received (recorded, not acted on)."""
         return [PriceOut.model_validate(p) for p in service.store.prices()]
 
-    @app.get("/metrics", dependencies=read, tags=["monitoring"], responses=read_answers)
+    @app.get("/metrics", dependencies=read, tags=["monitoring"], response_class=Response,
+             responses=read_answers | {200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                                             "description": "Prometheus text exposition format"}})
     def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridflex.config_file import load_yaml_model
-from gridflex.drivers.meter import MeterSettings
+from gridflex.drivers.meter import MeterConfig
 from gridflex.model.miners import MinerSettings
 from gridflex.model.scenario import ControlSettings, TwinSettings
 from gridflex.model.site import Job, Site
@@ -134,7 +134,10 @@ class ServiceConfig(_Strict):
     store: StoreConfig = StoreConfig()
     openadr: OpenAdrConfig = OpenAdrConfig()
     events: EventLimits = EventLimits()
-    meter: MeterSettings | None = Field(None, description="the site's Modbus TCP meter (drivers/meter.py); none: off")
+    meter: MeterConfig | None = Field(  # type: ignore[valid-type]
+        None, description="the site's meter: `kind: modbus` (Modbus TCP, the default) or `kind: prometheus` (a"
+        " PromQL query); drivers/meter.py. None: site power is the sum of the drivers' readings"
+    )
     miners: MinerSettings | None = Field(
         None, description="the miner fleet behind the site meter (docs/miners.md): groups with `hosts` are real"
         " miners driven through pyasic, groups with a `count` only are simulated"

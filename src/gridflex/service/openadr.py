@@ -42,6 +42,10 @@ class Translation:
     reason: str = ""  # non-empty: refuse (opt out)
 
 
+#: What a malformed event raises while it is read (a field missing, None, of the wrong type, out of range).
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+
+
 def event_id_prefix(oadr_event_id: str) -> str:
     return f"{PREFIX}:{oadr_event_id}:"
 
@@ -56,7 +60,7 @@ def translate(event: dict, cfg: OpenAdrConfig) -> Translation:
         ramp_s = _seconds(period.get("ramp_up"))
         mod = int(desc.get("modification_number", 0))
         base_id = f"{event_id_prefix(desc['event_id'])}{mod}"
-    except (KeyError, TypeError, ValueError) as e:
+    except MALFORMED as e:
         return Translation(reason=f"malformed event: missing or bad {e}")
     if not re.fullmatch(EVENT_ID_PATTERN, f"{base_id}:999"):  # room for the interval number
         shown = repr(str(desc["event_id"])[:40])
@@ -68,7 +72,7 @@ def translate(event: dict, cfg: OpenAdrConfig) -> Translation:
             reason = _translate_signal(sig, start, ramp_s, base_id, cfg, out)
             if reason:
                 return Translation(reason=reason)
-    except (KeyError, TypeError, ValueError) as e:
+    except MALFORMED as e:
         return Translation(reason=f"malformed interval: missing or bad {e}")
     return out
 
@@ -218,7 +222,8 @@ class Ven:
 
     def handle(self, event: dict) -> str:
         """Apply the event whole and opt in, or refuse it and opt out."""
-        desc = event.get("event_descriptor", {})
+        desc = event.get("event_descriptor")
+        desc = desc if isinstance(desc, dict) else {}
         oadr_id = desc.get("event_id", "?")
         prefix = event_id_prefix(oadr_id)
         superseded = [e for e in self.service.active_event_ids() if e.startswith(prefix)]

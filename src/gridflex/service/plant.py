@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gridflex.assembly import Simulated
 from gridflex.control.miner_side import MinerSide
 from gridflex.drivers.base import Driver
-from gridflex.drivers.dry_run import DryRunDriver
 from gridflex.drivers.factory import make_driver
 from gridflex.drivers.miners_twin import MinerTwinDriver
 from gridflex.drivers.pyasic_driver import PyasicDriver
@@ -56,24 +56,28 @@ def load_site(config: ServiceConfig, base_dir: Path | None = None) -> SiteSpec:
     return SiteSpec(config.site or sc.site, tuple(jobs), loaded.curves, control, base_dir)
 
 
-def build_driver(cfg: DriverConfig, spec: SiteSpec, start_s: float) -> Driver:
-    """The plant driver named by the config. The twin runs the site's jobs in wall-clock time and
-    has run one step already so that its first reading is a real one."""
+def build_driver(cfg: DriverConfig, spec: SiteSpec, start_s: float) -> tuple[Driver, tuple[Simulated, ...]]:
+    """The plant driver named by the config, and the plants among it to bring up to the clock
+    before each tick. The twin runs the site's jobs in wall-clock time and has run one step
+    already so that its first reading is a real one."""
     if cfg.kind != "twin":
-        return make_driver({"kind": cfg.kind, **cfg.settings}, spec.site, spec.curves, cfg.state_dir)
+        return make_driver({"kind": cfg.kind, **cfg.settings}, spec.site, spec.curves, cfg.state_dir), ()
     twin = TwinDriver(
         spec.jobs, spec.curves, spec.site, start_s - cfg.step_s, cfg.step_s, cfg.twin, cfg.seed, record=False
     )
     twin.advance_to(start_s)
-    return twin
+    return twin, (twin,)
 
 
-def build_miners(config: ServiceConfig, spec: SiteSpec, start_s: float, dry_run: bool) -> MinerSide | None:
+def build_miners(
+    config: ServiceConfig, spec: SiteSpec, start_s: float, dry_run: bool
+) -> tuple[MinerSide | None, tuple[Simulated, ...]]:
     """The miner fleet of the config: real units through pyasic where its groups list hosts (each
-    found and put back as it was found), else the simulated fleet in wall-clock time."""
+    found and put back as it was found), else the simulated fleet in wall-clock time (then also
+    returned as a plant to bring up to the clock)."""
     settings = config.miners
     if settings is None:
-        return None
+        return None, ()
     fleet = settings.build_fleet()
     real = [g for g in settings.groups if g.hosts]
     if real and len(real) != len(settings.groups):
@@ -88,16 +92,9 @@ def build_miners(config: ServiceConfig, spec: SiteSpec, start_s: float, dry_run:
         fleet = replace(fleet, power_w=np.array([u.power_w for u in units]),
                         hashrate_th_s=np.array([u.hashrate_th_s for u in units]),
                         min_power_w=np.array([u.min_power_w for u in units]))
+        simulated = ()
     else:
         driver = MinerTwinDriver(fleet, start_s, config.miner_driver.step_s, settings.ramp_w_per_s)
+        simulated = (driver,)
     prices = load_prices(settings.prices, settings.price_column, spec.base_dir)
-    return MinerSide(fleet, driver, settings, prices, hashprice_signal(settings, spec.base_dir))
-
-
-def advance(driver: Driver, t_s: float, miners: MinerSide | None = None) -> None:
-    """Bring simulated plants up to wall-clock time; real plants live in it already."""
-    inner = driver.inner if isinstance(driver, DryRunDriver) else driver
-    if isinstance(inner, TwinDriver):
-        inner.advance_to(t_s)
-    if miners is not None and isinstance(miners.driver, MinerTwinDriver):
-        miners.driver.advance_to(t_s)
+    return MinerSide(fleet, driver, settings, prices, hashprice_signal(settings, spec.base_dir)), simulated

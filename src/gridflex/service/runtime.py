@@ -14,7 +14,8 @@ import numpy as np
 
 from gridflex.control.controller import Controller, Decision, WindowRule
 from gridflex.drivers.base import Telemetry
-from gridflex.drivers.meter import ModbusMeter
+from gridflex.drivers.dry_run import DryRunDriver
+from gridflex.drivers.meter import make_meter
 from gridflex.errors import DriverError, InputError
 from gridflex.model.events import GridEvent
 from gridflex.model.site import FLEX_FACTOR, Job
@@ -22,7 +23,7 @@ from gridflex.plan.registry import make_planner
 from gridflex.service.config import ServiceConfig
 from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
-from gridflex.service.plant import DryRunDriver, SiteSpec, advance, build_driver, build_miners
+from gridflex.service.plant import SiteSpec, build_driver, build_miners
 from gridflex.store.db import JobState, Store
 from gridflex.store.models import DecisionRow, TelemetryRow
 
@@ -91,11 +92,12 @@ class LiveService:
             store.set_meta("epoch_s", repr(now))
         saved = store.job_states()
         self.spec = spec
-        driver = build_driver(config.driver, spec, now)
+        driver, simulated = build_driver(config.driver, spec, now)
         self.driver = DryRunDriver(driver) if dry_run else driver
         self.driver.restore()  # start from normal, whatever a crash left behind
-        self.miners = build_miners(config, spec, now, dry_run)
-        self.meter = ModbusMeter(config.meter) if config.meter else None
+        self.miners, simulated_miners = build_miners(config, spec, now, dry_run)
+        self._simulated = simulated + simulated_miners
+        self.meter = make_meter(config.meter) if config.meter else None
         self._events: dict[str, tuple[GridEvent, float]] = {}
         # Events added or cancelled since the tick began, handed to the controller when the next one starts.
         self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
@@ -166,7 +168,8 @@ class LiveService:
             self._hand_over_events()
             self._expire_events(t_s)
             self._prune(t_s)
-            advance(self.driver, t_s, self.miners)
+            for plant in self._simulated:  # a twin runs in wall-clock time; real plants live in it
+                plant.advance_to(t_s)
             try:
                 decision = self.controller.step(t_s)
             except DriverError as e:

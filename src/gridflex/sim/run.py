@@ -90,7 +90,12 @@ def run_scenario(
 
 
 def job_performance(twin: TwinDriver) -> np.ndarray:
-    """Mean throughput of each job over the time it ran plus the time gridflex held it in the
-    queue (a job slowed to half speed, or held as long as it then ran, scores 0.5). NaN: a job
-    that never started."""
-    return np.where(np.isnan(twin.started_s), np.nan, twin.throughput_s / np.maximum(twin.run_s + twin.held_s, 1e-9))
+    """Each job's performance, normal = 1 (NaN: a job that never started). A fixed-window job: its
+    mean throughput over the time it ran. A queued job: its work over the time it took, counting
+    the time gridflex held it in the queue (a job slowed to half speed, or held as long as it then
+    ran, scores 0.5); a job still running at the end is scored as if it went on at full speed."""
+    lost_s = twin.run_s - twin.throughput_s + twin.held_s
+    queued = np.isfinite(twin.work_s)
+    work_s = np.where(queued, twin.work_s, 1.0)
+    performance = np.where(queued, work_s / (work_s + lost_s), twin.throughput_s / np.maximum(twin.run_s, 1e-9))
+    return np.where(np.isnan(twin.started_s), np.nan, performance)
