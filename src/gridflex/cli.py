@@ -57,6 +57,12 @@ def simulate(
     all_jobs: Annotated[bool, typer.Option(
         "--all-jobs", help=f"keep every job's record in the JSON summary (default: all up to {JOB_RECORDS_LIMIT}"
                            " jobs, else the ones furthest behind)")] = False,
+    store: Annotated[str | None, typer.Option(
+        help="write the run's events, telemetry and decisions into this (new) gridflex store, e.g."
+             " sqlite:///run.db, for `gridflex settle`")] = None,
+    store_every_s: Annotated[float, typer.Option(
+        help="with --store: telemetry every this many simulated seconds (0: every tick); decisions too, and at"
+             " every tick of an event")] = 0.0,
 ) -> None:
     """Run a scenario: the controller drives the digital twin in simulated time."""
     from gridflex.report.html import run_report
@@ -65,6 +71,7 @@ def simulate(
     from gridflex.sim.journal import TraceJournal
     from gridflex.sim.run import run_scenario
     from gridflex.sim.scenarios import load_scenario
+    from gridflex.sim.store_journal import StoreJournal, open_run_store, record_baselines
     from gridflex.sim.trace_writer import TraceWriter
 
     try:
@@ -72,16 +79,25 @@ def simulate(
         overlay = read_measured(measured) if measured else None
         if planner not in PLANNERS:
             raise InputError(f"--planner: unknown planner {planner!r}; choose one of: {', '.join(PLANNERS)}")
-        journal = TraceJournal(
-            loaded.scenario.jobs,
-            loaded.curves,
-            writer=TraceWriter(trace, "--trace") if trace else None,
-            job_writer=TraceWriter(trace_jobs, "--trace-jobs") if trace_jobs else None,
-        )
-        with progress(f"{loaded.scenario.name} · {planner}") as tick:
-            result = run_scenario(loaded, planner, seed, progress=tick, journal=journal)
+        writers = {
+            "writer": TraceWriter(trace, "--trace") if trace else None,
+            "job_writer": TraceWriter(trace_jobs, "--trace-jobs") if trace_jobs else None,
+        }
+        db = open_run_store(store, loaded) if store else None
+        journal = (StoreJournal(db, store_every_s, loaded.scenario.jobs, loaded.curves, **writers) if db
+                   else TraceJournal(loaded.scenario.jobs, loaded.curves, **writers))
+        try:
+            with progress(f"{loaded.scenario.name} · {planner}") as tick:
+                result = run_scenario(loaded, planner, seed, progress=tick, journal=journal)
+            if db:
+                record_baselines(db, result)
+        finally:
+            if db:
+                db.close()
     except InputError as e:
         raise fail(str(e)) from None
+    if store:
+        err.print(f"wrote {journal.rows_written:,} telemetry and decision rows to {store}")
     summary = summarize(result, job_records=None if all_jobs else JOB_RECORDS_LIMIT)
     print_summary(summary)
     for path in (trace, trace_jobs):

@@ -9,7 +9,7 @@ from importlib import resources
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -110,6 +110,22 @@ class Store:
                 ev = s.get(EventRow, event_id)
                 if ev is not None and ev.baseline_w is None:
                     ev.baseline_w = float(baseline_w)
+
+    def add_ticks(self, telemetry: list[dict], decisions: list[dict]) -> None:
+        """Many telemetry and decision rows (dicts of their columns) in one transaction, as bulk
+        inserts: a simulated run writes a month of ticks in batches."""
+        with self.engine.begin() as conn:
+            if telemetry:
+                conn.execute(insert(TelemetryRow), telemetry)
+            if decisions:
+                conn.execute(insert(DecisionRow), decisions)
+
+    def set_event_baselines(self, baselines_w: dict[str, float]) -> None:
+        """Record the baselines events were fixed with, where none is recorded yet."""
+        with self.engine.begin() as conn:
+            for event_id, baseline_w in baselines_w.items():
+                conn.execute(update(EventRow).where(EventRow.id == event_id, EventRow.baseline_w.is_(None))
+                             .values(baseline_w=float(baseline_w)))
 
     def save_job_states(self, jobs: list[JobState]) -> None:
         with self._session.begin() as s:
