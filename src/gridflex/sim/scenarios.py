@@ -33,8 +33,9 @@ def builtin_scenarios() -> dict[str, str]:
     out = {}
     for f in sorted(_builtin_dir().iterdir(), key=lambda f: f.name):
         if f.name.endswith(".yaml"):
-            data = yaml.safe_load(f.read_text())
-            out[f.name.removesuffix(".yaml")] = str(data.get("description", "")).strip().splitlines()[0]
+            data = yaml.load(f.read_text(), Loader=_YAML_LOADER)
+            if isinstance(data, dict) and "start" in data:  # beside scenarios lie the files they refer to
+                out[f.name.removesuffix(".yaml")] = (str(data.get("description", "")).strip().splitlines() or [""])[0]
     return out
 
 
