@@ -101,9 +101,11 @@ def _parse_document(text: str, source: str) -> dict:
 
 
 def _check_targets(scenario: Scenario, curves: CurveLibrary, source: str) -> None:
-    """An absolute target must lie below what the site draws with nothing slowed."""
+    """An absolute target must lie below what the site draws with nothing slowed (every job and
+    miner at full power)."""
     full_it_w = sum(j.gpus * curves[j.workload].full_power_w for j in scenario.jobs)
-    full_w = scenario.site.site_power_w(full_it_w)
+    miners_w = float(scenario.miners.build_fleet().power_w.sum()) if scenario.miners else 0.0
+    full_w = scenario.site.site_power_w(full_it_w) + miners_w
     for i, ev in enumerate(scenario.events):
         baseline = ev.baseline_w or full_w
         if ev.target.power_w is not None and ev.target.power_w >= baseline:
