@@ -84,7 +84,7 @@ class TwinDriver:
         self.run_s = np.zeros(j)  # seconds each job ran
         self._order = np.argsort(np.where(queued, self.submit_s, np.inf), kind="stable")  # queue order
         self._run = np.zeros(0, dtype=np.int64)  # rows running now, in start order
-        self._last_pass_s = start_s
+        self._last_pass_s = self._start_s = start_s
         self._running_jobs: tuple[Job, ...] = ()
         self._queued_jobs: tuple[Job, ...] = ()
         # --- the physics ---
@@ -249,6 +249,8 @@ class TwinDriver:
         if len(new):
             changed = True
             self.state[new], self.started_s[new] = RUNNING, t_s
+            if t_s > self._start_s:  # a job that starts now saves its first checkpoint a period later
+                self.fluctuation.restart(new)
             self.pool_used += self._pool_gpus(new)
             run = np.concatenate([run, new])
         self._run = run
