@@ -122,7 +122,7 @@ def closed_loop(nvml: Nvml, gpu: int, target_w: float | None, seconds: float) ->
         target = target_w or (idle_w + full_w) / 2
         now = time.time()
         ctl = Controller(site, ControlSettings(interval_s=0.5, snapback_guard_s=0.0), driver, make_planner("optimal"),
-                         curves, lambda job, seen_s: (now - 60, now + 3600), now)
+                         curves, lambda job, seen_s, t_s: (now - 60, now + 3600), now)
         start = datetime.now(UTC) + timedelta(seconds=seconds / 4)
         end = start + timedelta(seconds=seconds / 3)
         ctl.add_event(GridEvent(id="gpu-check", start=start, end=end, target=Target(power_w=target)))

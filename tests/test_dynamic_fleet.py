@@ -139,3 +139,34 @@ jobs:
 """
     s = summarize(run_scenario(parse_scenario(text, "offgrid", None)))
     assert s["sla_violations"] == 0, s["jobs"]
+
+
+def test_a_queued_job_slowed_past_its_nominal_run_gets_no_second_budget():
+    """Its flex budget runs over its nominal run from when it started; once that has passed (the
+    job, slowed, still runs) it is not slowed again under a fresh window."""
+    from gridflex.assembly import control_ticks, simulated
+
+    text = """
+name: long-event
+start: "2025-05-03T14:00:00Z"
+end: "2025-05-03T15:00:00Z"
+jobs:
+  - {id: serve, workload: infer_llama_8b, gpus: 16, flex_tier: 0}
+  - {id: batch, workload: pt_mpt_7b_fast, gpus: 32, flex_tier: 3, submit: "2025-05-03T14:00:00Z", duration_s: 900}
+events:
+  - {id: cut, start: "2025-05-03T14:00:00Z", end: "2025-05-03T15:00:00Z", target: {reduction: 0.3}, baseline_w: 15000}
+twin: {curve_spread: 0, fluctuation: 0, checkpoints: false, recovery: 0}
+"""
+    loaded = parse_scenario(text, "long-event", None)
+    site = simulated(loaded)
+    windows, past_end = set(), 0
+    for t in control_ticks(loaded):
+        d = site.tick(float(t))
+        if "batch" in d.job_ids:
+            i = d.job_ids.index("batch")
+            start, end = site.controller.win_start_s[i], site.controller.win_end_s[i]
+            windows.add((start, end))
+            if t > end:
+                past_end += 1
+                assert d.floor_throughput[i] == 1.0  # its allowance is spent: full speed from here
+    assert len(windows) == 1 and past_end > 0  # one window, and the job ran past it

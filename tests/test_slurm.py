@@ -98,7 +98,7 @@ def controller_for(driver, settings: ControlSettings) -> Controller:
     """The controller on a Slurm driver, each job's flex budget over the hour around now."""
     now = time.time()
     return Controller(driver.site, settings, driver, make_planner("optimal"), driver.curves,
-                      lambda job, seen_s: (now - 60, now + 3600), now)
+                      lambda job, seen_s, t_s: (now - 60, now + 3600), now)
 
 
 def test_event_suspends_flexible_jobs_and_resumes_them_after(cluster, tmp_path, caplog):

@@ -54,7 +54,7 @@ def scenario_windows(loaded: LoadedScenario) -> WindowRule:
     sc = loaded.scenario
     start_s, end_s = sc.start.timestamp(), sc.end.timestamp()
 
-    def window(job: Job, seen_s: float) -> tuple[float, float]:
+    def window(job: Job, seen_s: float, t_s: float) -> tuple[float, float]:
         if job.queued:
             return seen_s, min(seen_s + float(job.duration_s), end_s)
         return (job.start.timestamp() if job.start else start_s), (job.end.timestamp() if job.end else end_s)

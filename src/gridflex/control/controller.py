@@ -39,8 +39,9 @@ RAMP_SLACK_S = 4.0
 LOOKAHEAD_STEP_S = 60.0
 
 
-#: Each job's flex-budget window from its start: (job, epoch s it was first seen running) -> (start, end).
-WindowRule = Callable[[Job, float], tuple[float, float]]
+#: Each job's flex-budget window: (job, epoch s it was first seen running, epoch s now) -> (start, end),
+#: the window in force now (a rolling rule gives a later one once the last has ended).
+WindowRule = Callable[[Job, float, float], tuple[float, float]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +106,7 @@ class Controller:
         self._history = _RunningWindow(settings.baseline_window_s)
         self._last_t_s = start_s
         self._seen: Sequence[Job] | None = None  # the driver's last job list
+        self._first_seen_s: dict[str, float] = {}  # job id -> when the plant first showed it running
         # (computed at, events it saw, grid, cumulative constrained seconds)
         self._lookahead: tuple[float, tuple[str, ...], np.ndarray, np.ndarray] | None = None
         self._applied: tuple | None = None  # last actions sent to the driver
@@ -148,14 +150,16 @@ class Controller:
         if jobs == self.jobs:
             return
         old = {j.id: (i, j) for i, j in enumerate(self.jobs)}
-        src = np.array([old[j.id][0] if j.id in old else -1 for j in jobs], dtype=np.int64)
-        same = np.array([j.id in old and old[j.id][1] == j for j in jobs], dtype=bool)
+        kept = [old.get(j.id) for j in jobs]
+        src = np.array([-1 if k is None else k[0] for k in kept], dtype=np.int64)
+        # a plant that hands back the same Job objects (the twin) is compared by identity, cheaply
+        same = np.array([k is not None and (k[1] is j or k[1] == j) for k, j in zip(kept, jobs)], dtype=bool)
         changed = np.flatnonzero(~same)
         both = self.fleet.take(src[same]).extended(JobFleet.build([jobs[i] for i in changed], self.curves))
         self.fleet = both.take(np.argsort(np.concatenate([np.flatnonzero(same), changed]), kind="stable"))
         windows = np.zeros((len(jobs), 2))
         for i in np.flatnonzero(src < 0):
-            windows[i] = self.window_for(jobs[i], t_s)
+            windows[i] = self.window_for(jobs[i], self._first_seen_s.setdefault(jobs[i].id, t_s), t_s)
         factors = np.where(same, self.budget.flex_factor[np.maximum(src, 0)] if len(self.jobs) else 1.0, 1.0)
         for i in changed:
             factors[i] = self.deferral.flex_factor(jobs[i])
@@ -170,7 +174,8 @@ class Controller:
     def _roll_windows(self, t_s: float) -> None:
         """A job still running past its budget window starts its next one, if its rule has one."""
         for i in np.flatnonzero(t_s >= self.budget.win_end_s):
-            start, end = self.window_for(self.jobs[i], t_s)
+            job = self.jobs[i]
+            start, end = self.window_for(job, self._first_seen_s[job.id], t_s)
             if start >= self.budget.win_end_s[i]:
                 self.budget.restart(i, start, end)
                 self._lookahead = None

@@ -36,7 +36,7 @@ def rolling_windows(epoch_s: float, window_s: float) -> WindowRule:
     """Flex budgets of live jobs: rolling windows of `window_s` from the job's start (or from the
     service's first start), cut at the job's end."""
 
-    def window(job: Job, t_s: float) -> tuple[float, float]:
+    def window(job: Job, seen_s: float, t_s: float) -> tuple[float, float]:
         anchor = job.start.timestamp() if job.start else epoch_s
         start = anchor + max(0, int((t_s - anchor) // window_s)) * window_s
         end = start + window_s
