@@ -86,6 +86,7 @@ class TwinDriver:
         self._run = np.zeros(0, dtype=np.int64)  # rows running now, in start order
         self._last_pass_s = self._start_s = start_s
         self._running_jobs: tuple[Job, ...] = ()
+        self._running_ids: tuple[str, ...] = ()
         self._queued_jobs: tuple[Job, ...] = ()
         # --- the physics ---
         rng = np.random.default_rng(seed)
@@ -139,7 +140,7 @@ class TwinDriver:
             t_s=self.t_s,
             site_power_w=self._last_site_w,
             it_power_w=self._last_it_w,
-            job_ids=tuple(j.id for j in self._running_jobs),
+            job_ids=self._running_ids,
             job_power_w=job_w,
             throughput=thr,
             cap_w=self.cap_w[run],
@@ -256,6 +257,7 @@ class TwinDriver:
         self._run = run
         if changed:
             self._running_jobs = tuple(self.jobs[i] for i in run)
+            self._running_ids = tuple(j.id for j in self._running_jobs)
         waiting = self._order[(self.state[self._order] == WAITING) & (self.submit_s[self._order] <= t_s)]
         if changed or len(waiting) != len(self._queued_jobs):
             self._queued_jobs = tuple(self.jobs[i] for i in waiting)
