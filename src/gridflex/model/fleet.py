@@ -66,7 +66,7 @@ class JobFleet:
 
     def take(self, rows: np.ndarray) -> JobFleet:
         """The fleet of the jobs at `rows`, in that order."""
-        return _map_arrays(self, lambda a: a[rows], tuple(self.ids[i] for i in rows))
+        return _map_arrays(self, lambda a: a[rows], tuple(map(self.ids.__getitem__, np.asarray(rows).tolist())))
 
     def extended(self, other: JobFleet) -> JobFleet:
         """This fleet with `other`'s jobs appended (curve tables padded to the wider of the two)."""
