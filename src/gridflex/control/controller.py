@@ -202,9 +202,12 @@ class Controller:
 
     # --- events ----------------------------------------------------------------------------
     def add_event(self, event: GridEvent, known_from_s: float | None = None) -> None:
+        """Take an event from now on. Safe to call from another thread while a tick runs: the
+        event list is replaced, never changed in place, and a tick works on the list it began with."""
         if event.id in self._events:
             raise InputError(f"event id {event.id!r} already exists; cancel it first or use another id")
-        self._events[event.id] = (event, self._last_t_s if known_from_s is None else known_from_s)
+        known_s = self._last_t_s if known_from_s is None else known_from_s
+        self._events = {**self._events, event.id: (event, known_s)}
         self._lookahead = None
 
     def add_events(self, events: Iterable[GridEvent], scenario_start_s: float) -> None:
@@ -212,14 +215,20 @@ class Controller:
             self.add_event(ev, ev.known_from_s(scenario_start_s))
 
     def cancel_event(self, event_id: str) -> None:
-        if self._events.pop(event_id, None) is None:
+        """Drop an event (safe from another thread, as `add_event`)."""
+        if event_id not in self._events:
             raise InputError(f"no event {event_id!r}; known: {', '.join(self._events) or 'none'}")
+        self._events = {k: v for k, v in self._events.items() if k != event_id}
         self._lookahead = None
+
+    def events(self) -> dict[str, tuple[GridEvent, float]]:
+        """The events taken and not cancelled: id -> (event, known from [epoch s]); a snapshot."""
+        return self._events
 
     def timeline(self, t_s: float) -> TargetTimeline:
         """Targets as known at `t_s`."""
         resolved = [
-            self._resolved(ev, self._baseline_w(ev, t_s)) for ev, known_s in self._events.values() if known_s <= t_s
+            self._resolved(ev, self._baseline_w(ev, t_s)) for ev, known_s in self.events().values() if known_s <= t_s
         ]
         return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings)
 
