@@ -273,8 +273,7 @@ class Controller:
         self._roll_windows(t_s)
         if self.journal:
             self.journal.telemetry(tel)
-        running = np.ones(len(self.fleet), dtype=bool)
-        self._update_model_ratio(tel, running)
+        self._update_model_ratio(tel)
         timeline = self.timeline(t_s)
         if dt_s > 0 and not timeline.governs(t_s):  # baselines come from unconstrained power only
             self._history.add(site_w, dt_s)
@@ -302,10 +301,10 @@ class Controller:
         held = self.deferral.decide(t_s, dt_s, self.driver.queue(), max(soon) if soon else None)
         miner_in = None
         if self.miners:
-            miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel, running)
+            miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel)
         plan = self.planner.plan(
             PlanInput(
-                t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s, miner_in
+                t_s, self.fleet, self.site, timeline, it_ceiling_w, floors, self.budget.window_s, miner_in
             )
         )
         decision = Decision(
@@ -343,8 +342,8 @@ class Controller:
         self._applied = None
 
     # --- internals ---------------------------------------------------------------------------
-    def _update_model_ratio(self, tel: Telemetry, running: np.ndarray) -> None:
-        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active, running).sum())
+    def _update_model_ratio(self, tel: Telemetry) -> None:
+        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active).sum())
         measured = float(np.sum(tel.job_power_w))
         if modelled <= 0 or measured <= 0:
             return
