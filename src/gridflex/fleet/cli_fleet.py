@@ -61,3 +61,43 @@ def fleet(
                 router.restore()
             except DriverError as e:
                 print(f"restore incomplete: {e}", file=sys.stderr)
+
+
+def simulate_fleet(scenario: str, planner: str, seed: int, json_path: Path | None, report: Path | None) -> None:
+    """`gridflex simulate` of a fleet scenario: the fleet with its coordinator and the same sites
+    alone, one after the other; prints both side by side, writes the summary and report."""
+    from rich.table import Table
+
+    from gridflex.console import fail, fmt, out, progress, write
+    from gridflex.fleet.scenario import load_fleet
+    from gridflex.report.fleet_html import SITE_COLUMNS, TOTALS, fleet_report
+    from gridflex.sim.fleet_run import compare_fleet
+
+    try:
+        fleet = load_fleet(scenario)
+        with progress(f"{fleet.name} · {planner} · fleet and alone") as tick:
+            summary, runs = compare_fleet(fleet, planner, seed, progress=tick)
+    except InputError as e:
+        raise fail(str(e)) from None
+    modes = ("fleet", "alone")
+    total = Table("metric", *modes, title=f"{fleet.name} · planner {planner} · seed {seed}")
+    for key in TOTALS:
+        total.add_row(key, *(fmt(summary[m]["total"][key]) for m in modes))
+    out.print(total)
+    sites = Table("site", "mode", "events met", *SITE_COLUMNS, title="sites")
+    for name in summary["fleet"]["sites"]:
+        for m in modes:
+            s = summary[m]["sites"][name]
+            sites.add_row(name, m, f"{sum(e['met'] for e in s['events'])}/{len(s['events'])}",
+                          *(fmt(s[k]) for k in SITE_COLUMNS))
+    out.print(sites)
+    classes = Table("class", "origin", "requests", "moved", "added mean ms", "added p99 ms", "budget ms",
+                    title="request classes (fleet)")
+    for name, c in summary["fleet"]["classes"].items():
+        classes.add_row(name, c["origin"], *(fmt(c[k]) for k in ("requests", "moved", "added_latency_mean_ms",
+                                                                  "added_latency_p99_ms", "latency_budget_ms")))
+    out.print(classes)
+    if json_path:
+        write(json_path, json.dumps(summary, indent=2))
+    if report:
+        write(report, fleet_report(summary, runs))

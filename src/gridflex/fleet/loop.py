@@ -45,6 +45,8 @@ class SiteReport:
     target_w: float | None = None
     active_events: tuple[str, ...] = ()
     error: str = ""
+    carbon_g_per_kwh: float | None = None  # now, where the site knows it (else fleet.yaml's)
+    price_usd_per_mwh: float | None = None
 
 
 async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
@@ -79,7 +81,11 @@ class FleetCoordinator:
 
     def tick(self) -> dict:
         """Poll, decide and take one step per backend; returns what happened (one JSON line)."""
-        reports = asyncio.run(poll_sites(self.cfg))
+        return self.tick_with(asyncio.run(poll_sites(self.cfg)))
+
+    def tick_with(self, reports: dict[str, SiteReport], rates_rps: dict[str, float] | None = None) -> dict:
+        """Decide from the sites' reports and take one step per backend. `rates_rps` (class ->
+        requests/s) replaces the configured rates where given (the twin of a fleet knows them)."""
         out = {"sites": {n: {"reachable": r.reachable, "power_w": r.site_power_w, "events": list(r.active_events),
                              **({"error": r.error} if r.error else {})} for n, r in reports.items()},
                "models": {}}
@@ -93,8 +99,8 @@ class FleetCoordinator:
             if model.name not in self.reference or not any(reports[n].active_events for n in names):
                 self.reference[model.name] = (current, {n: reports[n].site_power_w for n in names})
             share, power_w = self.reference[model.name]
-            decision = decide(self._sites(model, reports, power_w), self._classes(model), share, self.rtt, self.costs,
-                              keep_share=current)
+            decision = decide(self._sites(model, reports, power_w), self._classes(model, rates_rps or {}), share,
+                              self.rtt, self.costs, keep_share=current)
             out["models"][model.name] = {"ok": decision.ok, "note": decision.note,
                                          **self._step(model, names, decision, current), "router": seen}
         return out
@@ -149,16 +155,16 @@ class FleetCoordinator:
             names=tuple(names), regions=tuple(s.region for s in sites), headroom_w=arr(headroom),
             capacity_rps=arr(model.capacity_rps[n] for n in names),
             energy_per_request_j=arr(model.energy_per_request_j[n] for n in names),
-            carbon_g_per_kwh=arr(s.carbon_g_per_kwh for s in sites), price_usd_per_mwh=arr(s.price_usd_per_mwh
-                                                                                         for s in sites),
+            carbon_g_per_kwh=arr(_finite(r.carbon_g_per_kwh, s.carbon_g_per_kwh) for s, r in zip(sites, rep)),
+            price_usd_per_mwh=arr(_finite(r.price_usd_per_mwh, s.price_usd_per_mwh) for s, r in zip(sites, rep)),
             event_cut_w=arr(cut), flex_w=arr(s.flex_w for s in sites), slow_usd_per_mwh=arr(s.slow_usd_per_mwh
                                                                                            for s in sites),
             reachable=np.array([r.reachable for r in rep]))
 
     @staticmethod
-    def _classes(model: ModelConfig) -> RequestClasses:
+    def _classes(model: ModelConfig, rates_rps: dict[str, float]) -> RequestClasses:
         return RequestClasses(tuple(c.name for c in model.classes), tuple(c.origin for c in model.classes),
-                              np.array([c.rate_rps for c in model.classes], float),
+                              np.array([rates_rps.get(c.name, c.rate_rps) for c in model.classes], float),
                               np.array([c.latency_budget_ms for c in model.classes], float))
 
 
