@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from gridflex.errors import DriverError, InputError
 
@@ -35,9 +36,15 @@ def fleet(
         cfg = load_fleet_config(config)
         router = HAProxyDriver(cfg.router.socket, cfg.router.state_file)
         router.backends()  # the admin socket answers
-        coordinator = FleetCoordinator(cfg, router)
-    except (InputError, DriverError) as e:
-        typer.echo(f"error: {e}", err=True)
+        store = None
+        if cfg.store_url:
+            from gridflex.store.db import Store
+
+            store = Store(cfg.store_url)
+            store.migrate()
+        coordinator = FleetCoordinator(cfg, router, store=store)
+    except (InputError, DriverError, SQLAlchemyError) as e:
+        typer.echo(f"error: {str(e).splitlines()[0] if isinstance(e, SQLAlchemyError) else e}", err=True)
         raise typer.Exit(2 if isinstance(e, InputError) else 1) from None
 
     stop = threading.Event()
@@ -70,7 +77,7 @@ def simulate_fleet(scenario: str, planner: str, seed: int, json_path: Path | Non
 
     from gridflex.console import fail, fmt, out, progress, write
     from gridflex.fleet.scenario import load_fleet
-    from gridflex.report.fleet_html import SITE_COLUMNS, TOTALS, fleet_report
+    from gridflex.report.fleet_html import TOTALS, fleet_report
     from gridflex.sim.fleet_run import compare_fleet
 
     try:
@@ -84,12 +91,13 @@ def simulate_fleet(scenario: str, planner: str, seed: int, json_path: Path | Non
     for key in TOTALS:
         total.add_row(key, *(fmt(summary[m]["total"][key]) for m in modes))
     out.print(total)
-    sites = Table("site", "mode", "events met", *SITE_COLUMNS, title="sites")
+    columns = ("weighted_performance", "work_gpu_h", "energy_kwh", "carbon_kg", "requests", "requests_failed")
+    sites = Table("site", "mode", "events met", *columns, title="sites")
     for name in summary["fleet"]["sites"]:
         for m in modes:
             s = summary[m]["sites"][name]
             sites.add_row(name, m, f"{sum(e['met'] for e in s['events'])}/{len(s['events'])}",
-                          *(fmt(s[k]) for k in SITE_COLUMNS))
+                          *(fmt(s[k]) for k in columns))
     out.print(sites)
     classes = Table("class", "origin", "requests", "moved", "added mean ms", "added p99 ms", "budget ms",
                     title="request classes (fleet)")

@@ -71,6 +71,8 @@ class CostsConfig(_Strict):
 
 class FleetConfig(_Strict):
     interval_s: float = Field(5.0, gt=0, description="seconds between ticks: poll, decide, one step per backend")
+    store_url: str | None = Field(None, description="gridflex store (SQLAlchemy URL; PostgreSQL when shared) keeping "
+                                                    "the coordinator's state across restarts (none: in memory)")
     timeout_s: float = Field(5.0, gt=0, le=60, description="timeout of each site API request")
     rtt_file: Path = Field(description="inter-region RTT CSV (snapshot_date, src_region, dst_region, avg_latency_ms)")
     router: RouterConfig

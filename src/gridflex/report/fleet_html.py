@@ -11,9 +11,9 @@ from gridflex.report.html import power_plot
 from gridflex.report.render import dates, page, png, table
 from gridflex.sim.fleet_run import FleetRun
 
-TOTALS = ("weighted_performance", "events_met", "events", "energy_kwh", "carbon_kg", "energy_cost_usd",
-          "requests", "requests_moved", "requests_failed", "budgets_kept")
-SITE_COLUMNS = ("weighted_performance", "sla_violations", "energy_kwh", "carbon_kg", "energy_cost_usd",
+TOTALS = ("weighted_performance", "events_met", "events", "work_gpu_h", "energy_kwh", "carbon_kg", "carbon_g_per_kwh",
+          "placement_carbon_kg", "energy_cost_usd", "requests", "requests_moved", "requests_failed", "budgets_kept")
+SITE_COLUMNS = ("weighted_performance", "sla_violations", "work_gpu_h", "energy_kwh", "carbon_kg", "energy_cost_usd",
                 "requests", "requests_failed", "traffic_share_mean")
 
 

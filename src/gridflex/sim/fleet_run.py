@@ -104,6 +104,8 @@ class FleetRun:
     t_s: np.ndarray  # coordinator ticks
     share: np.ndarray  # [ticks, sites]: each site's share of all requests
     rates_rps: np.ndarray  # [ticks, classes]
+    work_gpu_h: dict[str, float]  # per site: work done by its other jobs, GPU-hours at full speed
+    placement_carbon_kg: float  # carbon of serving requests where they were served, less at their origin
     coordinator_lines: list[dict] = field(default_factory=list)
 
 
@@ -130,6 +132,8 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
     every = int(round(spec.interval_s / interval_s))
     capacity = np.array([s.capacity_rps for s in spec.sites])
     requests, failed = np.zeros_like(rtt_ms), np.zeros_like(rtt_ms)
+    j_kwh = np.array([fleet.energy_per_request_j(s) for s in spec.sites]) / 3.6e6
+    placement_g = 0.0
     series_t, series_share, series_rates, lines = [], [], [], []
     decisions = {}
     for k, t in enumerate(ticks):
@@ -144,6 +148,8 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
         lost = routed * np.divide(short, demand, out=np.zeros_like(demand), where=demand > 0)
         failed += lost
         requests += routed
+        g_per_request = j_kwh * np.array([fleet.carbon[name].at(t) for name in traffic.sites])
+        placement_g += float((routed - traffic.home * routed.sum(axis=1, keepdims=True)).sum(axis=0) @ g_per_request)
         for c, name in enumerate(traffic.names):
             router.count(name, routed[c] - lost[c], lost[c])
         if k % every == 0:
@@ -159,10 +165,15 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
             progress(k / len(ticks))
     results = {name: finish_site(fleet.sites[name], f"{planner} · {mode}", seed, site, journal)
                for name, (site, journal) in sites.items()}
+    work_gpu_h = {}
+    for s in spec.sites:
+        twin = sites[s.name][0].driver
+        others = np.array([j.id != s.serves for j in twin.jobs])
+        work_gpu_h[s.name] = float((twin.throughput_s * twin.fleet.gpus)[others].sum() / 3600)
     if progress:
         progress(1.0)
     return FleetRun(fleet, mode, results, rtt_ms, requests, failed, np.array(series_t), np.array(series_share),
-                    np.array(series_rates), lines)
+                    np.array(series_rates), work_gpu_h, placement_g / 1e3, lines)
 
 
 def _report(decision, fleet: LoadedFleet, name: str, t_s: float) -> SiteReport:
@@ -198,6 +209,7 @@ def fleet_summary(run: FleetRun) -> dict:
             "weighted_performance": summary["weighted_performance"],
             "sla_violations": summary["sla_violations"],
             "energy_kwh": _r(energy_kwh.sum()), "carbon_kg": _r(carbon_kg),
+            "carbon_g_per_kwh": _r(carbon_kg * 1e3 / energy_kwh.sum()), "work_gpu_h": _r(run.work_gpu_h[s.name]),
             "energy_cost_usd": _r(float((energy_kwh * price).sum() / 1e3)),
             "requests": _r(run.requests[:, i].sum()), "requests_failed": _r(run.failed[:, i].sum()),
             "traffic_share_mean": _r(run.requests[:, i].sum() / run.requests.sum()),
@@ -222,6 +234,10 @@ def fleet_summary(run: FleetRun) -> dict:
         "total": {
             "energy_kwh": _r(sum(s["energy_kwh"] for s in sites.values())),
             "carbon_kg": _r(sum(s["carbon_kg"] for s in sites.values())),
+            "carbon_g_per_kwh": _r(sum(s["carbon_kg"] for s in sites.values()) * 1e3
+                                   / sum(s["energy_kwh"] for s in sites.values())),
+            "placement_carbon_kg": _r(run.placement_carbon_kg),
+            "work_gpu_h": _r(sum(run.work_gpu_h.values())),
             "energy_cost_usd": _r(sum(s["energy_cost_usd"] for s in sites.values())),
             "weighted_performance": _r(weighted_performance(np.concatenate(perf), np.concatenate(tiers))),
             "requests": _r(run.requests.sum()), "requests_moved": _r(sum(c["moved"] for c in classes.values())),
@@ -252,6 +268,8 @@ def compare_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0,
             "events_met": [f["total"]["events_met"], a["total"]["events_met"]],
             "carbon_kg": [f["total"]["carbon_kg"], a["total"]["carbon_kg"]],
             "energy_kwh": [f["total"]["energy_kwh"], a["total"]["energy_kwh"]],
+            "work_gpu_h": [f["total"]["work_gpu_h"], a["total"]["work_gpu_h"]],
+            "placement_carbon_kg": f["total"]["placement_carbon_kg"],
             "requests_failed": [f["total"]["requests_failed"], a["total"]["requests_failed"]],
             "budgets_kept": f["total"]["budgets_kept"],
         },
