@@ -3,6 +3,7 @@ run with the coordinator of `gridflex fleet`, alone, and with the coordinator go
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -109,3 +110,21 @@ def test_fleet_scenarios_are_told_apart_and_bad_ones_name_the_field(tmp_path):
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(InputError, match=r"sites\.1\.serves"):
         load_fleet(str(bad))
+
+
+def test_simulate_runs_a_fleet_scenario_and_reports_the_sites_side_by_side(tmp_path):
+    from typer.testing import CliRunner
+
+    from gridflex.cli import app
+
+    fleet = short_fleet(tmp_path)
+    out = CliRunner().invoke(app, ["simulate", str(fleet), "--json", str(tmp_path / "s.json"),
+                                   "--report", str(tmp_path / "r.html")])
+    assert out.exit_code == 0, out.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert set(summary["fleet_vs_alone"]["weighted_performance"]) == {"pjm", "ercot", "total"}
+    assert summary["fleet"]["total"]["requests_moved"] > 0 == summary["alone"]["total"]["requests_moved"]
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<img") == 3 and "pjm (Washington DC)" in page and "ercot (Dallas)" in page
+    bad = CliRunner().invoke(app, ["simulate", str(fleet), "--trace", str(tmp_path / "t.csv")])
+    assert bad.exit_code == 2 and "single-site" in bad.output

@@ -13,8 +13,8 @@ from gridflex.sim.fleet_run import FleetRun
 
 TOTALS = ("weighted_performance", "events_met", "events", "work_gpu_h", "energy_kwh", "carbon_kg", "carbon_g_per_kwh",
           "placement_carbon_kg", "energy_cost_usd", "requests", "requests_moved", "requests_failed", "budgets_kept")
-SITE_COLUMNS = ("weighted_performance", "sla_violations", "work_gpu_h", "energy_kwh", "carbon_kg", "energy_cost_usd",
-                "requests", "requests_failed", "traffic_share_mean")
+SITE_COLUMNS = ("weighted_performance", "work_gpu_h", "energy_kwh", "carbon_kg", "requests_failed",
+                "traffic_share_mean")
 
 
 def share_plot(run: FleetRun) -> str:
@@ -42,7 +42,7 @@ def fleet_report(summary: dict, runs: dict[str, FleetRun]) -> str:
     fleet = runs["fleet"]
     spec = fleet.fleet.spec
     modes = [m for m in ("fleet", "alone") if m in summary]
-    totals = [{"mode": m, **{k: summary[m]["total"][k] for k in TOTALS}} for m in modes]
+    totals = [{"metric": k, **{m: summary[m]["total"][k] for m in modes}} for k in TOTALS]
     columns = []
     for s in spec.sites:
         rows = [{"mode": m, **{k: summary[m]["sites"][s.name][k] for k in SITE_COLUMNS}} for m in modes]
@@ -56,7 +56,7 @@ def fleet_report(summary: dict, runs: dict[str, FleetRun]) -> str:
     return page(f"gridflex — {summary['scenario']} (fleet)", [
         f"<p>{html.escape(spec.description)}</p>",
         "<h2>The fleet with its coordinator, and the same sites alone</h2>",
-        table(totals, ["mode", *TOTALS]),
+        table(totals, ["metric", *modes]),
         "<h2>Sites side by side</h2>",
         f"<div style='display:flex;gap:1em'>{''.join(columns)}</div>",
         "<h2>Traffic</h2>",
