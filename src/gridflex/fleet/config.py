@@ -82,9 +82,7 @@ class FleetConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FleetConfig:
-        names = [s.name for s in self.sites]
-        if len(set(names)) != len(names):
-            raise ValueError(f"sites: names must be unique, got {names}")
+        names = unique_site_names(self.sites)
         for m in self.models:
             unknown = sorted(set(m.servers) - set(names))
             if unknown:
@@ -101,3 +99,11 @@ def load_fleet_config(path: str | Path) -> FleetConfig:
         "socket": base / cfg.router.socket,
         "state_file": base / cfg.router.state_file if cfg.router.state_file else None})
     return cfg.model_copy(update={"rtt_file": base / cfg.rtt_file, "router": router})
+
+
+def unique_site_names(sites) -> list[str]:
+    """The sites' names; ValueError if two share one."""
+    names = [s.name for s in sites]
+    if len(set(names)) != len(names):
+        raise ValueError(f"sites: names must be unique, got {names}")
+    return names

@@ -13,20 +13,25 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from gridflex.errors import InputError
-from gridflex.fleet.config import ClassConfig, CostsConfig, FleetConfig, ModelConfig, RouterConfig, SiteConfig
+from gridflex.fleet.config import (
+    _NAME,
+    ClassConfig,
+    CostsConfig,
+    FleetConfig,
+    ModelConfig,
+    RouterConfig,
+    SiteConfig,
+    _Strict,
+    unique_site_names,
+)
 from gridflex.signals.prices import StepSignal, load_prices, read_series_csv
 from gridflex.sim.load_trace import TRACES
 from gridflex.sim.scenarios import LoadedScenario, _builtin_dir, format_validation_error, load_scenario
 
-_NAME = r"^[A-Za-z0-9_.:-]+$"
 TWIN_ROUTER = Path("twin-router")  # the twin of a fleet routes in memory: no admin socket
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SeriesSpec(_Strict):
@@ -76,9 +81,7 @@ class FleetScenario(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FleetScenario:
-        names = [s.name for s in self.sites]
-        if len(set(names)) != len(names):
-            raise ValueError(f"sites: names must be unique, got {names}")
+        unique_site_names(self.sites)
         regions = {s.region for s in self.sites}
         for i, c in enumerate(self.classes):
             if c.origin not in regions:

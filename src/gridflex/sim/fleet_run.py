@@ -129,7 +129,7 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
     interval_s = next(iter(fleet.sites.values())).scenario.control.interval_s
     start_s, end_s = spec.start.timestamp(), spec.end.timestamp()
     ticks = np.arange(start_s, end_s, interval_s)
-    every = int(round(spec.interval_s / interval_s))
+    every = round(spec.interval_s / interval_s)
     capacity = np.array([s.capacity_rps for s in spec.sites])
     requests, failed = np.zeros_like(rtt_ms), np.zeros_like(rtt_ms)
     j_kwh = np.array([fleet.energy_per_request_j(s) for s in spec.sites]) / 3.6e6
