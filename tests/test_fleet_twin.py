@@ -17,7 +17,7 @@ from gridflex.sim.fleet_run import fleet_summary, run_fleet
 
 BUILTIN = Path(str(resources.files("gridflex.data").joinpath("scenarios")))
 EVENT_START = "2023-08-20T15:30:00-04:00"
-STOP_S = 40 * 60  # the coordinator is gone 10 minutes into the event's ramp, the shift under way
+STOP_S = 33 * 60  # the coordinator is gone 3 minutes into the event's 10-minute ramp, the shift under way
 
 
 def short_fleet(tmp_path: Path, **fleet_changes) -> Path:
@@ -88,6 +88,8 @@ def test_coordinator_gone_mid_shift_sites_keep_their_targets_and_traffic_is_serv
     after = t >= STOP_S
     frozen = stopped.share[after, 0]
     assert 0.05 < runs["alone"].share[after, 0].mean() - frozen.mean(), "stopped with traffic moved"
+    hold = (t > 45 * 60) & (t < 95 * 60)
+    assert stopped.share[hold, 0].mean() > runs["fleet"].share[hold, 0].mean() + 0.05, "stopped mid-shift"
     assert len(stopped.coordinator_lines) == int(np.ceil(STOP_S / stopped.fleet.spec.interval_s))
     s = summary["stopped"]
     assert s["total"]["events_met"] == s["total"]["events"]  # each site meets its event by itself
