@@ -56,3 +56,14 @@ def test_restarted_coordinator_keeps_the_reference_from_the_store(backend, tmp_p
         forgetful.tick_with(EVENT, RATES)
         # the site held at its target by slowing looks like no cut (and no headroom): the shift stalls halfway
         assert split(forgetful.router) == pytest.approx(moved)
+
+
+def test_a_stored_reference_that_no_longer_fits_the_config_is_ignored(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store.migrate()
+    store.set_meta("fleet.reference", '{"llama-3-8b": {"share": [[1.0, 0.0]], "power_w": {"pjm": 1.0, "ercot": 1.0}}}')
+    coordinator = FleetCoordinator(CFG, router(), RttTable.from_csv(CFG.rtt_file), store)
+    assert coordinator.reference == {}  # one class stored, four configured: start afresh
+    coordinator.tick_with(CALM, RATES)
+    assert coordinator.reference["llama-3-8b"][0].shape == (4, 2)
+    store.close()

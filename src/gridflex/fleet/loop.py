@@ -85,9 +85,12 @@ class FleetCoordinator:
         self.rtt = rtt or RttTable.from_csv(cfg.rtt_file)
         self.costs = FleetCosts(**cfg.costs.model_dump())
         self.reference: dict[str, tuple[np.ndarray, dict[str, float]]] = {}  # model -> (split, site power)
-        saved = store.meta(REFERENCE_KEY) if store else None
-        for name, ref in (json.loads(saved) if saved else {}).items():
-            self.reference[name] = (np.array(ref["share"]), ref["power_w"])
+        saved = json.loads(store.meta(REFERENCE_KEY) or "{}") if store else {}
+        for m in cfg.models:  # a model whose classes or sites changed since starts afresh
+            ref = saved.get(m.name)
+            if ref and np.shape(ref["share"]) == (len(m.classes), len(m.servers)) and set(ref["power_w"]) == set(
+                    m.servers):
+                self.reference[m.name] = (np.array(ref["share"]), ref["power_w"])
         for m in cfg.models:  # every region must be in the RTT table before the first tick
             self.rtt.between([c.origin for c in m.classes], [self._site(s).region for s in m.servers])
 
