@@ -13,8 +13,8 @@ from gridflex.sim.fleet_run import FleetRun
 
 TOTALS = ("weighted_performance", "events_met", "events", "work_gpu_h", "energy_kwh", "carbon_kg", "carbon_g_per_kwh",
           "placement_carbon_kg", "energy_cost_usd", "requests", "requests_moved", "requests_failed", "budgets_kept")
-SITE_COLUMNS = ("weighted_performance", "work_gpu_h", "energy_kwh", "carbon_kg", "requests_failed",
-                "traffic_share_mean")
+SITE_COLUMNS = ("weighted_performance", "sla_violations", "work_gpu_h", "energy_kwh", "carbon_kg",
+                "energy_cost_usd", "requests", "requests_failed", "traffic_share_mean")
 
 
 def share_plot(run: FleetRun) -> str:
@@ -45,13 +45,14 @@ def fleet_report(summary: dict, runs: dict[str, FleetRun]) -> str:
     totals = [{"metric": k, **{m: summary[m]["total"][k] for m in modes}} for k in TOTALS]
     columns = []
     for s in spec.sites:
-        rows = [{"mode": m, **{k: summary[m]["sites"][s.name][k] for k in SITE_COLUMNS}} for m in modes]
+        rows = [{"metric": k, **{m: summary[m]["sites"][s.name][k] for m in modes}} for k in SITE_COLUMNS]
         events = [{"mode": m, **e} for m in modes for e in summary[m]["sites"][s.name]["events"]]
         columns.append(
             f"<div style='flex:1;min-width:0'><h3>{html.escape(s.name)} ({html.escape(s.region)})</h3>"
             + power_plot([runs[m].sites[s.name] for m in modes])
-            + table(rows, ["mode", *SITE_COLUMNS])
-            + table(events, ["mode", "id", "compliance", "met", "target_w", "mean_power_w"]) + "</div>")
+            + table(rows, ["metric", *modes])
+            + (table(events, ["mode", "id", "compliance", "met", "target_w", "mean_power_w"]) if events
+               else "<p>no events</p>") + "</div>")
     classes = [{"class": name, **c} for name, c in summary["fleet"]["classes"].items()]
     return page(f"gridflex — {summary['scenario']} (fleet)", [
         f"<p>{html.escape(spec.description)}</p>",
