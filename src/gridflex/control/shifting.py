@@ -1,0 +1,194 @@
+"""Time shifting: which queued deferrable jobs wait for cleaner or cheaper hours.
+
+Each tick the controller asks `Shifter.held(...)` for the queued jobs to hold besides those its
+deferral holds for grid events (`control/deferral.py`); the twin keeps them queued, Slurm gets
+`scontrol hold`. The policy reads the signal's forecast as known at that time, never the future:
+
+- `horizon`: every `replan_s` (and when a new job queues) the horizon LP (`plan/horizon.py`) is
+  solved over the next `horizon_s` in `slot_s` slots with the forecast known now, the GPU pool,
+  the running jobs (a fixed load until their work is done), the grid events' ceilings and every
+  queued job's deadline; a queued job the plan does not run in its first slot waits.
+- `lwa`: Let's Wait Awhile, non-interrupting: on arrival a job is given the start, before its
+  latest start, whose window has the lowest forecast mean, and waits until then.
+- `threshold`: queued jobs wait while the signal now (its nowcast) is above a threshold.
+- `run-now`: nothing waits (first in, first out).
+
+Hard rules for all: Flex 0 never waits; a job waits at most until its latest start, the time
+at which it must start to finish by its deadline (less a margin for slowing during events and
+for the plant's lag); a job without a deadline has its tier's allowance, (1/flex_factor - 1) x
+its work from its submission. Jobs the policy lets go are released oldest first, one every
+`release_stagger_s`; a job at its latest start goes at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from gridflex.model.curves import DEFAULT_IDLE_W, CurveLibrary
+from gridflex.model.shifting import ShiftSettings
+from gridflex.model.site import Job, Site
+from gridflex.plan.horizon import (
+    HorizonInput,
+    JobDemand,
+    Weights,
+    classify,
+    dispatch,
+    slot_ceilings_w,
+    slot_means,
+    solve,
+)
+from gridflex.plan.targets import TargetTimeline
+from gridflex.signals.forecast import CorrectedForecast
+from gridflex.signals.prices import StepSignal
+from gridflex.signals.recorded import Recorded, builtin
+
+#: Share of a job's work kept in hand before its deadline (slowing during a grid event, the
+#: twin's checkpoint stalls), besides one slot.
+DEADLINE_MARGIN = 0.1
+
+
+def latest_finish_s(job: Job) -> float:
+    """Epoch seconds by which a queued job must be done: its deadline, else its tier's
+    allowance after it was submitted (inf: a job of unknown length)."""
+    if job.deadline is not None:
+        return job.deadline.timestamp()
+    if job.duration_s is None or job.submit is None:
+        return np.inf
+    ready = max(job.submit, job.begin or job.submit).timestamp()
+    return ready + job.duration_s / job.flex_factor
+
+
+def signal_known(settings: ShiftSettings, recorded: Recorded) -> Callable[[float], StepSignal]:
+    """The signal as a policy may know it at time t: the forecast issued by t (corrected by its
+    last observed error if `corrected_tau_s`), or the actuals when `forecast` is 'actual'."""
+    if settings.forecast == "actual":
+        return lambda t_s: recorded.actual
+    if settings.corrected_tau_s is not None:
+        return CorrectedForecast(recorded.forecast, recorded.actual, settings.corrected_tau_s).forecast_at
+    return recorded.forecast.forecast_at
+
+
+class Shifter:
+    """Holds and releases queued deferrable work by a time-shifting policy (module docstring)."""
+
+    def __init__(self, settings: ShiftSettings, site: Site, curves: CurveLibrary, stagger_s: float,
+                 recorded: Recorded | None = None):
+        self.settings, self.site, self.curves, self.stagger_s = settings, site, curves, stagger_s
+        self.recorded = recorded or builtin(settings.signal)
+        self.known = signal_known(settings, self.recorded)
+        self.weights = Weights(1.0, 0.0) if self.recorded.unit == "gCO2/kWh" else Weights(0.0, 1.0)
+        self.wait: set[str] = set()  # what the policy wants held now
+        self.held: list[str] = []  # held now, oldest first
+        self.start_at_s: dict[str, float] = {}  # lwa: when each job may start
+        self.first_running_s: dict[str, float] = {}
+        self.solves, self.solve_s = 0, 0.0
+        self._planned_s = -np.inf
+        self._planned_ids: frozenset[str] = frozenset()
+        self._last_release_s = -np.inf
+        self._limit: float | None = settings.threshold
+
+    def decide(self, t_s: float, running: Sequence[Job], queued: Sequence[Job], timeline: TargetTimeline
+               ) -> frozenset[str]:
+        """The queued jobs to hold from now on."""
+        for j in running:
+            self.first_running_s.setdefault(j.id, t_s)
+        flexible = {j.id: j for j in queued if j.flex_tier > 0 and np.isfinite(latest_finish_s(j))}
+        policy = self.settings.policy
+        if policy == "horizon":
+            if t_s - self._planned_s >= self.settings.replan_s or not set(flexible) <= self._planned_ids:
+                self.wait = self._horizon(t_s, running, queued, flexible, timeline)
+                self._planned_s, self._planned_ids = t_s, frozenset(flexible)
+        elif policy == "lwa":
+            for i, j in flexible.items():
+                if i not in self.start_at_s:
+                    self.start_at_s[i] = self._lwa_start_s(t_s, j)
+            self.wait = {i for i in flexible if t_s < self.start_at_s[i]}
+        elif policy == "threshold":
+            if self._limit is None:
+                self._limit = float(np.median(slot_means(self.known(t_s), t_s, self.settings.slot_s, 192)))
+            self.wait = set(flexible) if float(self.known(t_s).at(t_s)) > self._limit else set()
+        else:
+            self.wait = set()
+        must_go = {i for i, j in flexible.items() if t_s >= self.latest_start_s(j)}
+        keep = (self.wait & set(flexible)) - must_go
+        was = [i for i in self.held if i in flexible and i not in must_go]
+        going = [i for i in was if i not in keep]
+        if going and t_s - self._last_release_s >= self.stagger_s:
+            going.pop(0)  # the oldest goes now, the others one per stagger
+            self._last_release_s = t_s
+        self.held = [i for i in was if i in keep or i in going]
+        self.held += [i for i in flexible if i in keep and i not in self.held]
+        return frozenset(self.held)
+
+    def latest_start_s(self, job: Job) -> float:
+        """The last moment a queued job may start and still finish by its deadline, with a margin."""
+        work_s = float(job.duration_s)
+        return latest_finish_s(job) - work_s * (1 + DEADLINE_MARGIN) - self.settings.slot_s
+
+    # --- policies ----------------------------------------------------------------------------
+    def _horizon(self, t_s: float, running: Sequence[Job], queued: Sequence[Job], flexible: dict[str, Job],
+                 timeline: TargetTimeline) -> set[str]:
+        s = self.settings
+        n = int(round(s.horizon_s / s.slot_s))
+        horizon_end_s = t_s + n * s.slot_s
+        demands = []
+        for j in running:
+            left_s = self._remaining_s(j, t_s, horizon_end_s)
+            if left_s > 0:
+                demands.append(JobDemand(j.id, self.curves[j.workload], j.gpus, 0, j.gpus * left_s / 3600, t_s, None,
+                                         running=True))
+        for j in queued:
+            if j.id in flexible:
+                due = min(self.latest_start_s(j) + j.duration_s, horizon_end_s)
+                demands.append(JobDemand(j.id, self.curves[j.workload], j.gpus, j.flex_tier,
+                                         j.gpus * min(j.duration_s, max(due - t_s, 0.0)) / 3600, t_s, due))
+            elif j.flex_tier == 0:  # waits only for room in the pool: a fixed load from now
+                left_s = min(j.duration_s or s.horizon_s, s.horizon_s)
+                demands.append(JobDemand(j.id, self.curves[j.workload], j.gpus, 0, j.gpus * left_s / 3600, t_s, None))
+        if not flexible:
+            return set()
+        signal = slot_means(self.known(t_s), t_s, s.slot_s, n)
+        zero = np.zeros(n)
+        carbon, price = (signal, zero) if self.weights.kg_co2 else (zero, signal)
+        pool_gpus, idle_w = self._pool(demands)
+        classes, member = classify(demands, t_s, s.slot_s)
+        plan = solve(HorizonInput(
+            t_s, s.slot_s, classes, pool_gpus, carbon, price, ceiling_w=slot_ceilings_w(timeline, t_s, s.slot_s, n),
+            pue=self.site.pue, overhead_w=self.site.overhead_w, idle_w=idle_w, weights=self.weights,
+            power_shaping=False,
+        ))
+        self.solves += 1
+        self.solve_s += plan.solve_s
+        gpus_now, _ = dispatch(plan, 0, demands, member)
+        return {d.id for d, g in zip(demands, gpus_now) if d.id in flexible and g < 0.5 * d.gpus}
+
+    def _lwa_start_s(self, t_s: float, job: Job) -> float:
+        """The start before the job's latest start with the lowest forecast mean over its run."""
+        s = self.settings
+        last = self.latest_start_s(job)
+        if last <= t_s:
+            return t_s
+        starts = t_s + s.slot_s * np.arange(int((last - t_s) // s.slot_s) + 1)
+        runs = int(np.ceil(float(job.duration_s) / s.slot_s))
+        per_slot = slot_means(self.known(t_s), t_s, s.slot_s, len(starts) + runs)
+        c = np.concatenate([[0.0], np.cumsum(per_slot)])
+        k = np.arange(len(starts))
+        return float(starts[int(np.argmin(c[k + runs] - c[k]))])
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _remaining_s(self, job: Job, t_s: float, until_s: float) -> float:
+        """Seconds a running job still runs (at full speed), as far as the plan looks."""
+        if job.duration_s is not None:
+            return max(job.duration_s - (t_s - self.first_running_s.get(job.id, t_s)), 0.0)
+        if job.end is not None:
+            return max(min(job.end.timestamp(), until_s) - t_s, 0.0)
+        return until_s - t_s
+
+    def _pool(self, demands: Sequence[JobDemand]) -> tuple[int, float]:
+        """GPUs the plan may use and the idle power of one not in use."""
+        pools = self.site.gpu_pools.values()
+        if not pools:
+            return sum(d.gpus for d in demands), DEFAULT_IDLE_W
+        return sum(p.gpus for p in pools), float(np.mean([p.idle_w for p in pools]))

@@ -1,0 +1,29 @@
+"""Settings of time shifting: which signal, which policy, how often it re-plans."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SHIFT_POLICIES = ("horizon", "lwa", "threshold", "run-now")
+
+
+class ShiftSettings(BaseModel):
+    """A scenario's (or a site's) `shifting:` section: queued deferrable work is held and
+    released by a policy that reads the signal's forecast as known at the time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    signal: str = Field(min_length=1, description="recorded source: gb-carbon-week or ercot-price-week")
+    policy: str = Field("horizon", pattern="^(horizon|lwa|threshold|run-now)$",
+                        description="horizon (the LP, re-solved), lwa (Let's Wait Awhile, non-interrupting),"
+                        " threshold (hold while the signal now is above `threshold`), run-now (never hold)")
+    forecast: str = Field("issued", pattern="^(issued|actual)$",
+                          description="issued: the forecasts as issued; actual: the true series in their place"
+                          " (to measure what forecast error costs)")
+    corrected_tau_s: float | None = Field(
+        None, gt=0, description="add the last observed forecast error, fading over this time constant (carbon)")
+    replan_s: float = Field(900.0, gt=0, description="seconds between horizon solves")
+    horizon_s: float = Field(172800.0, gt=0, description="how far ahead the horizon planner looks")
+    slot_s: float = Field(900.0, gt=0, description="slot length of the horizon plan")
+    threshold: float | None = Field(
+        None, description="threshold policy: hold above this value (None: the median of the first 48-h forecast)")
