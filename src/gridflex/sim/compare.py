@@ -107,6 +107,8 @@ def compare(
         if unknown or not names:
             raise InputError(f"--planners: unknown {unknown or 'none given'}; choose from: {', '.join(PLANNERS)}")
         loaded = load_scenario(scenario)
+        if loaded.scenario.shifting is not None:  # time shifting: its policies and bound instead
+            return _compare_shifting(loaded, json_path)
         with progress(f"{loaded.scenario.name} · {len(names)} planners × {seeds} seed(s)") as tick:
             comparison, runs = compare_runs(loaded, names, seeds, tick)
     except InputError as e:
@@ -119,3 +121,19 @@ def compare(
         write(json_path, json.dumps(comparison, indent=2))
     if report:
         write(report, compare_report(comparison, runs))
+
+
+def _compare_shifting(loaded, json_path: Path | None) -> None:
+    from rich.table import Table
+
+    from gridflex.sim.shift_compare import COLUMNS as SHIFT_COLUMNS
+    from gridflex.sim.shift_compare import shift_comparison
+
+    with progress(f"{loaded.scenario.name} · time-shifting policies") as tick:
+        comparison = shift_comparison(loaded, 0, tick)
+    table = Table(*SHIFT_COLUMNS, title=f"{comparison['scenario']} · {comparison['unit']} · seed 0")
+    for row in comparison["policies"]:
+        table.add_row(*(fmt(row[c]) for c in SHIFT_COLUMNS))
+    out.print(table)
+    if json_path:
+        write(json_path, json.dumps(comparison, indent=2))
