@@ -4,10 +4,11 @@ Each tick the controller asks `Shifter.held(...)` for the queued jobs to hold be
 deferral holds for grid events (`control/deferral.py`); the twin keeps them queued, Slurm gets
 `scontrol hold`. The policy reads the signal's forecast as known at that time, never the future:
 
-- `horizon`: every `replan_s` (and when a new job queues) the horizon LP (`plan/horizon.py`) is
-  solved over the next `horizon_s` in `slot_s` slots with the forecast known now, the GPU pool,
-  the running jobs (a fixed load until their work is done), the grid events' ceilings and every
-  queued job's deadline; a queued job the plan does not run in its first slot waits.
+- `horizon`: every `replan_s` (and when a new job queues) an LP (`plan/start_times.py`, the
+  horizon planner for whole jobs that run to the end once started) chooses each queued job's
+  start over the next `horizon_s` in `slot_s` slots, with the forecast known now, the GPUs the
+  running jobs leave free (each runs until its work is done), the grid events' ceilings and
+  every queued job's latest start; a job the plan does not start in the first slot waits.
 - `lwa`: Let's Wait Awhile, non-interrupting: on arrival a job is given the start, before its
   latest start, whose window has the lowest forecast mean, and waits until then.
 - `threshold`: queued jobs wait while the signal now (its nowcast) is above a threshold.
@@ -29,18 +30,10 @@ import numpy as np
 from gridflex.model.curves import DEFAULT_IDLE_W, CurveLibrary
 from gridflex.model.shifting import ShiftSettings
 from gridflex.model.site import Job, Site
-from gridflex.plan.horizon import (
-    HorizonInput,
-    JobDemand,
-    Weights,
-    classify,
-    dispatch,
-    slot_ceilings_w,
-    slot_means,
-    solve,
-)
+from gridflex.plan.horizon import slot_ceilings_w, slot_means
+from gridflex.plan.start_times import StartInput, solve_starts
 from gridflex.plan.targets import TargetTimeline
-from gridflex.signals.forecast import CorrectedForecast
+from gridflex.signals.forecast import BlendedForecast, CorrectedForecast, persistence_forecast
 from gridflex.signals.prices import StepSignal
 from gridflex.signals.recorded import Recorded, builtin
 
@@ -62,12 +55,19 @@ def latest_finish_s(job: Job) -> float:
 
 def signal_known(settings: ShiftSettings, recorded: Recorded) -> Callable[[float], StepSignal]:
     """The signal as a policy may know it at time t: the forecast issued by t (corrected by its
-    last observed error if `corrected_tau_s`), or the actuals when `forecast` is 'actual'."""
+    last observed error if `corrected_tau_s`; blended with same-time-yesterday persistence of the
+    actuals observed by t if `persistence_weight`), or the actuals when `forecast` is 'actual'."""
     if settings.forecast == "actual":
         return lambda t_s: recorded.actual
+    forecast = recorded.forecast
     if settings.corrected_tau_s is not None:
-        return CorrectedForecast(recorded.forecast, recorded.actual, settings.corrected_tau_s).forecast_at
-    return recorded.forecast.forecast_at
+        forecast = CorrectedForecast(forecast, recorded.actual, settings.corrected_tau_s)
+    if settings.persistence_weight > 0:
+        actual, step_s = recorded.actual, float(np.median(np.diff(recorded.actual.times_s)))
+        issues = np.arange(actual.times_s[0] + step_s, actual.times_s[-1], step_s)
+        yesterday = persistence_forecast(actual, issues, settings.horizon_s, step_s, "yesterday", report_delay_s=step_s)
+        forecast = BlendedForecast(forecast, yesterday, 1 - settings.persistence_weight)
+    return forecast.forecast_at
 
 
 class Shifter:
@@ -78,12 +78,11 @@ class Shifter:
         self.settings, self.site, self.curves, self.stagger_s = settings, site, curves, stagger_s
         self.recorded = recorded or builtin(settings.signal)
         self.known = signal_known(settings, self.recorded)
-        self.weights = Weights(1.0, 0.0) if self.recorded.unit == "gCO2/kWh" else Weights(0.0, 1.0)
         self.wait: set[str] = set()  # what the policy wants held now
         self.held: list[str] = []  # held now, oldest first
         self.start_at_s: dict[str, float] = {}  # lwa: when each job may start
         self.first_running_s: dict[str, float] = {}
-        self.solves, self.solve_s = 0, 0.0
+        self.solves = 0
         self._planned_s = -np.inf
         self._planned_ids: frozenset[str] = frozenset()
         self._last_release_s = -np.inf
@@ -130,39 +129,33 @@ class Shifter:
     # --- policies ----------------------------------------------------------------------------
     def _horizon(self, t_s: float, running: Sequence[Job], queued: Sequence[Job], flexible: dict[str, Job],
                  timeline: TargetTimeline) -> set[str]:
-        s = self.settings
-        n = int(round(s.horizon_s / s.slot_s))
-        horizon_end_s = t_s + n * s.slot_s
-        demands = []
-        for j in running:
-            left_s = self._remaining_s(j, t_s, horizon_end_s)
-            if left_s > 0:
-                demands.append(JobDemand(j.id, self.curves[j.workload], j.gpus, 0, j.gpus * left_s / 3600, t_s, None,
-                                         running=True))
-        for j in queued:
-            if j.id in flexible:
-                due = min(self.latest_start_s(j) + j.duration_s, horizon_end_s)
-                demands.append(JobDemand(j.id, self.curves[j.workload], j.gpus, j.flex_tier,
-                                         j.gpus * min(j.duration_s, max(due - t_s, 0.0)) / 3600, t_s, due))
-            elif j.flex_tier == 0:  # waits only for room in the pool: a fixed load from now
-                left_s = min(j.duration_s or s.horizon_s, s.horizon_s)
-                demands.append(JobDemand(j.id, self.curves[j.workload], j.gpus, 0, j.gpus * left_s / 3600, t_s, None))
+        """Solve when each deferrable queued job starts (`plan.start_times`); those not starting now wait."""
         if not flexible:
             return set()
-        signal = slot_means(self.known(t_s), t_s, s.slot_s, n)
-        zero = np.zeros(n)
-        carbon, price = (signal, zero) if self.weights.kg_co2 else (zero, signal)
-        pool_gpus, idle_w = self._pool(demands)
-        classes, member = classify(demands, t_s, s.slot_s)
-        plan = solve(HorizonInput(
-            t_s, s.slot_s, classes, pool_gpus, carbon, price, ceiling_w=slot_ceilings_w(timeline, t_s, s.slot_s, n),
-            pue=self.site.pue, overhead_w=self.site.overhead_w, idle_w=idle_w, weights=self.weights,
-            power_shaping=False,
+        s, site = self.settings, self.site
+        n = int(round(s.horizon_s / s.slot_s))
+        pool_gpus, idle_w = self._pool()
+        busy = np.zeros(n)  # GPUs of other work per slot
+        busy_w = np.zeros(n)  # its power above idle
+        horizon_end_s = t_s + n * s.slot_s
+        others = [(j, self._remaining_s(j, t_s, horizon_end_s)) for j in running]
+        others += [(j, min(j.duration_s or s.horizon_s, s.horizon_s)) for j in queued if j.id not in flexible]
+        for j, left_s in others:
+            k = int(np.ceil(left_s / s.slot_s - 1e-9))
+            busy[:k] += j.gpus
+            busy_w[:k] += j.gpus * (self.curves[j.workload].full_power_w - idle_w)
+        jobs = list(flexible.values())
+        full_w = np.array([self.curves[j.workload].full_power_w for j in jobs])
+        gpus = np.array([j.gpus for j in jobs])
+        base_w = site.pue * ((idle_w * pool_gpus if np.isfinite(pool_gpus) else 0.0) + busy_w) + site.overhead_w
+        shares = solve_starts(StartInput(
+            slot_means(self.known(t_s), t_s, s.slot_s, n), gpus, site.pue * gpus * (full_w - idle_w),
+            np.array([max(int(np.ceil(j.duration_s / s.slot_s - 1e-9)), 1) for j in jobs]),
+            np.array([int(np.floor((self.latest_start_s(j) - t_s) / s.slot_s)) for j in jobs]),
+            pool_gpus - busy, slot_ceilings_w(timeline, t_s, s.slot_s, n) - base_w,
         ))
         self.solves += 1
-        self.solve_s += plan.solve_s
-        gpus_now, _ = dispatch(plan, 0, demands, member)
-        return {d.id for d, g in zip(demands, gpus_now) if d.id in flexible and g < 0.5 * d.gpus}
+        return {j.id for j, share in zip(jobs, shares[:, 0]) if share < 0.5}
 
     def _lwa_start_s(self, t_s: float, job: Job) -> float:
         """The start before the job's latest start with the lowest forecast mean over its run."""
@@ -186,9 +179,9 @@ class Shifter:
             return max(min(job.end.timestamp(), until_s) - t_s, 0.0)
         return until_s - t_s
 
-    def _pool(self, demands: Sequence[JobDemand]) -> tuple[int, float]:
-        """GPUs the plan may use and the idle power of one not in use."""
+    def _pool(self) -> tuple[float, float]:
+        """GPUs the plan may use (inf: a site without pools) and the idle power of one not in use."""
         pools = self.site.gpu_pools.values()
         if not pools:
-            return sum(d.gpus for d in demands), DEFAULT_IDLE_W
-        return sum(p.gpus for p in pools), float(np.mean([p.idle_w for p in pools]))
+            return np.inf, DEFAULT_IDLE_W
+        return float(sum(p.gpus for p in pools)), float(np.mean([p.idle_w for p in pools]))

@@ -22,6 +22,9 @@ class ShiftSettings(BaseModel):
                           " (to measure what forecast error costs)")
     corrected_tau_s: float | None = Field(
         None, gt=0, description="add the last observed forecast error, fading over this time constant (carbon)")
+    persistence_weight: float = Field(
+        0.0, ge=0, le=1, description="blend this share of same-time-yesterday persistence (from the actuals observed"
+        " by then) into the forecast: a forecast combination")
     replan_s: float = Field(900.0, gt=0, description="seconds between horizon solves")
     horizon_s: float = Field(172800.0, gt=0, description="how far ahead the horizon planner looks")
     slot_s: float = Field(900.0, gt=0, description="slot length of the horizon plan")

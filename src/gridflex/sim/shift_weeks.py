@@ -46,12 +46,12 @@ WEEKS = {
               " 48-h forecasts the NESO API actually issued",
         start="2023-03-14T13:00:00Z", end="2023-03-21T13:00:00Z",
         event_start="2023-03-16T17:00:00Z", event_end="2023-03-16T19:00:00Z",
-        shifting="{signal: gb-carbon-week, corrected_tau_s: 10800}"),
+        shifting="{signal: gb-carbon-week, corrected_tau_s: 10800, persistence_weight: 0.5}"),
     "price-week-ercot": dict(
         title="a week of real ERCOT HB_SOUTH prices (2024-08-16 to 08-23)\n  with the real-time spike to"
               " $4,858/MWh on 08-20 evening, the day-ahead price as the forecast",
         start="2024-08-16T05:00:00Z", end="2024-08-23T05:00:00Z",
-        event_start="2024-08-21T00:00:00Z", event_end="2024-08-21T02:00:00Z",
+        event_start="2024-08-22T00:00:00Z", event_end="2024-08-22T02:00:00Z",
         shifting="{signal: ercot-price-week}"),
 }
 
