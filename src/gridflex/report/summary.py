@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from gridflex.model.fleet import JobFleet
-from gridflex.report.shifting import shift_metrics
 from gridflex.report.metrics import overall_compliance, score_event, weighted_performance
 from gridflex.report.miners import hybrid_summary
+from gridflex.report.shifting import shift_metrics
 from gridflex.sim.run import RunResult
 
 #: Per-job records kept in a summary unless all are asked for.

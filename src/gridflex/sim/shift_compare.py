@@ -19,8 +19,8 @@ import numpy as np
 
 from gridflex.model.site import Job
 from gridflex.plan.horizon import Weights
-from gridflex.plan.start_times import StartInput, occupancy, solve_starts
 from gridflex.plan.shift_baselines import ShiftProblem, perfect_foresight, run_now
+from gridflex.plan.start_times import StartInput, occupancy, solve_starts
 from gridflex.report.shifting import signal_total
 from gridflex.signals.recorded import builtin
 
