@@ -1,5 +1,5 @@
 """What time shifting did in a run: emissions or energy cost by the true signal, deadlines,
-delays, and that Flex 0 was never held."""
+delays, and that Flex 0 was never held nor slowed."""
 
 from __future__ import annotations
 
@@ -40,4 +40,5 @@ def shift_metrics(result) -> dict:
         "deadlines_met": int(met.sum()),
         "mean_job_delay_s": round(float(delay_s.mean()), 1) if len(delay_s) else 0.0,
         "flex0_held_s": float(result.held_s[flex0].sum()),
+        "flex0_lowest_performance": round(float(np.nanmin(result.performance[flex0])), 6) if flex0.any() else None,
     }
