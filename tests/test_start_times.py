@@ -28,3 +28,10 @@ def test_the_pool_and_a_ceiling_push_the_second_job_out_of_the_cheap_window():
     released = StartInput(signal, np.array([8]), np.array([2400.0]), np.array([2]), np.array([4]),
                           np.full(6, 16.0), earliest_start=np.array([3]))
     assert solve_starts(released)[0, :3].sum() == 0
+
+
+def test_a_site_without_a_pool_limits_nothing():
+    signal = np.array([300, 100, 100, 300.0])
+    shares = solve_starts(StartInput(signal, np.array([8, 8]), np.array([2400.0, 2400.0]), np.array([2, 2]),
+                                     np.array([2, 2]), np.full(4, np.inf)))
+    assert np.allclose(shares[:, 1], 1.0)  # both in the clean window: no pool to share

@@ -61,29 +61,28 @@ def solve_starts(inp: StartInput) -> np.ndarray:
     occ = d[job]
     var = np.repeat(np.arange(nx), occ)
     slot = np.repeat(start, occ) + (np.arange(occ.sum()) - np.repeat(np.cumsum(occ) - occ, occ))
-    rows = [slot]
-    cols = [var]
-    vals = [inp.gpus[job][var]]
-    rhs = [np.asarray(inp.free_gpus, float)]
-    n_rows = K
-    capped = np.zeros(0, int)
+    rows, cols, vals, rhs = [], [], [], []
+    limits = [(np.asarray(inp.free_gpus, float), inp.gpus[job].astype(float))]
     if inp.headroom_w is not None:
-        capped = np.flatnonzero(np.isfinite(inp.headroom_w))
+        limits.append((np.asarray(inp.headroom_w, float), np.asarray(inp.extra_w, float)[job]))
+    n_rows, limited = 0, []
+    for limit, per_start in limits:  # rows only where the limit is finite (no pool: none)
+        kept = np.flatnonzero(np.isfinite(limit))
         row_of = np.full(K, -1)
-        row_of[capped] = K + np.arange(len(capped))
+        row_of[kept] = n_rows + np.arange(len(kept))
         on = row_of[slot] >= 0
-        rows.append(row_of[slot[on]]), cols.append(var[on]), vals.append(inp.extra_w[job][var[on]])
-        rhs.append(np.asarray(inp.headroom_w, float)[capped])
-        n_rows += len(capped)
+        rows.append(row_of[slot[on]]), cols.append(var[on]), vals.append(per_start[var[on]])
+        rhs.append(limit[kept])
+        limited.append((len(kept), float(np.max(per_start))))
+        n_rows += len(kept)
     # slacks: one per row, penalised
     n_var = nx + n_rows
     rows.append(np.arange(n_rows)), cols.append(nx + np.arange(n_rows)), vals.append(-np.ones(n_rows))
-    per_row = np.concatenate([np.full(K, scale / max(float(np.max(inp.gpus)), 1.0)),
-                              np.full(len(capped), scale / max(float(np.max(inp.extra_w)), 1.0))])
+    per_row = np.concatenate([np.full(n, scale / max(top, 1e-9)) for n, top in limited])
     c = np.concatenate([cost, SLACK_PENALTY * per_row])
     A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_var))
     A_eq = sp.csr_matrix((np.ones(nx), (job, np.arange(nx))), shape=(J, n_var))
-    res = linprog(c, A_ub=A, b_ub=np.concatenate(rhs), A_eq=A_eq, b_eq=np.ones(J), bounds=(0, None), method="highs")
+    res = linprog(c, A_ub=A if n_rows else None, b_ub=np.concatenate(rhs) if n_rows else None, A_eq=A_eq, b_eq=np.ones(J), bounds=(0, None), method="highs")
     if res.status != 0:
         raise GridflexError(f"start times: HiGHS did not solve the LP ({res.message})")
     out = np.zeros((J, K))

@@ -5,8 +5,8 @@ perfect-foresight bound: the horizon LP over the whole scenario with the true si
 job known in advance (shift only: jobs at full power, as the policies run them).
 
 Each policy's saving is against run-now on the twin; a bound's saving is against run-now in the
-LP's model (same jobs, pool, PUE and idle power; the services that run all the time add the
-same to both and cancel), so `share_of_bound_*` = twin saving / model saving. Two bounds: whole
+LP's model (same jobs, pool, PUE and idle power, each job at the twin's true full power for the
+seed; the services that run all the time add the same to both and cancel), so `share_of_bound_*` = twin saving / model saving. Two bounds: whole
 jobs (a job runs to its end once started, as every policy here runs them) and interruptible (a
 job may stop and resume in any slot, the looser bound)."""
 
@@ -37,6 +37,7 @@ COLUMNS = ("policy", "total", "saved", "share_of_bound_whole_jobs", "share_of_bo
 
 
 def shift_comparison(loaded, seed: int = 0, progress: Callable[[float], None] | None = None) -> dict:
+    from gridflex.assembly import simulated
     from gridflex.report.summary import summarize
     from gridflex.sim.run import run_scenario
 
@@ -54,7 +55,8 @@ def shift_comparison(loaded, seed: int = 0, progress: Callable[[float], None] | 
                      "mean_job_delay_h": round(sh["mean_job_delay_s"] / 3600, 2), "compliance": s["compliance"],
                      "sla_violations": s["sla_violations"], "weighted_performance": s["weighted_performance"],
                      "flex0_held_s": sh["flex0_held_s"]})
-    model = bound_totals(loaded)
+    twin = simulated(loaded, "optimal", seed).driver
+    model = bound_totals(loaded, {job.id: float(twin.true_power_w[i, -1]) for i, job in enumerate(twin.jobs)})
     base = rows[0]["total"]
     for label, key in (("perfect-foresight bound, whole jobs (LP)", "whole_jobs"),
                        ("perfect-foresight bound, interruptible (LP)", "interruptible")):
@@ -72,11 +74,13 @@ def shift_comparison(loaded, seed: int = 0, progress: Callable[[float], None] | 
             "model": {k: round(v, 3) for k, v in model.items()}, "policies": rows}
 
 
-def bound_totals(loaded, slot_s: float = 900.0) -> dict[str, float]:
+def bound_totals(loaded, true_full_w: dict[str, float] | None = None, slot_s: float = 900.0) -> dict[str, float]:
     """Totals of the scenario's queued jobs in the LP's model under run-now and the two
     perfect-foresight bounds: whole jobs (each runs to its end once started, as the twin and
     Slurm run them: `plan.start_times` over the whole scenario) and interruptible (the class LP
-    of `plan.horizon`: a job may stop and go on in any slots of its window)."""
+    of `plan.horizon`: a job may stop and go on in any slots of its window). `true_full_w`: job
+    id -> the plant's true per-GPU power at full speed (the twin's, which departs from the
+    measured curve by its seed), so that the bound is of the same plant as the runs."""
     sc = loaded.scenario
     t0, n = sc.start.timestamp(), int(sc.duration_s // slot_s)
     jobs: list[Job] = [j for j in sc.jobs if j.queued]
@@ -84,6 +88,9 @@ def bound_totals(loaded, slot_s: float = 900.0) -> dict[str, float]:
     pool = sum(p.gpus for p in sc.site.gpu_pools.values()) - other
     idle_w = float(np.mean([p.idle_w for p in sc.site.gpu_pools.values()]))
     curves = [loaded.curves[j.workload] for j in jobs]
+    if true_full_w:
+        curves = [c.model_copy(update={"power_w": tuple(np.array(c.power_w) * true_full_w[j.id] / c.full_power_w)})
+                  for c, j in zip(curves, jobs)]
     release = np.array([int(np.ceil((j.submit.timestamp() - t0) / slot_s)) for j in jobs])
     duration = np.array([int(np.ceil(j.duration_s / slot_s)) for j in jobs])
     deadline = np.array([int((j.deadline.timestamp() - t0) // slot_s) if j.deadline else n for j in jobs])
