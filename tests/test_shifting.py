@@ -101,3 +101,30 @@ def test_the_built_in_weeks_hold_work_for_cleaner_hours_and_keep_deadlines_and_f
         totals[policy] = s["emissions_kg_co2"]
     assert result.held_s.max() > 3600  # some work waited at least an hour for a cleaner slot
     assert totals["horizon"] < totals["run-now"]
+
+
+def test_the_service_shifts_by_a_live_forecast_and_stops_shifting_when_it_goes_stale(tmp_path, monkeypatch):
+    import pytest
+
+    from gridflex.errors import InputError
+    from gridflex.service import runtime
+    from gridflex.signals.live import live_source
+    from tests.service_support import FakeClock, make_service, store_url
+    from tests.test_signals_live import at, replay
+
+    clock = FakeClock(at("2023-03-21T12:40:00+00:00"))
+    client = replay({"/intensity/": "carbonintensity_fw48h.json"})  # 98 g/kWh now, 87 at 14:30, 97 at 16:00
+    monkeypatch.setattr(runtime, "live_source", lambda spec, clk: live_source(spec, clk, client=client))
+    now = datetime.fromtimestamp(clock.t_s, timezone.utc)
+    waiting = Job(id="w", workload="pt_mpt_7b_fast", gpus=8, flex_tier=2, submit=now, duration_s=H,
+                  deadline=now + timedelta(hours=5))
+    with store_url("sqlite", tmp_path) as url:
+        with pytest.raises(InputError, match="shifting.live"):
+            make_service(url, clock, shifting={"signal": "gb-carbon-week"})
+        svc = make_service(url, clock, shifting={"live": {"kind": "gb-carbon", "max_age_s": 1800}})
+        shifter = svc.controller.shifting
+        assert shifter.decide(clock.t_s, [], [waiting], NO_EVENTS) == {"w"}  # waits for the cleaner 14:30
+        assert shifter.signal_error == ""
+        clock.t_s = at("2023-03-21T15:30:00+00:00")  # the API still answers the 12:30 forecast: stale
+        assert shifter.decide(clock.t_s, [], [waiting], NO_EVENTS) == frozenset()
+        assert "old" in shifter.signal_error

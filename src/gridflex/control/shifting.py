@@ -23,10 +23,12 @@ its work from its submission. Jobs the policy lets go are released oldest first,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from gridflex.errors import GridflexError, InputError
 from gridflex.model.curves import DEFAULT_IDLE_W, CurveLibrary
 from gridflex.model.shifting import ShiftSettings
 from gridflex.model.site import Job, Site
@@ -34,8 +36,10 @@ from gridflex.plan.horizon import slot_ceilings_w, slot_means
 from gridflex.plan.start_times import StartInput, solve_starts
 from gridflex.plan.targets import TargetTimeline
 from gridflex.signals.forecast import BlendedForecast, CorrectedForecast, persistence_forecast
-from gridflex.signals.prices import StepSignal
+from gridflex.signals.prices import Signal, StepSignal
 from gridflex.signals.recorded import Recorded, builtin
+
+log = logging.getLogger(__name__)
 
 #: Share of a job's work kept in hand before its deadline (slowing during a grid event, the
 #: twin's checkpoint stalls), besides one slot.
@@ -74,10 +78,14 @@ class Shifter:
     """Holds and releases queued deferrable work by a time-shifting policy (module docstring)."""
 
     def __init__(self, settings: ShiftSettings, site: Site, curves: CurveLibrary, stagger_s: float,
-                 recorded: Recorded | None = None):
+                 recorded: Recorded | None = None, known: Callable[[float], Signal] | None = None):
+        """The signal: `known` (what is known at t; the live service passes its live source), else
+        `recorded` (default: the built-in source `settings.signal`) as `signal_known` reads it."""
         self.settings, self.site, self.curves, self.stagger_s = settings, site, curves, stagger_s
-        self.recorded = recorded or builtin(settings.signal)
-        self.known = signal_known(settings, self.recorded)
+        if known is None and recorded is None and settings.signal is None:
+            raise InputError("shifting.signal: a simulation needs a recorded source (gb-carbon-week, ercot-price-week)")
+        self.known = known or signal_known(settings, recorded or builtin(settings.signal))
+        self.signal_error = ""  # why the signal could not be read at the last decision ("" if it could)
         self.wait: set[str] = set()  # what the policy wants held now
         self.held: list[str] = []  # held now, oldest first
         self.start_at_s: dict[str, float] = {}  # lwa: when each job may start
@@ -94,6 +102,27 @@ class Shifter:
         for j in running:
             self.first_running_s.setdefault(j.id, t_s)
         flexible = {j.id: j for j in queued if j.flex_tier > 0 and np.isfinite(latest_finish_s(j))}
+        try:
+            self._decide_wait(t_s, running, queued, flexible, timeline)
+            self.signal_error = ""
+        except GridflexError as e:  # no signal (stale, unreachable): no shifting until it is back
+            if not self.signal_error:
+                log.warning("time shifting paused, the signal cannot be read: %s", e)
+            self.signal_error, self.wait = str(e), set()
+        must_go = {i for i, j in flexible.items() if t_s >= self.latest_start_s(j)}
+        keep = (self.wait & set(flexible)) - must_go
+        was = [i for i in self.held if i in flexible and i not in must_go]
+        going = [i for i in was if i not in keep]
+        if going and t_s - self._last_release_s >= self.stagger_s:
+            going.pop(0)  # the oldest goes now, the others one per stagger
+            self._last_release_s = t_s
+        self.held = [i for i in was if i in keep or i in going]
+        self.held += [i for i in flexible if i in keep and i not in self.held]
+        return frozenset(self.held)
+
+    def _decide_wait(self, t_s: float, running: Sequence[Job], queued: Sequence[Job], flexible: dict[str, Job],
+                     timeline: TargetTimeline) -> None:
+        """Update `wait`, the jobs the policy would hold now."""
         policy = self.settings.policy
         if policy == "horizon":
             if t_s - self._planned_s >= self.settings.replan_s or not set(flexible) <= self._planned_ids:
@@ -110,16 +139,6 @@ class Shifter:
             self.wait = set(flexible) if float(self.known(t_s).at(t_s)) > self._limit else set()
         else:
             self.wait = set()
-        must_go = {i for i, j in flexible.items() if t_s >= self.latest_start_s(j)}
-        keep = (self.wait & set(flexible)) - must_go
-        was = [i for i in self.held if i in flexible and i not in must_go]
-        going = [i for i in was if i not in keep]
-        if going and t_s - self._last_release_s >= self.stagger_s:
-            going.pop(0)  # the oldest goes now, the others one per stagger
-            self._last_release_s = t_s
-        self.held = [i for i in was if i in keep or i in going]
-        self.held += [i for i in flexible if i in keep and i not in self.held]
-        return frozenset(self.held)
 
     def latest_start_s(self, job: Job) -> float:
         """The last moment a queued job may start and still finish by its deadline, with a margin."""
