@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from gridflex.control.controller import Controller, Decision, Journal, WindowRule
+from gridflex.control.shifting import Shifter
 from gridflex.drivers.base import Driver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.model.site import Job
@@ -86,6 +87,8 @@ def simulated(loaded: LoadedScenario, planner: str = "optimal", seed: int = 0, j
         miners=hybrid.side if hybrid else None,
     )
     controller.add_events(sc.events, start_s)
+    if sc.shifting is not None:
+        controller.shifting = Shifter(sc.shifting, sc.site, loaded.curves, sc.control.release_stagger_s)
     return Site(controller, twin, hybrid, (twin, hybrid.twin) if hybrid else (twin,))
 
 

@@ -150,6 +150,11 @@ def print_summary(summary: dict) -> None:
             if not isinstance(value, dict):
                 hy.add_row(key, fmt(value))
         out.print(hy)
+    if "shifting" in summary:
+        sh = Table("time shifting", "value", title="shifting")
+        for key, value in summary["shifting"].items():
+            sh.add_row(key, fmt(value) if not isinstance(value, str) else value)
+        out.print(sh)
     for w in summary["warnings"]:
         out.print(f"[yellow]warning:[/] {w}")
 

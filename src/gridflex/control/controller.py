@@ -24,6 +24,7 @@ from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 
 if TYPE_CHECKING:
     from gridflex.control.miner_side import MinerSide
+    from gridflex.control.shifting import Shifter
 
 #: Time constant [s] of the controller's estimate of how far the plant departs from the model.
 MODEL_RATIO_TAU_S = 30.0
@@ -92,6 +93,7 @@ class Controller:
         self.driver, self.planner, self.journal = driver, planner, journal
         self.miners = miners  # a miner fleet behind the same meter, dispatched with the jobs
         self.meter = meter
+        self.shifting: Shifter | None = None  # time shifting of queued deferrable work (control/shifting.py)
         self.window_for = window_for
         self.jobs: tuple[Job, ...] = ()
         self.fleet = JobFleet.build([], curves)
@@ -298,7 +300,10 @@ class Controller:
         else:
             floors = np.ones(len(self.fleet))
         soon = [e.end_s for e in timeline.events if e.start_s - self.settings.defer_lookahead_s <= t_s <= e.end_s]
-        held = self.deferral.decide(t_s, dt_s, self.driver.queue(), max(soon) if soon else None)
+        queued = self.driver.queue()
+        held = self.deferral.decide(t_s, dt_s, queued, max(soon) if soon else None)
+        if self.shifting is not None:
+            held = held | self.shifting.decide(t_s, self.jobs, queued, timeline)
         miner_in = None
         if self.miners:
             miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel)

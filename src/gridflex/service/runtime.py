@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gridflex.control.controller import Controller, Decision, WindowRule
+from gridflex.control.shifting import Shifter
 from gridflex.drivers.base import Telemetry
 from gridflex.drivers.dry_run import DryRunDriver
 from gridflex.drivers.meter import make_meter
@@ -23,6 +24,7 @@ from gridflex.service.config import ServiceConfig
 from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
 from gridflex.service.plant import SiteSpec, build_driver, build_miners
+from gridflex.signals.live import live_source
 from gridflex.store.db import JobState, Store
 from gridflex.store.models import DecisionRow, TelemetryRow
 
@@ -105,6 +107,8 @@ class LiveService:
             rolling_windows(self.epoch_s, config.budget_window_s), self._last_tick_s, self.journal, self.miners,
             meter=(lambda: self.meter.read()[0]) if self.meter else None,
         )
+        if config.shifting is not None:
+            c.shifting = _live_shifter(config, spec, self.control.release_stagger_s, clock)
         c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
         c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
         for rec in store.events(status="active"):
@@ -427,3 +431,12 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+
+
+def _live_shifter(config: ServiceConfig, spec: SiteSpec, stagger_s: float, clock: Callable[[], float]) -> Shifter:
+    """Time shifting on the live forecast the config names (it is fetched at the first decision)."""
+    if config.shifting.live is None:
+        raise InputError("shifting.live: the service reads its signal from a live source (kind: gb-carbon, watttime,"
+                         " electricity-maps or ercot); `signal` names recorded weeks, for simulation")
+    source = live_source(config.shifting.live, clock)
+    return Shifter(config.shifting, spec.site, spec.curves, stagger_s, known=lambda t_s: source)

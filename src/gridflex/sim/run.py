@@ -106,8 +106,10 @@ def job_performance(twin: TwinDriver) -> np.ndarray:
     """Each job's performance, normal = 1 (NaN: a job that never started). A fixed-window job: its
     mean throughput over the time it ran. A queued job: its work over the time it took, counting
     the time gridflex held it in the queue (a job slowed to half speed, or held as long as it then
-    ran, scores 0.5); a job still running at the end is scored as if it went on at full speed."""
-    lost_s = twin.run_s - twin.throughput_s + twin.held_s
+    ran, scores 0.5) unless it has a deadline (waiting before it is its contract, kept or not as
+    `report.shifting` scores); a job still running at the end is scored as if it went on at full speed."""
+    no_deadline = np.array([j.deadline is None for j in twin.jobs], dtype=bool)
+    lost_s = twin.run_s - twin.throughput_s + twin.held_s * no_deadline
     queued = np.isfinite(twin.work_s)
     work_s = np.where(queued, twin.work_s, 1.0)
     performance = np.where(queued, work_s / (work_s + lost_s), twin.throughput_s / np.maximum(twin.run_s, 1e-9))
