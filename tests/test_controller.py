@@ -46,3 +46,14 @@ def test_events_added_or_cancelled_from_another_thread_leave_a_tick_its_own_list
         seen.append(event_id)
     assert seen == [first.id] and list(snapshot) == [first.id]
     assert list(ctl.events()) == ["again"]
+
+
+def test_a_tick_with_no_job_running_plans_nothing_and_does_not_fail(small):
+    """A site between jobs (none started yet) still ticks, through an event: nothing to plan."""
+    sc = small.scenario
+    later = tuple(j.model_copy(update={"start": sc.end - timedelta(minutes=1)}) for j in sc.jobs)
+    site = simulated(small.__class__(sc.model_copy(update={"jobs": later}), small.curves))
+    t_s = sc.events[0].start.timestamp() + 60
+    site.driver.advance_to(t_s)
+    decision = site.controller.step(t_s)
+    assert decision.job_ids == () and len(decision.plan.cap_w) == 0

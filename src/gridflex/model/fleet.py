@@ -173,6 +173,8 @@ class RowInterp:
         self.flat_fp = np.asarray(fp, float).ravel()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if not len(self.lo):  # no rows (a site with no job running): np.interp refuses empty tables
+            return np.zeros(0)
         x = np.minimum(np.maximum(x, self.lo), self.hi)
         return np.interp(x + self.shift, self.flat_xp, self.flat_fp)
 
