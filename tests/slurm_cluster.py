@@ -240,6 +240,7 @@ class SlurmSitePower:
         self.driver = SlurmDriver(site, builtin_curves(), SlurmSettings(rules=rules))
         self.other_w, self.period_s = other_w, period_s
         self.power_w: float | None = None
+        self.history: list[tuple[float, float]] = []  # (epoch s, W) of every reading
         self.error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="slurm-site-power", daemon=True)
@@ -253,6 +254,7 @@ class SlurmSitePower:
             try:
                 self.driver.discover()
                 self.power_w = self.driver.read().site_power_w + self.other_w
+                self.history.append((time.time(), self.power_w))
             except DriverError as e:  # e.g. slurmctld busy: the last value stays, as on a real meter
                 self.error = str(e)
             if self._stop.wait(self.period_s):
