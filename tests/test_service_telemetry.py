@@ -79,3 +79,26 @@ def test_a_site_meter_s_unmetered_load_counts_in_what_an_event_may_ask(tmp_path)
             svc.check_event(GridEvent(id="low", start=start, end=end, target=Target(power_w=40_000.0)), clock.t_s)
     finally:
         meter.close()
+
+
+def test_a_store_of_the_first_release_keeps_its_telemetry_through_the_migration(tmp_path):
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from gridflex.store import Store
+
+    store = Store(f"sqlite:///{tmp_path}/old.db")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("gridflex.store").joinpath("migrations")))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("INSERT INTO telemetry (t_s, site_power_w, it_power_w, estimated, job_power_w)"
+                          " VALUES (1.0, 90000.0, 89000.0, 1, '[400.0]')"))
+    store.migrate()
+    (row,) = store.telemetry(0.0, 10)
+    assert (row.site_power_w, row.miners_power_w, row.meter_power_w, row.source) == (90000.0, None, None, None)
+    store.close()
