@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -44,45 +45,80 @@ from tests.slurm_cluster import require_slurm, slurm_cluster  # noqa: F401  (ses
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    """Slurm tests may not be skipped under CI; what each test printed (pytest's captured stdout and
+    stderr; its log records are grepped by `_token_never_logged`) must be free of the API token."""
     outcome = yield
     report = outcome.get_result()
     if report.skipped and item.get_closest_marker("slurm") and require_slurm():
         report.outcome = "failed"
         report.longrepr = f"slurm test skipped under CI (not allowed): {report.longrepr}"
+    elif report.passed and _token() in "".join(t for name, t in report.sections
+                                                if name.endswith(f" {call.when}") and "Captured log" not in name):
+        report.outcome = "failed"
+        report.longrepr = f"the API token appears in the captured output of {item.nodeid} ({call.when})"
 
 
-# --- the API token never reaches a log: every service test's records and its served logs are grepped ---
-SERVICE_TEST_MODULES = ("test_service", "test_openadr", "test_dashboard", "test_restore")
+# --- the API token never reaches a log, in the whole suite: every test's log records (at DEBUG) and
+# captured output, every log file a test wrote, and at the end every log file under the session's
+# temporary directory (services, Slurm daemons, jobs) are grepped for it ---
+LOG_FILES = ("*.log", "*.out", "*.err")
 
 
-class _Keep(logging.Handler):
-    def __init__(self):
+def _token() -> str:
+    from tests.service_support import TOKEN
+
+    return TOKEN
+
+
+class _Grep(logging.Handler):
+    """Keeps the log records that contain `needle` (message, arguments and traceback)."""
+
+    def __init__(self, needle: str):
         super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
+        self.needle, self.leaks = needle, []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith(("httpx", "httpcore")):  # the tests' own HTTP client, not the service
-            self.lines.append(self.format(record))
+        if record.name.startswith(("httpx", "httpcore")):  # the tests' own HTTP client, not the service
+            return
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        if self.needle in text:
+            self.leaks.append(f"{record.name}: {text}")
+
+
+def _leaking_files(root: Path, needle: str) -> list[str]:
+    files = {p for pattern in LOG_FILES for p in root.rglob(pattern)} | set(root.rglob("log/*"))
+    return sorted(str(p) for p in files if p.is_file() and needle in p.read_text(errors="replace"))
 
 
 @pytest.fixture(autouse=True)
 def _token_never_logged(request):
-    """In the service tests: every log record (at DEBUG) and every *.log the test wrote is free of the token."""
-    if not request.module.__name__.rsplit(".", 1)[-1].startswith(SERVICE_TEST_MODULES):
-        yield
-        return
-    from tests.service_support import TOKEN
-
-    root, keep = logging.getLogger(), _Keep()
+    """Every log record (at DEBUG) and every log file the test wrote is free of the token."""
+    root, grep = logging.getLogger(), _Grep(_token())
     level = root.level
-    root.addHandler(keep)
+    root.addHandler(grep)
     root.setLevel(logging.DEBUG)
     try:
         yield
     finally:
-        root.removeHandler(keep)
+        root.removeHandler(grep)
         root.setLevel(level)
     tmp = request.node.funcargs.get("tmp_path")
-    files = {str(p): p.read_text(errors="replace") for p in tmp.rglob("*.log")} if tmp else {}
-    leaks = [line for line in keep.lines if TOKEN in line] + [name for name, text in files.items() if TOKEN in text]
-    assert not leaks, f"the API token appears in the logs: {leaks[:3]}"
+    leaks = grep.leaks + (_leaking_files(tmp, grep.needle) if tmp else [])
+    if leaks:
+        pytest.fail(f"the API token appears in the logs: {_redacted(leaks[:3])}", pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _token_never_in_the_session_logs(tmp_path_factory):
+    """At the end of the session: no log file under its temporary directory holds the token."""
+    yield
+    leaks = _leaking_files(tmp_path_factory.getbasetemp(), _token())
+    if leaks:
+        pytest.fail(f"the API token appears in these log files: {leaks[:5]}", pytrace=False)
+
+
+def _redacted(lines: list[str]) -> list[str]:
+    """The leaking lines with the token blanked (a failure report must not spread it further)."""
+    return [line.replace(_token(), "<the token>") for line in lines]

@@ -225,6 +225,49 @@ PartitionName=flex Nodes=ALL MaxTime=INFINITE State=UP
 """
 
 
+class SlurmSitePower:
+    """What a site meter on a Slurm cluster would read: the power the jobs' curves give for the
+    state Slurm shows them in now (running or suspended; a driver of its own that only reads),
+    plus `other_w` that no job draws. A thread refreshes it every `period_s`; call it for the
+    latest value (e.g. as `LiveMeter`'s register)."""
+
+    def __init__(self, site, rules, other_w: float, period_s: float = 0.25):
+        import threading
+
+        from gridflex.drivers.slurm import SlurmDriver, SlurmSettings
+        from gridflex.sim.curve_csv import builtin_curves
+
+        self.driver = SlurmDriver(site, builtin_curves(), SlurmSettings(rules=rules))
+        self.other_w, self.period_s = other_w, period_s
+        self.power_w: float | None = None
+        self.history: list[tuple[float, float]] = []  # (epoch s, W) of every reading
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slurm-site-power", daemon=True)
+        self._thread.start()
+        wait_for(lambda: self.power_w is not None, 30, f"no reading of the Slurm jobs' power ({self.error})")
+
+    def _run(self) -> None:
+        from gridflex.errors import DriverError
+
+        while True:
+            try:
+                self.driver.discover()
+                self.power_w = self.driver.read().site_power_w + self.other_w
+                self.history.append((time.time(), self.power_w))
+            except DriverError as e:  # e.g. slurmctld busy: the last value stays, as on a real meter
+                self.error = str(e)
+            if self._stop.wait(self.period_s):
+                return
+
+    def __call__(self) -> float:
+        return self.power_w
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))

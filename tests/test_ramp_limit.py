@@ -21,8 +21,8 @@ twin: {{curve_spread: 0.5, fluctuation: 0.5, checkpoints: false}}
 """
 
 
-def _minute_rise(ramp: str) -> tuple[float, np.ndarray]:
-    result = run_scenario(parse_scenario(SCENARIO.format(ramp=ramp), "ramp", None))
+def _minute_rise(ramp: str, scenario: str = SCENARIO) -> tuple[float, np.ndarray]:
+    result = run_scenario(parse_scenario(scenario.format(ramp=ramp), "ramp", None))
     ev = result.timeline.events[0]
     t, p = result.step_times_s, result.site_power_w
     after = (t > ev.end_s - 60) & (t <= ev.end_s + 900)
@@ -39,3 +39,23 @@ def test_the_return_after_an_event_respects_the_ramp_limit():
     _, limited = _minute_rise(f", ramp_up_w_per_min: {limit:.0f}")
     assert limited.max() <= limit * 1.03  # 1-minute means (noise: ~1 %)
     assert limited.sum() > 0.25 * baseline_w  # and it does come back
+
+
+#: Twelve jobs that can only be paused whole (as Slurm suspends them), each a step of ~4 % of the site.
+WHOLE_JOBS = SCENARIO.replace(
+    SCENARIO[SCENARIO.index("  - {{id: train"):SCENARIO.index("  - {{id: serve")],
+    "".join(f"  - {{{{id: j{i}, workload: {w}, gpus: 2, flex_tier: {2 + i % 2}, actions: [pause]}}}}\n"
+            for i, w in enumerate(["pt_mpt_7b_fast", "ft_llama_8b_p3"] * 6)),
+)
+
+
+def test_jobs_that_only_pause_whole_come_back_within_the_ramp_limit():
+    """Jobs that can only be paused whole (Slurm suspends) step the site by a whole job: the ramp
+    ceiling keeps room for one such step above the measured power, so the site comes back at the
+    limit rather than staying at its least (the ceiling used to follow the power down)."""
+    baseline_w, free = _minute_rise("", WHOLE_JOBS)
+    limit = 0.10 * baseline_w
+    _, limited = _minute_rise(f", ramp_up_w_per_min: {limit:.0f}", WHOLE_JOBS)
+    assert free.max() > 2 * limit
+    assert limited.max() <= limit * 1.03
+    assert limited.sum() > 0.25 * baseline_w

@@ -83,6 +83,17 @@ def test_discovers_running_jobs_with_tiers_gpus_and_curves(cluster, tmp_path):
     assert gpus.gpu_indices() == {flex2: [0, 1]}  # the GPUs Slurm allocated, for NVML
 
 
+def test_jobs_keep_their_order_when_one_is_suspended(cluster, tmp_path):
+    """squeue lists jobs by state; the driver lists them by id, so a suspend does not reorder them."""
+    jobs = start_jobs(cluster, tmp_path, **{f"j{i}": dict(comment="gridflex:flex=2") for i in range(3)})
+    driver = make_driver(tmp_path)
+    ids = tuple(j.id for j in driver.discover())
+    assert sorted(ids, key=int) == [job_id for job_id, _ in jobs.values()] == list(ids)
+    driver.apply(JobActions(ids, np.full(3, 400.0), np.array([0.0, 1.0, 1.0])))
+    assert cluster.state(ids[0]) == "SUSPENDED"
+    assert tuple(j.id for j in driver.discover()) == ids
+
+
 def cut_halfway(svc, minutes: float = 5) -> None:
     """Tick the service, dispatch an event now that asks for the site halfway between its full and
     its least power, and tick again (the event acted on)."""

@@ -289,7 +289,7 @@ class Controller:
             # it ends), and never more than RAMP_SLACK_S of climbing above the measured power. The
             # controller tracks it closed loop, without margin (it is a rate, not a level).
             rate_w_per_s = ramp_w / 60.0
-            start_w = min(self._ramp_w, site_w + rate_w_per_s * RAMP_SLACK_S)
+            start_w = min(self._ramp_w, site_w + max(rate_w_per_s * RAMP_SLACK_S, self._largest_step_w()))
             self._ramp_w = start_w + rate_w_per_s * max(dt_s, self.settings.interval_s)
             it_ceiling_w = min(it_ceiling_w, (self.site.it_power_w(self._ramp_w) - other_w) / self.model_ratio)
             target_w = min(target_w, self._ramp_w)
@@ -347,6 +347,16 @@ class Controller:
         self._applied = None
 
     # --- internals ---------------------------------------------------------------------------
+    def _largest_step_w(self) -> float:
+        """Site watts of the largest single step up the plant can take: a whole paused job that
+        cannot resize (a suspended Slurm job), else one GPU. The ramp ceiling keeps this much room
+        above the measured power, or a job bigger than a few seconds of ramp would never fit under
+        it (and the ceiling, following the power down, would ratchet the site to its least)."""
+        f = self.fleet
+        gpus = np.where(f.may_resize, 1, f.gpus)
+        step_w = np.where(f.may_pause, gpus * (f.full_w - f.paused_w), 0.0)
+        return float(step_w.max(initial=0.0)) * self.site.pue * self.model_ratio
+
     def _update_model_ratio(self, tel: Telemetry) -> None:
         modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active).sum())
         measured = float(np.sum(tel.job_power_w))

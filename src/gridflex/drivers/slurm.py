@@ -191,7 +191,10 @@ class SlurmDriver:
         self._settle()
         ours = {k.split(":", 1)[1] for k in self.ledger.keys("stop:")}
         entries = [e for e in self.cli.queue() if self._in_scope(e)]
-        running = [e for e in entries if e.state in ("RUNNING", "SUSPENDED") or e.job_id in ours]
+        # in job id order: squeue sorts by state, so a suspend would reorder the jobs (and flip the
+        # planner's choice between equal jobs at every tick)
+        running = sorted((e for e in entries if e.state in ("RUNNING", "SUSPENDED") or e.job_id in ours),
+                         key=lambda e: [int(n) for n in re.findall(r"\d+", e.job_id)])
         self._learn_times(entries)
         before = {j.id for j in self.jobs}
         self.jobs = [self.job_of(e) for e in running]

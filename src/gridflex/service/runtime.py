@@ -99,7 +99,7 @@ class LiveService:
         self.miners, simulated_miners = build_miners(config, spec, now, dry_run)
         self._simulated = simulated + simulated_miners
         self.meter = make_meter(config.meter) if config.meter else None
-        self.journal = StoreJournal(store, self.metrics, self._accounts)
+        self.journal = StoreJournal(store, self.metrics, self._accounts, self._power_sources)
         last_s = store.last_decision_s()
         self._last_tick_s = now if last_s is None else min(last_s, now)
         c = self.controller = Controller(
@@ -119,6 +119,8 @@ class LiveService:
         if c.events():
             log.info("resumed %d active event(s): %s", len(c.events()), ", ".join(c.events()))
         self.status: Status | None = None
+        #: What the site meter reads beyond the drivers and miners at the last tick (W; 0 without a meter).
+        self.unmetered_w = 0.0
         self._jobs_view: list[dict] | None = None
         self._stop = threading.Event()
         self._pruned_s = 0.0
@@ -309,10 +311,11 @@ class LiveService:
 
     def _power_range_w(self) -> tuple[float, float]:
         """Site power with every job (and miner) at full power, and with every flexible job at its
-        least and every miner asleep."""
+        least and every miner asleep; with a site meter, both plus the load it sees that no driver
+        reads (`unmetered_w`)."""
         f, site = self.fleet, self.spec.site
-        full_w = float(site.site_power_w(float((f.gpus * f.full_w).sum())))
-        least_w = float(site.site_power_w(float((f.gpus * f.hull_w[:, 0]).sum())))
+        full_w = float(site.site_power_w(float((f.gpus * f.full_w).sum()))) + self.unmetered_w
+        least_w = float(site.site_power_w(float((f.gpus * f.hull_w[:, 0]).sum()))) + self.unmetered_w
         if self.miners is not None:
             full_w += float(self.miners.fleet.power_w.sum())
             least_w += float(self.miners.fleet.sleep_w.sum())
@@ -335,6 +338,18 @@ class LiveService:
         """What the journal stores with each decision: budget accounts and frozen baselines."""
         c = self.controller
         return list(self._job_states(c).values()), dict(c.baselines_w)
+
+    def _miners_w(self) -> float:
+        m = self.miners.last if self.miners is not None else None
+        return 0.0 if m is None else float(m.total_w)
+
+    def _power_sources(self) -> tuple[float | None, float | None, str]:
+        """This tick's miner power (None: no miners), meter reading (None: no meter), and what the
+        site power is read from."""
+        miners_w = self._miners_w() if self.miners is not None else None
+        if self.meter is None:
+            return miners_w, None, f"drivers ({self.driver.name})"
+        return miners_w, self.meter.last[0] if self.meter.last else None, self.meter.name
 
     def _publish(self, d: Decision) -> None:
         tel = self.journal.last_tel
@@ -363,6 +378,8 @@ class LiveService:
             )
         queued = len(self.driver.queue())
         self.metrics.observe_queue(queued, len(d.held))
+        if self.meter is not None:
+            self.unmetered_w = max(0.0, d.site_power_w - tel.site_power_w - self._miners_w())
         self.status = Status(
             d.t_s,
             d.site_power_w,
@@ -374,9 +391,9 @@ class LiveService:
             self.driver.name,
             health.ok,
             tel.t_s,
-            bool(tel.estimated),
+            bool(tel.estimated) and self.meter is None,
             miners=miners,
-            site_power_source=self.meter.name if self.meter else f"drivers ({self.driver.name})",
+            site_power_source=self._power_sources()[2],
             queued_jobs=queued,
             held_jobs=tuple(sorted(d.held)),
         )
@@ -384,26 +401,35 @@ class LiveService:
 
 
 class StoreJournal:
-    """Writes every reading and decision to the store before the controller acts on it."""
+    """Writes every reading and decision to the store before the controller acts on it. A tick's
+    telemetry row is written with its decision: the site power as the controller saw it (the
+    meter's reading, else the drivers' plus the miners'), the miners' power, the meter's reading
+    and the source, from `sources()`."""
 
     def __init__(
-        self, store: Store, metrics: ServiceMetrics, accounts: Callable[[], tuple[list[JobState], dict[str, float]]]
+        self, store: Store, metrics: ServiceMetrics, accounts: Callable[[], tuple[list[JobState], dict[str, float]]],
+        sources: Callable[[], tuple[float | None, float | None, str]],
     ):
-        self.store, self.metrics, self.accounts = store, metrics, accounts
+        self.store, self.metrics, self.accounts, self.sources = store, metrics, accounts, sources
         self.last_tel: Telemetry | None = None
         self._read_at = time.perf_counter()
 
     def telemetry(self, tel: Telemetry) -> None:
         self._read_at = time.perf_counter()
         self.last_tel = tel
-        self.store.add_telemetry(
-            TelemetryRow(
-                t_s=tel.t_s,
-                site_power_w=tel.site_power_w,
-                it_power_w=tel.it_power_w,
-                estimated=tel.estimated,
-                job_power_w=[round(float(x), 1) for x in tel.job_power_w],
-            )
+
+    def _telemetry_row(self, d: Decision) -> TelemetryRow:
+        tel = self.last_tel
+        miners_w, meter_w, source = self.sources()
+        return TelemetryRow(
+            t_s=tel.t_s,
+            site_power_w=d.site_power_w,
+            it_power_w=tel.it_power_w,
+            estimated=bool(tel.estimated) and meter_w is None,  # a metered site power is measured
+            job_power_w=[round(float(x), 1) for x in tel.job_power_w],
+            miners_power_w=miners_w,
+            meter_power_w=meter_w,
+            source=source,
         )
 
     def decision(self, d: Decision) -> None:
@@ -424,7 +450,7 @@ class StoreJournal:
             cap_w=[round(float(x), 1) for x in d.plan.cap_w],
             active=[round(float(x), 4) for x in d.plan.active],
         )
-        self.store.add_decision(row, *self.accounts())
+        self.store.add_decision(row, *self.accounts(), telemetry=self._telemetry_row(d))
 
 
 def _finite(x: float) -> float | None:

@@ -96,10 +96,13 @@ class _Row(BaseModel):
 
 class TelemetryOut(_Row):
     t_s: float
-    site_power_w: float
+    site_power_w: float = Field(description="as the controller saw it: the site meter, else the drivers plus miners")
     it_power_w: float
-    estimated: bool = Field(description="power estimated from a model, not measured")
+    estimated: bool = Field(description="site power estimated from a model, not measured")
     job_power_w: list[float]
+    miners_power_w: float | None = Field(None, description="the miners' power (null: no miners)")
+    meter_power_w: float | None = Field(None, description="the site meter's reading (null: no meter)")
+    source: str | None = Field(None, description="what the site power is read from")
 
 
 class DecisionOut(_Row):

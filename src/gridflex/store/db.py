@@ -101,9 +101,13 @@ class Store:
         with self._session.begin() as s:
             s.add(row)
 
-    def add_decision(self, row: DecisionRow, jobs: list[JobState], baselines_w: dict[str, float]) -> None:
-        """The decision, the flex-budget accounts and the event baselines it was made with, in one transaction."""
+    def add_decision(self, row: DecisionRow, jobs: list[JobState], baselines_w: dict[str, float],
+                     telemetry: TelemetryRow | None = None) -> None:
+        """The decision, the flex-budget accounts and the event baselines it was made with (and the
+        tick's reading), in one transaction."""
         with self._session.begin() as s:
+            if telemetry is not None:
+                s.add(telemetry)
             s.add(row)
             _merge_jobs(s, jobs)
             for event_id, baseline_w in baselines_w.items():

@@ -52,8 +52,11 @@ class TelemetryRow(Base):
     t_s: Mapped[float] = mapped_column(Float, index=True)
     site_power_w: Mapped[float] = mapped_column(Float)
     it_power_w: Mapped[float] = mapped_column(Float)
-    estimated: Mapped[bool] = mapped_column(Boolean)
+    estimated: Mapped[bool] = mapped_column(Boolean)  # site power estimated from a model, not metered
     job_power_w: Mapped[list] = mapped_column(JSON)
+    miners_power_w: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: no miners
+    meter_power_w: Mapped[float | None] = mapped_column(Float, nullable=True)  # the site meter (None: none)
+    source: Mapped[str | None] = mapped_column(String(200), nullable=True)  # what site power is read from
 
 
 class JobStateRow(Base):
