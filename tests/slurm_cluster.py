@@ -117,7 +117,7 @@ class SlurmCluster:
         for name in ("slurmd", "slurmctld", "munged"):
             self.stop_daemon(name)
 
-    def cancel_all(self, timeout_s: float = 20) -> None:
+    def cancel_all(self, timeout_s: float = 60) -> None:
         """Cancel every job and wait until the queue is empty."""
         self.run("scancel", f"--user={getpass.getuser()}", check=False)
         deadline = time.monotonic() + timeout_s
@@ -154,7 +154,7 @@ class SlurmCluster:
     def state(self, job_id: str) -> str:
         return self.run("squeue", "--noheader", "--jobs", job_id, "--format=%T", check=False).strip()
 
-    def wait_state(self, job_id: str, states: tuple[str, ...], timeout_s: float = 30) -> str:
+    def wait_state(self, job_id: str, states: tuple[str, ...], timeout_s: float = 120) -> str:
         self._wait(lambda: self.state(job_id) in states, timeout_s, f"job {job_id} not in {states}")
         return self.state(job_id)
 

@@ -40,7 +40,7 @@ def _serve(tmp_path, **config):
         env={**os.environ, TOKEN_ENV: TOKEN},
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/api/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2).json()["t_s"]:

@@ -234,7 +234,7 @@ def test_vtn_dispatch_is_met_and_reported(tmp_path):
         assert vtn.responses == ["optIn"]
         events = httpx.get(f"{base}/api/v1/events").json()
         assert [(e["source"], e["target"]["power_w"]) for e in events] == [("openadr", setpoint_w)]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(v < setpoint_w for _, v in vtn.reports):
             time.sleep(0.5)
         assert any(50e3 < v < setpoint_w for _, v in vtn.reports), vtn.reports  # the VTN sees the cut
@@ -246,7 +246,7 @@ def test_vtn_dispatch_is_met_and_reported(tmp_path):
 
 
 def _wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/api/v1/status", timeout=2).json()["t_s"]:

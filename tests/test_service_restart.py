@@ -29,7 +29,7 @@ def _start(cfg_path, port, log_path) -> subprocess.Popen:
     )
 
 
-def _wait(url: str, pred, timeout_s: float = 40.0):
+def _wait(url: str, pred, timeout_s: float = 120.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
