@@ -2,6 +2,7 @@
 resize come back a few GPUs at a time)."""
 
 import numpy as np
+import pytest
 
 from gridflex.sim.run import run_scenario
 from gridflex.sim.scenarios import parse_scenario
@@ -59,3 +60,38 @@ def test_jobs_that_only_pause_whole_come_back_within_the_ramp_limit():
     assert free.max() > 2 * limit
     assert limited.max() <= limit * 1.03
     assert limited.sum() > 0.25 * baseline_w
+
+
+def _minutes(scenario: str, ramp: str, around: str):
+    """(event baseline, ceiling in the hold, 1-minute means of site power from 10 minutes before the
+    event's start (`around='start'`) or 1 minute before its end, over 15 minutes)."""
+    result = run_scenario(parse_scenario(scenario.format(ramp=ramp), "ramp", None))
+    ev = result.timeline.events[0]
+    t, p = result.step_times_s, result.site_power_w
+    t0 = ev.start_s - 600 if around == "start" else ev.end_s - 60
+    sel = (t > t0) & (t <= t0 + 900)
+    n = sel.sum() // 60
+    hold = (t >= ev.start_s + 60) & (t < ev.end_s)
+    return ev.baseline_w, float(ev.ceiling_w), p[sel][: n * 60].reshape(n, 60).mean(axis=1), p[hold]
+
+
+def test_the_drop_into_a_known_event_starts_early_at_the_down_ramp_limit():
+    """With a limit on falling power the site starts down before a known event, so that it reaches
+    the target on time without falling faster than allowed; the event's baseline is not taken from
+    the early start (that power is not unconstrained)."""
+    baseline_w, _, free, _ = _minutes(SCENARIO, "", "start")
+    limit = 0.10 * baseline_w
+    assert (-np.diff(free)).max() > 2 * limit  # without a limit the site drops at once
+    limited_baseline_w, ceiling_w, limited, hold_w = _minutes(SCENARIO, f", ramp_down_w_per_min: {limit:.0f}", "start")
+    assert (-np.diff(limited)).max() <= limit * 1.03
+    assert limited_baseline_w == pytest.approx(baseline_w, rel=0.01)
+    assert np.mean(hold_w <= ceiling_w * 1.01) >= 0.99  # and the event is met from its start
+
+
+def test_an_event_may_set_a_slower_return_than_the_site():
+    baseline_w, _, _, _ = _minutes(SCENARIO, "", "end")
+    limit = 0.05 * baseline_w
+    slow = SCENARIO.replace("target: {{reduction: 0.3}}", f"target: {{{{reduction: 0.3}}}}, ramp_up_w_per_min: {limit:.0f}")
+    _, _, back, _ = _minutes(slow, f", ramp_up_w_per_min: {2 * limit:.0f}", "end")
+    assert np.diff(back).max() <= limit * 1.03  # the event's 5 %/min, not the site's 10 %/min
+    assert np.diff(back).sum() > 0.25 * baseline_w

@@ -36,6 +36,8 @@ ACTUATION_S = 1.0
 #: Seconds of climbing at the ramp limit the site may have in hand above its measured power (room for
 #: noise and whole GPUs, so that the ceiling does not creep down with them).
 RAMP_SLACK_S = 4.0
+#: Resolution [s] and reach [s] of the look-ahead that starts a ramp-limited site down early.
+PRE_RAMP_STEP_S, PRE_RAMP_HORIZON_S = 10.0, 6 * 3600.0
 #: Resolution [s] of the look-ahead over the target timeline used to pace flex budgets.
 LOOKAHEAD_STEP_S = 60.0
 
@@ -277,14 +279,20 @@ class Controller:
             self.journal.telemetry(tel)
         self._update_model_ratio(tel)
         timeline = self.timeline(t_s)
-        if dt_s > 0 and not timeline.governs(t_s):  # baselines come from unconstrained power only
-            self._history.add(site_w, dt_s)
         # Aim for the lowest ceiling until the next tick's actions can take effect, so that
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
+        pre_ramp = False
+        if self.settings.ramp_down_w_per_min is not None:
+            ramped_w = self._ramped_down_w(t_s, timeline, site_w, self.settings.ramp_down_w_per_min)
+            pre_ramp, target_w = ramped_w < target_w, min(target_w, ramped_w)
+        if dt_s > 0 and not timeline.governs(t_s) and not pre_ramp:  # baselines: unconstrained power only
+            self._history.add(site_w, dt_s)
         it_ceiling_w = float((self.site.it_power_w(target_w * (1 - self.site.margin)) - other_w) / self.model_ratio)
-        ramp_w = self.settings.ramp_up_w_per_min
-        if ramp_w is not None:
+        ramp_w = self._ramp_up_w_per_min(t_s, timeline)
+        if ramp_w is None:
+            self._ramp_w = np.inf
+        else:
             # A ceiling that climbs at the ramp limit: from the last tick's ceiling (an event's, after
             # it ends), and never more than RAMP_SLACK_S of climbing above the measured power. The
             # controller tracks it closed loop, without margin (it is a rate, not a level).
@@ -347,6 +355,24 @@ class Controller:
         self._applied = None
 
     # --- internals ---------------------------------------------------------------------------
+    def _ramp_up_w_per_min(self, t_s: float, timeline: TargetTimeline) -> float | None:
+        """The site's limit on rising power, or a lower one an event sets for the return after it
+        (in force from the event's start until a climb at that rate from its target would be over)."""
+        rates = [] if self.settings.ramp_up_w_per_min is None else [self.settings.ramp_up_w_per_min]
+        for e in timeline.events:
+            rate = e.event.ramp_up_w_per_min
+            if rate is not None and e.start_s <= t_s <= e.end_s + 60.0 * e.baseline_w / rate:
+                rates.append(rate)
+        return min(rates, default=None)
+
+    def _ramped_down_w(self, t_s: float, timeline: TargetTimeline, site_w: float, rate_w_per_min: float) -> float:
+        """The ceiling now from which every known ceiling ahead is reached without falling faster
+        than the limit: the site starts down early for an event it knows of. A ceiling in force now
+        (an event with no notice) is not softened: the grid's order comes first."""
+        span_s = min(60.0 * site_w / rate_w_per_min, PRE_RAMP_HORIZON_S)
+        t = t_s + np.arange(0.0, span_s + PRE_RAMP_STEP_S, PRE_RAMP_STEP_S)
+        return float(np.min(timeline.ceiling_at(t) + rate_w_per_min / 60.0 * (t - t_s)))
+
     def _largest_step_w(self) -> float:
         """Site watts of the largest single step up the plant can take: a whole paused job that
         cannot resize (a suspended Slurm job), else one GPU. The ramp ceiling keeps this much room

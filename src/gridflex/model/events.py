@@ -46,6 +46,10 @@ class GridEvent(BaseModel):
     notice_s: float | None = Field(None, ge=0)
     target: Target
     baseline_w: float | None = Field(None, gt=0)
+    ramp_up_w_per_min: float | None = Field(
+        None, gt=0, description="the return after this event rises no faster (W per minute; the lower of this and"
+        " the site's control.ramp_up_w_per_min holds)"
+    )
 
     @field_validator("id")
     @classmethod

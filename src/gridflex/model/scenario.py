@@ -71,6 +71,10 @@ class ControlSettings(BaseModel):
         None, gt=0, description="most the site's planned power may rise in a minute, the return after an event"
         " and jobs starting included (None: no limit)"
     )
+    ramp_down_w_per_min: float | None = Field(
+        None, gt=0, description="most the site's planned power may fall in a minute: the site starts down early for"
+        " an event it knows of; an event with no notice is met at once (None: no limit)"
+    )
     defer_lookahead_s: float = Field(
         900.0, ge=0, description="queued flexible jobs are held from this long before an event's start"
     )
