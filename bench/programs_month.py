@@ -25,11 +25,11 @@ from gridflex.model.economics import J_PER_MWH, revenue_usd
 from gridflex.model.miners import MinerSettings
 from gridflex.programs.model import ProgramsFile
 from gridflex.programs.settle import month_bounds, settle_month
+from gridflex.signals.prices import load_prices
 from gridflex.sim.journal import TIERS
 from gridflex.sim.run import run_scenario
 from gridflex.sim.scenarios import LoadedScenario, load_scenario
 from gridflex.sim.store_journal import StoreJournal, open_run_store, record_baselines
-from gridflex.signals.prices import load_prices
 
 SCENARIO = "programs-month"
 MONTH = "2024-08"

@@ -20,6 +20,7 @@ from gridflex.errors import DriverError, InputError
 from gridflex.model.events import GridEvent
 from gridflex.model.site import FLEX_FACTOR, Job
 from gridflex.plan.registry import make_planner
+from gridflex.programs.steer import ProgramTargets
 from gridflex.service.config import ServiceConfig
 from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
@@ -102,8 +103,12 @@ class LiveService:
         # Events added or cancelled since the tick began, handed to the controller when the next one starts.
         self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
         baselines: dict[str, float] = {}
+        # events of a program aimed at the program's baseline (docs/programs.md)
+        self.program_targets = ProgramTargets(store, config.programs) if config.programs.programs else None
         for rec in store.events(status="active"):
             self._events[rec.event.id] = (rec.event, rec.known_from_s)
+            if self.program_targets:
+                self.program_targets.add(rec.event, rec.source, rec.known_from_s)
             if rec.baseline_w is not None:
                 baselines[rec.event.id] = rec.baseline_w
         self.journal = StoreJournal(store, self.metrics, self._accounts)
@@ -166,6 +171,8 @@ class LiveService:
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
             self._hand_over_events()
+            if self.program_targets:
+                self.program_targets.apply(self.controller, t_s)
             self._expire_events(t_s)
             self._prune(t_s)
             for plant in self._simulated:  # a twin runs in wall-clock time; real plants live in it
@@ -236,6 +243,8 @@ class LiveService:
         self.check_event(ev, now)
         known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
         self.store.add_event(ev, source, known_s)  # refuses an id seen before
+        if self.program_targets:
+            self.program_targets.add(ev, source, known_s)
         self._events[ev.id] = (ev, known_s)
         self._pending.append(("add", ev, known_s))
         log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
@@ -246,6 +255,8 @@ class LiveService:
         if event_id not in self._events:
             raise KeyError(event_id)
         self.store.set_event_status(event_id, "cancelled", reason)
+        if self.program_targets:
+            self.program_targets.cancel(event_id)
         self._events.pop(event_id, None)
         self._pending.append(("cancel", event_id, 0.0))
         log.info("event %s cancelled (%s)", event_id, reason)
