@@ -86,6 +86,8 @@ def test_settle_a_served_openadr_event_from_a_real_vtn(tmp_path, backend):
         assert ev["event_id"] == ev_id and ev["received"]["source"] == "openadr"
         assert ev["received"]["event"]["target"]["power_w"] == SETPOINT_KW * 1e3  # the event as received
         assert ev["matched"].startswith("named") and ev["baseline_method"].startswith("meter before")
+        # the service aimed the event at the program's baseline, the one the statement settles on
+        assert svc.program_targets.baselines_w[ev_id] == pytest.approx(ev["baseline_kw"] * 1e3, rel=1e-3)
         # about 94 kW before the dispatch and held under 72 kW: about 22 kW against 15 kW committed
         assert 1.0 < ev["performance_factor"] < 2.0, ev
         assert ev["penalty_usd"] == 0 and st["records"]["telemetry"] > 250 and st["records"]["decisions"] > 0

@@ -104,7 +104,8 @@ class ProgramTargets:
         self._pending = []
         for ev_id in self._steer:
             rec, prog = self._records[ev_id]
-            same = sorted((r for r, p in self._records.values() if p is prog), key=lambda r: (r.event.start, r.event.id))
+            same = sorted((r for r, p in self._records.values() if p is prog),
+                          key=lambda r: (r.event.start, r.event.id))
             chain = dispatches(same)[[r.event.id for r in same].index(ev_id)]
             self._pending.append(_Pending(rec, prog, chain))
         self._pending.sort(key=lambda p: p.ready_s)
