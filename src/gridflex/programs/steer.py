@@ -12,9 +12,10 @@ same-day adjustment window has closed; at the start for meter-before), with that
   less the event's obligation (the commitment, or the accepted bid), so that the reduction the
   settlement measures meets it.
 
-The baseline is the program's mean over the event's hold period (the performance factor is the
-mean reduction over it). A dispatch of back-to-back events is baselined as one, as settlement
-does. The store keeps the event as received; the controller gets the steered one.
+The baseline is the program's mean over the intervals settlement measures (the event's hold, from
+the program's response time after the notice): the performance factor is the mean reduction
+there. A dispatch of back-to-back events is baselined as one, as settlement does. The store keeps
+the event as received; the controller gets the steered one.
 """
 
 from __future__ import annotations
@@ -154,10 +155,10 @@ class ProgramTargets:
         event_days = set().union(*(local_dates_between(r.event.start.timestamp(), r.event.end.timestamp(), prog.tz)
                                    for r in self.store.events()))
         b = event_baseline(ms, load, day_matrix(load, prog.tz), start_s, end_s, known_s, event_days, prog.holidays)
-        hold0 = np.ceil(ev.hold_start.timestamp() / iv) * iv
-        starts = np.arange(hold0, ev.hold_end.timestamp() - iv + 1e-6, iv)
-        if not len(starts):  # a hold shorter than an interval: the interval it starts in
-            starts = np.array([np.floor(ev.hold_start.timestamp() / iv) * iv])
+        measured_s = max(ev.hold_start.timestamp(), p.record.known_from_s + prog.response_s)  # as settle_event
+        starts = np.arange(np.ceil(measured_s / iv) * iv, ev.hold_end.timestamp() - iv + 1e-6, iv)
+        if not len(starts):  # less than an interval measured: the interval it starts in
+            starts = np.array([np.floor(measured_s / iv) * iv])
         values = b.at(starts)
         if not np.isfinite(values).any():
             raise InputError(f"the {b.method} baseline has no value in the event's hold period")
