@@ -30,3 +30,19 @@ def test_budget_look_ahead_sees_an_event_the_tick_it_becomes_known(small):
     after = ctl._constrained_left_s(t1, ctl.timeline(t1))
     assert t1 - t0 < 60  # inside one refresh period of the look-ahead
     assert np.all(after > before - (t1 - t0) + 500)  # the 10-minute event is counted
+
+
+def test_events_added_or_cancelled_from_another_thread_leave_a_tick_its_own_list(small):
+    """The service adds and cancels events from API threads while a tick may run: a tick holds a
+    snapshot that does not change under it (iterating a dict changed in place would raise)."""
+    ctl, _ = controller_for(small)
+    first = small.scenario.events[0]
+    ctl.add_event(first, small.scenario.start.timestamp())
+    snapshot = ctl.events()
+    seen = []
+    for event_id in snapshot:  # a tick iterating its list while another thread changes the controller's
+        ctl.cancel_event(first.id)
+        ctl.add_event(first.model_copy(update={"id": "again"}), small.scenario.start.timestamp())
+        seen.append(event_id)
+    assert seen == [first.id] and list(snapshot) == [first.id]
+    assert list(ctl.events()) == ["again"]

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from gridflex.console import err, fail, fmt, out, progress, write
 from gridflex.errors import InputError
-from gridflex.fleet.cli_fleet import fleet
+from gridflex.fleet.cli_fleet import fleet, simulate_fleet
 from gridflex.plan.registry import PLANNERS
 from gridflex.programs.cli_settle import settle
 from gridflex.report.summary import JOB_RECORDS_LIMIT
@@ -67,7 +67,15 @@ def simulate(
         help="with --store: the programs the site is enrolled in (YAML, `programs:`); events of a program are"
              " aimed at its baseline, from the store (docs/programs.md)")] = None,
 ) -> None:
-    """Run a scenario: the controller drives the digital twin in simulated time."""
+    """Run a scenario: the controller drives the digital twin in simulated time. A fleet scenario
+    (e.g. geo-fleet) runs its sites with the fleet coordinator and again alone."""
+    from gridflex.fleet.scenario import is_fleet_scenario
+
+    if is_fleet_scenario(scenario):
+        if any((measured, trace, trace_jobs, store, programs)):
+            raise fail("--measured, --trace, --trace-jobs, --store and --programs are for single-site scenarios,"
+                       " not fleets")
+        return simulate_fleet(scenario, planner, seed, json_path, report)
     from gridflex.config_file import load_yaml_model
     from gridflex.programs.model import ProgramsFile
     from gridflex.programs.steer import ProgramTargets

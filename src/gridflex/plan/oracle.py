@@ -203,4 +203,4 @@ class OraclePlanner:
         if i < 0 or inp.t_s >= sol.period_end_s[i]:
             return Plan.unconstrained(inp)
         cap, active = level_to_actions(fleet, sol.level_w[i])
-        return Plan(cap, active, float(fleet.job_power_w(cap, active, inp.running).sum()))
+        return Plan(cap, active, float(fleet.job_power_w(cap, active).sum()))

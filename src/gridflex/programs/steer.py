@@ -133,8 +133,11 @@ class ProgramTargets:
             steered = steered_event(p.record.event, p.program, baseline_w)
             if steered is None:
                 continue
-            controller.cancel_event(ev_id)
-            controller.add_event(steered, p.record.known_from_s)
+            with self._lock:  # `cancel` waits for the swap: an event cancelled meanwhile is not brought back
+                if ev_id not in self._records or ev_id not in controller.events():
+                    continue
+                controller.cancel_event(ev_id)
+                controller.add_event(steered, p.record.known_from_s)
             controller.baselines_w[ev_id] = baseline_w
             self.baselines_w[ev_id] = baseline_w
             log.info("event %s: aimed at program %s's baseline %.0f W: ceiling %.0f W", ev_id, p.program.name,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -99,18 +98,8 @@ class LiveService:
         self.miners, simulated_miners = build_miners(config, spec, now, dry_run)
         self._simulated = simulated + simulated_miners
         self.meter = make_meter(config.meter) if config.meter else None
-        self._events: dict[str, tuple[GridEvent, float]] = {}
-        # Events added or cancelled since the tick began, handed to the controller when the next one starts.
-        self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
-        baselines: dict[str, float] = {}
         # events of a program aimed at the program's baseline (docs/programs.md)
         self.program_targets = ProgramTargets(store, config.programs) if config.programs.programs else None
-        for rec in store.events(status="active"):
-            self._events[rec.event.id] = (rec.event, rec.known_from_s)
-            if self.program_targets:
-                self.program_targets.add(rec.event, rec.source, rec.known_from_s)
-            if rec.baseline_w is not None:
-                baselines[rec.event.id] = rec.baseline_w
         self.journal = StoreJournal(store, self.metrics, self._accounts)
         last_s = store.last_decision_s()
         self._last_tick_s = now if last_s is None else min(last_s, now)
@@ -121,12 +110,15 @@ class LiveService:
         )
         c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
         c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
-        for ev, known_s in self._events.values():
-            c.add_event(ev, known_s)
-        c.baselines_w.update(baselines)
+        for rec in store.events(status="active"):
+            c.add_event(rec.event, rec.known_from_s)
+            if rec.baseline_w is not None:
+                c.baselines_w[rec.event.id] = rec.baseline_w
+            if self.program_targets:
+                self.program_targets.add(rec.event, rec.source, rec.known_from_s)
         c.sync_jobs(now)
-        if self._events:
-            log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
+        if c.events():
+            log.info("resumed %d active event(s): %s", len(c.events()), ", ".join(c.events()))
         self.status: Status | None = None
         self._jobs_view: list[dict] | None = None
         self._stop = threading.Event()
@@ -170,7 +162,6 @@ class LiveService:
 
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
-            self._hand_over_events()
             if self.program_targets:
                 self.program_targets.apply(self.controller, t_s)
             self._expire_events(t_s)
@@ -237,44 +228,32 @@ class LiveService:
             )
 
     def add_event(self, ev: GridEvent, source: str = "api") -> None:
-        """Check and persist a new event, without waiting on a tick in progress (it may be stuck on a
-        slow driver); the controller takes it at the start of its next tick."""
+        """Check and persist a new event and hand it to the controller, without waiting on a tick
+        in progress (it may be stuck on a slow driver): the controller takes it from its next tick."""
         now = self.clock()
         self.check_event(ev, now)
         known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
         self.store.add_event(ev, source, known_s)  # refuses an id seen before
         if self.program_targets:
             self.program_targets.add(ev, source, known_s)
-        self._events[ev.id] = (ev, known_s)
-        self._pending.append(("add", ev, known_s))
+        self.controller.add_event(ev, known_s)
         log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
 
     def cancel_event(self, event_id: str, reason: str = "cancelled") -> None:
-        """Persist the cancel and forget the event now, without waiting on a tick in progress;
-        the controller lifts it at the start of its next tick."""
-        if event_id not in self._events:
+        """Persist the cancel and lift the event, without waiting on a tick in progress."""
+        if self.program_targets:  # first: an event being aimed at its program's baseline is back in the controller
+            self.program_targets.cancel(event_id)
+        if event_id not in self.controller.events():
             raise KeyError(event_id)
         self.store.set_event_status(event_id, "cancelled", reason)
-        if self.program_targets:
-            self.program_targets.cancel(event_id)
-        self._events.pop(event_id, None)
-        self._pending.append(("cancel", event_id, 0.0))
+        try:
+            self.controller.cancel_event(event_id)
+        except InputError:  # it ended meanwhile
+            pass
         log.info("event %s cancelled (%s)", event_id, reason)
 
-    def _hand_over_events(self) -> None:
-        """Give the controller the events added and cancelled since the last tick, in order."""
-        while self._pending:
-            op, item, known_s = self._pending.popleft()
-            try:
-                if op == "add":
-                    self.controller.add_event(item, known_s)
-                else:
-                    self.controller.cancel_event(item)
-            except InputError:  # a controller built since then has it already, or never had it
-                pass
-
     def active_event_ids(self) -> list[str]:
-        return list(self._events)  # a copy made under the GIL: never waits on a tick
+        return list(self.controller.events())  # a snapshot: never waits on a tick
 
     # --- jobs ---------------------------------------------------------------------------------
     def jobs(self) -> list[dict]:
@@ -330,10 +309,9 @@ class LiveService:
     def _expire_events(self, t_s: float) -> None:
         """Events past their end and snap-back guard are done."""
         guard_s = self.control.snapback_guard_s
-        for event_id, (ev, _) in list(self._events.items()):
+        for event_id, (ev, _) in self.controller.events().items():
             if ev.end.timestamp() + guard_s < t_s:
                 self.store.set_event_status(event_id, "completed")
-                self._events.pop(event_id, None)
                 self.controller.cancel_event(event_id)
 
     def _power_range_w(self) -> tuple[float, float]:
