@@ -1,11 +1,14 @@
 """The `programs-month` scenario settled under three strategies in the same run setup: gridflex
 (the merit-order planner at every event), never curtail (the site ignores the program calls: the
 run has no events, the store still records them) and the Phoenix-style uniform cap at every
-event (`uniform-cap`). Each run goes into its own store (`simulate --store`), then both programs
-are settled from it for August 2024. Net value of the month = program payments (capacity +
-energy − penalties) + avoided 4CP transmission charges + mining revenue − lost GPU work at the
-stated value per GPU-hour (the scenario's `qos_usd_per_gpu_hour`); the site's energy cost is shown
-beside it.
+event (`uniform-cap`: on this hybrid site the miners give the same fraction of their power as the
+flexible GPUs). Both curtailing strategies are given the same targets: each event aimed at its
+program's baseline less the obligation (`simulate --store --programs`). Outside events the miners
+run the same way in all three (economic units, within the steady setpoint). Each run goes into its
+own store, then both programs are settled from it for August 2024. Net value of the month = program
+payments (capacity + energy − penalties) + avoided 4CP transmission charges + mining revenue − lost
+GPU work at the stated value per GPU-hour (the scenario's `qos_usd_per_gpu_hour`); the site's
+energy cost is shown beside it.
 
     .venv/bin/python bench/programs_month.py --json out/programs_month.json
     .venv/bin/python bench/programs_month.py --no-miners --json out/programs_month_gpu_only.json
@@ -25,11 +28,12 @@ from gridflex.model.economics import J_PER_MWH, revenue_usd
 from gridflex.model.miners import MinerSettings
 from gridflex.programs.model import ProgramsFile
 from gridflex.programs.settle import month_bounds, settle_month
+from gridflex.programs.steer import ProgramTargets
+from gridflex.signals.prices import load_prices
 from gridflex.sim.journal import TIERS
 from gridflex.sim.run import run_scenario
 from gridflex.sim.scenarios import LoadedScenario, load_scenario
 from gridflex.sim.store_journal import StoreJournal, open_run_store, record_baselines
-from gridflex.signals.prices import load_prices
 
 SCENARIO = "programs-month"
 MONTH = "2024-08"
@@ -46,8 +50,9 @@ def run_strategy(loaded: LoadedScenario, planner: str, acts: bool, url: str, pro
     run_loaded = loaded if acts else LoadedScenario(
         loaded.scenario.model_copy(update={"events": ()}), loaded.curves, loaded.base_dir)
     journal = StoreJournal(store, 0.0, loaded.scenario.jobs, loaded.curves)
+    steer = ProgramTargets.for_scenario(store, programs, loaded, journal.flush) if acts else None
     try:
-        result = run_scenario(run_loaded, planner, journal=journal)
+        result = run_scenario(run_loaded, planner, journal=journal, each_tick=steer.apply if steer else None)
         if acts:
             record_baselines(store, result)
         statements = [settle_month(store, programs, p.name, MONTH) for p in programs.programs]

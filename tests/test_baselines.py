@@ -146,3 +146,37 @@ def test_baselines_plan_open_loop_ignoring_the_measured_correction():
                           inp.floor_throughput, inp.window_s)
     for name in ("dvfs-fair", "uniform-cap", "pause-by-tier"):
         assert make_planner(name).plan(corrected).cap_w == pytest.approx(make_planner(name).plan(inp).cap_w)
+
+
+def test_uniform_cap_on_a_hybrid_site_cuts_miners_and_gpus_by_the_same_fraction():
+    from gridflex.control.miner_side import MinerSide
+    from gridflex.drivers.miners_twin import MinerTwinDriver
+    from gridflex.plan.base import MinerInput, PlanInput
+    from gridflex.plan.targets import TargetTimeline
+    from gridflex.signals.prices import ConstantSignal
+    from tests.test_miners_dispatch import SITE, gpu_full_w, jobs_fleet, miner_settings
+
+    jobs, settings = jobs_fleet(), miner_settings()
+    f = settings.build_fleet()
+    side = MinerSide(f, MinerTwinDriver(f, 0.0), settings, ConstantSignal(20.0), ConstantSignal(0.05))
+    value = side.value_usd_per_mwh(0.0)
+    miners_w = float(f.power_w.sum())
+
+    def plan(ceiling_w):
+        m = MinerInput(f, f.power_w.copy(), value, f.power_w, ceiling_w, np.inf, 1.0, side.qos_usd_per_gpu_hour(jobs))
+        return make_planner("uniform-cap").plan(PlanInput(0.0, jobs, SITE, TargetTimeline(), np.inf,
+                                                          np.zeros(2), np.full(2, 86400.0), m))
+
+    full_w = gpu_full_w(jobs)
+    p = plan(np.inf)  # no target: every economic miner mines, GPUs uncapped
+    assert p.miner_w.sum() == pytest.approx(miners_w) and p.cap_w == pytest.approx(jobs.max_cap_w)
+    p = plan(0.8 * (full_w + miners_w))
+    gpu_cut = 1 - p.it_power_w / full_w
+    xp, s9 = f.group == 0, f.group == 1
+    assert 0.1 < gpu_cut < 0.3 and p.cap_w[0] == pytest.approx(p.cap_w[1])  # one cap
+    assert 1 - p.miner_w[xp].sum() / f.power_w[xp].sum() == pytest.approx(gpu_cut, abs=1e-3)  # the same fraction
+    assert (1 - gpu_cut) * 10 - 1 <= p.miner_w[s9].sum() / 1323 <= (1 - gpu_cut) * 10  # on/off: whole units, down
+    assert p.it_power_w + p.miner_w.sum() <= 0.8 * (full_w + miners_w) + 1e-6 and p.shortfall_w == 0
+    least_w = float((jobs.gpus * jobs.power_w[:, 0]).sum())
+    p = plan(least_w + 5000.0)  # below the GPUs' lowest cap plus the miners: the miners give the rest
+    assert p.cap_w == pytest.approx(jobs.cap_w[:, 0]) and p.miner_w.sum() <= 5000.0

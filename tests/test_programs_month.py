@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -109,3 +110,40 @@ def test_store_every_s_must_not_be_negative(tmp_path):
     bad = CliRunner().invoke(app, ["simulate", str(scenario), "--store", f"sqlite:///{tmp_path / 'x.db'}",
                                    "--store-every-s", "-1"])
     assert bad.exit_code != 0 and "--store-every-s" in bad.output
+
+
+def test_events_are_aimed_at_the_program_baseline(tmp_path):
+    """A job ends 20 minutes before the event: the controller's own baseline (its last hour) still
+    counts it, the program's (meter before, 15 minutes) does not. Asked for 20 % of its own baseline,
+    the site delivers nothing the program measures; aimed at the program's baseline less the 10 kW
+    obligation (`event_target: obligation`, the default) it meets the obligation."""
+    scenario = json.loads(json.dumps(SCENARIO))
+    scenario["jobs"].append({"id": "batch", "workload": "pt_mpt_7b_fast", "gpus": 64, "flex_tier": 3,
+                             "start": START.isoformat(), "end": (EVENT - timedelta(minutes=20)).isoformat()})
+    scenario["events"][0]["target"] = {"reduction": 0.2}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    factor = {}
+    for mode in ("event", "obligation"):
+        programs = json.loads(json.dumps(PROGRAMS))
+        programs["programs"][0] |= {"committed_w": 10_000, "event_target": mode}
+        programs["programs"][0]["measurement"]["before_s"] = 900
+        path = tmp_path / f"{mode}.yaml"
+        path.write_text(yaml.safe_dump(programs))
+        url = f"sqlite:///{tmp_path / mode}.db"
+        run = CliRunner().invoke(app, ["simulate", str(tmp_path / "s.yaml"), "--store", url, "--programs", str(path)])
+        assert run.exit_code == 0, run.output
+        settle = CliRunner().invoke(app, ["settle", "--store", url, "--programs", str(path), "--program", "ers-10",
+                                          "--month", "2026-07", "--out", str(tmp_path / mode)])
+        assert settle.exit_code == 0, settle.output
+        (ev,) = json.loads((tmp_path / mode / "statement.json").read_text())["events"]
+        factor[mode] = ev["performance_factor"]
+        store = Store(url)
+        try:
+            (stored,) = store.events()
+        finally:
+            store.close()
+        assert stored.event.target.reduction == 0.2  # the store keeps the event as received
+        if mode == "obligation":  # the baseline the controller aimed from is the program's
+            assert stored.baseline_w == pytest.approx(ev["baseline_kw"] * 1e3, rel=1e-3)
+    assert factor["event"] < 0.2, factor  # the old behaviour: the job's end counted as the reduction
+    assert 1.0 <= factor["obligation"] < 1.3, factor

@@ -195,3 +195,65 @@ def test_digest_and_load_do_not_depend_on_the_chunk_size(store, monkeypatch):
     chunked = settle_month(store, enrol, "ers-10", "2026-07")
     assert chunked.records.digest == whole.records.digest
     assert np.array_equal(chunked.records.load.power_w, whole.records.load.power_w, equal_nan=True)
+
+
+class _Controller:
+    """What `ProgramTargets.apply` calls on the controller, recorded."""
+
+    def __init__(self, *events):
+        self.added, self.cancelled, self.baselines_w = [], [], {}
+        self._events = {ev.id: ev for ev in events}
+
+    def events(self):
+        return self._events
+
+    def cancel_event(self, event_id):
+        self.cancelled.append(event_id)
+        del self._events[event_id]
+
+    def add_event(self, ev, known_from_s):
+        self.added.append((ev, known_from_s))
+        self._events[ev.id] = ev
+
+
+@pytest.mark.parametrize("mode, ceiling_kw", [("obligation", 80.0), ("program_baseline", 90.0), ("event", None)])
+def test_events_aimed_at_the_x_of_y_baseline_by_hand(store, mode, ceiling_kw):
+    """Wed 07-29 14:00-16:00, 10 % off, 10 minutes' notice. The 10-of-10 baseline is 100 kW (the
+    weekdays before, 07-15 and 07-22 skipped as event days, 07-03 as a holiday); with 20 kW
+    committed: `obligation` min(90, 100 - 20) = 80 kW, `program_baseline` 90 kW, `event` as is."""
+    from gridflex.programs.steer import ProgramTargets
+
+    programs = json.loads(json.dumps(PROGRAMS))
+    programs["programs"][0]["event_target"] = mode
+    start = _local(7, 29, 14)
+    ev = GridEvent(id="ers-10:jul29", start=start, end=start + timedelta(hours=2), notice_s=600,
+                   target={"reduction": 0.1})
+    known_s = start.timestamp() - 600
+    store.add_event(ev, "api", known_s)
+    targets, controller = ProgramTargets(store, parse_enrolment(programs, "test")), _Controller(ev)
+    targets.add(ev, "api", known_s)
+    targets.apply(controller, known_s - 1)  # not known yet
+    assert controller.added == []
+    targets.apply(controller, known_s)
+    if ceiling_kw is None:
+        assert controller.added == [] and targets.baselines_w == {}
+        return
+    ((steered, steered_known_s),) = controller.added
+    assert controller.cancelled == ["ers-10:jul29"] and steered_known_s == known_s
+    assert steered.baseline_w == pytest.approx(100e3) and controller.baselines_w == {"ers-10:jul29": steered.baseline_w}
+    assert steered.target.power_w == pytest.approx(ceiling_kw * 1e3) and steered.end == ev.end
+    targets.apply(controller, known_s + 60)  # once only
+    assert len(controller.added) == 1
+
+
+def test_an_event_cancelled_before_it_is_aimed_stays_cancelled(store):
+    from gridflex.programs.steer import ProgramTargets
+
+    start = _local(7, 29, 14)
+    ev = GridEvent(id="ers-10:jul29", start=start, end=start + timedelta(hours=2), notice_s=600,
+                   target={"reduction": 0.1})
+    store.add_event(ev, "api", start.timestamp() - 600)
+    targets, controller = ProgramTargets(store, parse_enrolment(PROGRAMS, "test")), _Controller()
+    targets.add(ev, "api", start.timestamp() - 600)  # the controller no longer has it (cancelled)
+    targets.apply(controller, start.timestamp())
+    assert controller.added == [] and controller.events() == {}

@@ -63,15 +63,22 @@ def simulate(
     store_every_s: Annotated[float, typer.Option(
         help="with --store: telemetry every this many simulated seconds (0: every tick); decisions too, and at"
              " every tick of an event")] = 0.0,
+    programs: Annotated[Path | None, typer.Option(
+        help="with --store: the programs the site is enrolled in (YAML, `programs:`); events of a program are"
+             " aimed at its baseline, from the store (docs/programs.md)")] = None,
 ) -> None:
     """Run a scenario: the controller drives the digital twin in simulated time. A fleet scenario
     (e.g. geo-fleet) runs its sites with the fleet coordinator and again alone."""
     from gridflex.fleet.scenario import is_fleet_scenario
 
     if is_fleet_scenario(scenario):
-        if any((measured, trace, trace_jobs, store)):
-            raise fail("--measured, --trace, --trace-jobs and --store are for single-site scenarios, not fleets")
+        if any((measured, trace, trace_jobs, store, programs)):
+            raise fail("--measured, --trace, --trace-jobs, --store and --programs are for single-site scenarios,"
+                       " not fleets")
         return simulate_fleet(scenario, planner, seed, json_path, report)
+    from gridflex.config_file import load_yaml_model
+    from gridflex.programs.model import ProgramsFile
+    from gridflex.programs.steer import ProgramTargets
     from gridflex.report.html import run_report
     from gridflex.report.measured import read_measured
     from gridflex.report.summary import summarize
@@ -90,12 +97,17 @@ def simulate(
             "writer": TraceWriter(trace, "--trace") if trace else None,
             "job_writer": TraceWriter(trace_jobs, "--trace-jobs") if trace_jobs else None,
         }
+        if programs and not store:
+            raise InputError("--programs: needs --store (program baselines come from the store's meter history)")
+        enrolment = load_yaml_model(programs, ProgramsFile, "programs file").programs if programs else None
         db = open_run_store(store, loaded) if store else None
         journal = (StoreJournal(db, store_every_s, loaded.scenario.jobs, loaded.curves, **writers) if db
                    else TraceJournal(loaded.scenario.jobs, loaded.curves, **writers))
+        steer = ProgramTargets.for_scenario(db, enrolment, loaded, journal.flush) if enrolment else None
         try:
             with progress(f"{loaded.scenario.name} · {planner}") as tick:
-                result = run_scenario(loaded, planner, seed, progress=tick, journal=journal)
+                result = run_scenario(loaded, planner, seed, progress=tick, journal=journal,
+                                      each_tick=steer.apply if steer else None)
             if db:
                 record_baselines(db, result)
         finally:

@@ -48,7 +48,7 @@ class Plan:
     broken_tier: tuple[str, ...] = ()  # jobs pushed below their tier's floor to meet the target
     notes: tuple[str, ...] = field(default=())
     miner_w: np.ndarray | None = None  # [N] power target of each miner (0: asleep); None: the planner leaves
-    # the miners as they are (the published baselines do: they know GPU jobs only; docs/baselines.md)
+    # the miners as they are (the published baselines do: they know GPU jobs only; docs/baselines.md says which)
 
     @classmethod
     def unconstrained(cls, inp: PlanInput) -> Plan:

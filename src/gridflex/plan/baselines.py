@@ -13,18 +13,21 @@ we had to choose is listed in docs/baselines.md. All plan open loop (see `openlo
   flexible job for exactly its pause allowance, in one stretch.
 - `pause-resize-fair`: pause the one job (of those allowed to stop for the whole block) that leaves
   the most power within the target, and take GPUs from the others by equal fractions.
-- `uniform-cap`: one power cap for every flexible GPU, the highest that meets the target.
+- `uniform-cap`: one power cap for every flexible GPU, the highest that meets the target; on a
+  hybrid site the miners too give the same fraction of their power as the flexible GPUs.
 - `pause-by-tier`: pause whole jobs, most flexible tier first (largest first within a tier).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import combinations
 
 import numpy as np
 
 from gridflex.model.fleet import JobFleet, RowInterp
-from gridflex.plan.base import PlanInput
+from gridflex.plan.base import Plan, PlanInput
+from gridflex.plan.merit import allocate, group_totals, hold_setpoint
 from gridflex.plan.openloop import (
     BlockState,
     OpenLoopPlanner,
@@ -228,22 +231,40 @@ class PauseResizeFair(OpenLoopPlanner):
 
 
 class UniformCap(OpenLoopPlanner):
-    """One cap for every flexible GPU: the highest that meets the target. Ignores flex floors."""
+    """One cap for every flexible GPU: the highest that meets the target. Ignores flex floors.
+
+    On a hybrid site every flexible load is cut uniformly: the miners, running as they would
+    without a target (economic units, within the steady setpoint, as `optimal` runs them), give
+    the same fraction of their power as the flexible GPUs give of theirs at the cap; once the GPUs
+    are at their lowest cap the miners give the rest."""
 
     name = "uniform-cap"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._miners: tuple[np.ndarray, float] | None = None  # (miner targets, site W short) of this tick
+
+    def plan(self, inp: PlanInput) -> Plan:
+        p = super().plan(inp)
+        if inp.miners is None:
+            return p
+        miner_w, short_w = self._miners
+        return replace(p, shortfall_w=short_w / inp.miners.gpu_site_w_per_it_w, miner_w=miner_w)
 
     def actions(self, inp, floor, state):
         fleet = inp.fleet
         cap, active = _full(fleet)
-        ceiling = float(it_ceiling_w(inp, inp.t_s))
         adj = fleet.may_cap
-        if not np.isfinite(ceiling) or model_power_w(fleet, cap, active) <= ceiling or not adj.any():
-            return cap, active
 
         def caps(c: float) -> np.ndarray:
             return np.where(adj, np.clip(c, fleet.cap_w[:, 0], fleet.max_cap_w), fleet.max_cap_w)
 
-        lo, hi = float(fleet.cap_w[adj, 0].min()), float(fleet.max_cap_w[adj].max())
+        lo, hi = (float(fleet.cap_w[adj, 0].min()), float(fleet.max_cap_w[adj].max())) if adj.any() else (0.0, 0.0)
+        if inp.miners is not None:
+            return self._with_miners(inp, caps, lo, hi), active
+        ceiling = float(it_ceiling_w(inp, inp.t_s))
+        if not np.isfinite(ceiling) or model_power_w(fleet, cap, active) <= ceiling or not adj.any():
+            return cap, active
         for _ in range(40):
             mid = 0.5 * (lo + hi)
             if model_power_w(fleet, caps(mid), active) <= ceiling:
@@ -251,6 +272,43 @@ class UniformCap(OpenLoopPlanner):
             else:
                 hi = mid
         return caps(lo), active
+
+    def _with_miners(self, inp: PlanInput, caps, lo: float, hi: float) -> np.ndarray:
+        """The GPU caps of a uniform cut of GPUs and miners to the grid's ceiling; keeps the miner
+        targets and the site watts left short for `plan`."""
+        m, fleet, scale = inp.miners, inp.fleet, inp.miners.gpu_site_w_per_it_w
+        ones = np.ones(len(fleet))
+        value_g = group_totals(m, m.value_usd_per_mwh) / np.maximum(np.bincount(m.fleet.group), 1)
+        normal_g = group_totals(m, m.want_w)
+        gpu_full_w = model_power_w(fleet, fleet.max_cap_w, ones)
+        room_w = m.setpoint_w - inp.site.overhead_w - gpu_full_w * scale
+        if room_w < normal_g.sum():
+            normal_g = hold_setpoint(m, normal_g, value_g, max(room_w, 0.0))
+        flex_w = float(fleet.job_power_w(fleet.max_cap_w, ones)[fleet.may_cap].sum())
+
+        def site_w(c: float) -> tuple[float, float]:
+            """Site power and the miners' share kept when the flexible GPUs run at cap `c`."""
+            gpu_w = model_power_w(fleet, caps(c), ones)
+            kept = 1.0 - (gpu_full_w - gpu_w) / flex_w if flex_w > 0 else 1.0
+            return inp.site.overhead_w + gpu_w * scale + kept * normal_g.sum(), kept
+
+        c = hi
+        if site_w(hi)[0] > m.grid_ceiling_w and flex_w > 0:
+            if site_w(lo)[0] > m.grid_ceiling_w:
+                c = lo
+            else:
+                for _ in range(40):
+                    mid = 0.5 * (lo + hi)
+                    lo, hi = (mid, hi) if site_w(mid)[0] <= m.grid_ceiling_w else (lo, mid)
+                c = lo
+        total_w, kept = site_w(c)
+        if total_w > m.grid_ceiling_w and normal_g.sum() > 0:  # GPUs at their lowest cap: the miners give the rest
+            kept = max(0.0, kept - (total_w - m.grid_ceiling_w) / normal_g.sum())
+        miners_w = allocate(m, kept * normal_g)
+        gpu_w = model_power_w(fleet, caps(c), ones)
+        short_w = max(0.0, inp.site.overhead_w + gpu_w * scale + float(miners_w.sum()) - m.grid_ceiling_w)
+        self._miners = (miners_w, short_w)
+        return caps(c)
 
 
 class PauseByTier(OpenLoopPlanner):

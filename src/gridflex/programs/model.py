@@ -95,6 +95,12 @@ class _Program(_Strict):
     measurement: Measurement = Measurement()
     payment: Payment = Payment()
     penalty: Penalty = Penalty()
+    event_target: Literal["event", "program_baseline", "obligation"] = Field(
+        "obligation",
+        description="how the controller aims at an event of this program: 'event' (the event's own target against"
+        " the controller's baseline), 'program_baseline' (a reduction is a fraction of the program's baseline), or"
+        " 'obligation' (as program_baseline, and at most the program's baseline less the event's obligation)",
+    )
     timezone: str = Field("America/Chicago", description="the program's local time (IANA name)")
     holidays: tuple[date, ...] = Field((), description="days excluded from baselines and treated as non-weekdays")
 

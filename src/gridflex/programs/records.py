@@ -44,16 +44,29 @@ def read_records(store: Store, telemetry_s: tuple[float, float], decisions_s: tu
     does not depend on the chunk size."""
     h = hashlib.sha256()
     h.update(json.dumps({"telemetry_s": telemetry_s, "decisions_s": decisions_s}).encode())
-    acc = IntervalAccumulator(interval_s, *telemetry_s)
-    rows = estimated = 0
-    for chunk in store.telemetry_between(*telemetry_s):
-        tel = np.array(chunk, dtype=float).reshape(-1, 4)
-        h.update(np.ascontiguousarray(tel).tobytes())
-        acc.add(tel[:, 1], tel[:, 2])
-        rows += len(tel)
-        estimated += int(tel[:, 3].sum())
+    load, rows, estimated = _read_telemetry(store, telemetry_s, interval_s, h)
     decisions = [decision_dict(d) for d in store.decisions_between(*decisions_s)]
     events = sorted(store.events(), key=lambda r: (r.event.start, r.event.id))
     h.update(json.dumps(decisions, sort_keys=True).encode())
     h.update(json.dumps([event_dict(r) for r in events], sort_keys=True).encode())
-    return Records(acc.result(), rows, estimated, decisions, events, h.hexdigest(), telemetry_s, decisions_s)
+    return Records(load, rows, estimated, decisions, events, h.hexdigest(), telemetry_s, decisions_s)
+
+
+def read_load(store: Store, telemetry_s: tuple[float, float], interval_s: float) -> IntervalLoad:
+    """The telemetry's site power over `telemetry_s` as interval means."""
+    return _read_telemetry(store, telemetry_s, interval_s)[0]
+
+
+def _read_telemetry(store: Store, telemetry_s: tuple[float, float], interval_s: float,
+                    digest=None) -> tuple[IntervalLoad, int, int]:
+    """Interval means, rows read and rows estimated, read in chunks (each also into `digest`)."""
+    acc = IntervalAccumulator(interval_s, *telemetry_s)
+    rows = estimated = 0
+    for chunk in store.telemetry_between(*telemetry_s):
+        tel = np.array(chunk, dtype=float).reshape(-1, 4)
+        if digest is not None:
+            digest.update(np.ascontiguousarray(tel).tobytes())
+        acc.add(tel[:, 1], tel[:, 2])
+        rows += len(tel)
+        estimated += int(tel[:, 3].sum())
+    return acc.result(), rows, estimated

@@ -20,6 +20,7 @@ from gridflex.errors import DriverError, InputError
 from gridflex.model.events import GridEvent
 from gridflex.model.site import FLEX_FACTOR, Job
 from gridflex.plan.registry import make_planner
+from gridflex.programs.steer import ProgramTargets
 from gridflex.service.config import ServiceConfig
 from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
@@ -99,6 +100,8 @@ class LiveService:
         self.miners, simulated_miners = build_miners(config, spec, now, dry_run)
         self._simulated = simulated + simulated_miners
         self.meter = make_meter(config.meter) if config.meter else None
+        # events of a program aimed at the program's baseline (docs/programs.md)
+        self.program_targets = ProgramTargets(store, config.programs) if config.programs.programs else None
         self.journal = StoreJournal(store, self.metrics, self._accounts, self._power_sources)
         last_s = store.last_decision_s()
         self._last_tick_s = now if last_s is None else min(last_s, now)
@@ -115,6 +118,8 @@ class LiveService:
             c.add_event(rec.event, rec.known_from_s)
             if rec.baseline_w is not None:
                 c.baselines_w[rec.event.id] = rec.baseline_w
+            if self.program_targets:
+                self.program_targets.add(rec.event, rec.source, rec.known_from_s)
         c.sync_jobs(now)
         if c.events():
             log.info("resumed %d active event(s): %s", len(c.events()), ", ".join(c.events()))
@@ -163,6 +168,8 @@ class LiveService:
 
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
+            if self.program_targets:
+                self.program_targets.apply(self.controller, t_s)
             self._expire_events(t_s)
             self._prune(t_s)
             for plant in self._simulated:  # a twin runs in wall-clock time; real plants live in it
@@ -233,11 +240,15 @@ class LiveService:
         self.check_event(ev, now)
         known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
         self.store.add_event(ev, source, known_s)  # refuses an id seen before
+        if self.program_targets:
+            self.program_targets.add(ev, source, known_s)
         self.controller.add_event(ev, known_s)
         log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
 
     def cancel_event(self, event_id: str, reason: str = "cancelled") -> None:
         """Persist the cancel and lift the event, without waiting on a tick in progress."""
+        if self.program_targets:  # first: an event being aimed at its program's baseline is back in the controller
+            self.program_targets.cancel(event_id)
         if event_id not in self.controller.events():
             raise KeyError(event_id)
         self.store.set_event_status(event_id, "cancelled", reason)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflex.assembly import Site, Utilization, control_ticks, simulated
+from gridflex.control.controller import Controller
 from gridflex.drivers.twin import TwinDriver
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 from gridflex.sim.hybrid import MinerRun
@@ -42,13 +43,17 @@ def run_scenario(
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
     journal: TraceJournal | None = None,
+    each_tick: Callable[[Controller, float], None] | None = None,
 ) -> RunResult:
     """Simulate the scenario under a planner; `progress` gets the fraction done now and then;
-    `journal` (one streaming traces to disk, say) replaces the default in-memory aggregate."""
+    `journal` (one streaming traces to disk, say) replaces the default in-memory aggregate;
+    `each_tick` is called before every control tick (e.g. `ProgramTargets.apply`)."""
     site, trace = start_site(loaded, planner, seed, journal)
     ticks = control_ticks(loaded)
     report_every = max(1, len(ticks) // 200)
     for i, t in enumerate(ticks):
+        if each_tick:
+            each_tick(site.controller, float(t))
         site.tick(float(t))
         if progress and i % report_every == 0:
             progress(i / len(ticks))
