@@ -16,13 +16,12 @@ pods fine-tuning (Flex 2) and Guaranteed pods firm inference (Flex 0). The GPU p
 
 from __future__ import annotations
 
-import argparse
 import csv
-import io
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from gridflex.sim.job_trace import trace_csv, write_builtin_scenarios
 
 NAME = "campus"
 TRACE = "alibaba-gpu-2023/openb_pod_list_default.csv"
@@ -113,24 +112,12 @@ def render(shared: Path) -> tuple[str, str]:
     rows = campus_jobs(shared)
     peak = peak_demand_gpus(rows)
     pool = int(np.ceil(peak * POOL_HEADROOM / 8) * 8)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, ["id", "submit_s", "duration_s", "gpus", "workload", "flex_tier"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     yaml_text = SCENARIO.format(gpus=pool, jobs=len(rows), pool=pool, days=DAYS, scale=GPU_SCALE)
-    return yaml_text, out.getvalue()
+    return yaml_text, trace_csv(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path(__file__).parents[4] / "shared" / "data",
-                        help="the shared data folder holding alibaba-gpu-2023/ (default: ../shared/data)")
-    args = parser.parse_args()
-    yaml_text, csv_text = render(args.shared)
-    folder = Path(str(resources.files("gridflex.data").joinpath("scenarios")))
-    (folder / f"{NAME}.yaml").write_text(yaml_text)
-    (folder / f"{NAME}-jobs.csv").write_text(csv_text)
-    print(f"wrote {folder / (NAME + '.yaml')} and {NAME}-jobs.csv")
+    write_builtin_scenarios(__doc__.splitlines()[0], lambda shared: {NAME: render(shared)})
 
 
 if __name__ == "__main__":

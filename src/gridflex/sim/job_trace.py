@@ -13,8 +13,12 @@ Columns (header required; order free):
 
 from __future__ import annotations
 
+import argparse
 import csv
+import io
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
 
 from gridflex.errors import InputError
@@ -55,3 +59,26 @@ def load_job_trace(spec: JobTraceSpec, base_dir: Path | None, start: datetime) -
         except ValueError as e:
             raise InputError(f"job_trace.file {path} line {line}: {str(e).splitlines()[0]} ({row})") from None
     return tuple(jobs)
+
+
+def trace_csv(rows: list[dict]) -> str:
+    """A job trace's CSV text (the columns of the first row)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def write_builtin_scenarios(description: str, render: Callable[[Path], dict[str, tuple[str, str]]]) -> None:
+    """The command line of a built-in scenario generator: `render(shared data folder)` gives each
+    scenario's name -> (YAML text, job trace CSV text), written beside the built-in scenarios."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--shared", type=Path, default=Path(__file__).parents[4] / "shared" / "data",
+                        help="the shared data folder holding alibaba-gpu-2023/ (default: ../shared/data)")
+    args = parser.parse_args()
+    folder = Path(str(resources.files("gridflex.data").joinpath("scenarios")))
+    for name, (yaml_text, csv_text) in render(args.shared).items():
+        (folder / f"{name}.yaml").write_text(yaml_text)
+        (folder / f"{name}-jobs.csv").write_text(csv_text)
+        print(f"wrote {folder / (name + '.yaml')} and {name}-jobs.csv")

@@ -20,14 +20,13 @@ real-time spike to $4,858/MWh on 08-20 evening, the day-ahead price as the forec
 
 from __future__ import annotations
 
-import argparse
 import csv
-import io
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from gridflex.sim.job_trace import trace_csv, write_builtin_scenarios
 
 TRACE = "alibaba-gpu-2023/openb_pod_list_default.csv"
 DAYS = 7
@@ -121,26 +120,13 @@ def render(name: str, shared: Path) -> tuple[str, str]:
     rows = week_jobs(shared, week_s)
     services = "".join(f"  - {{id: {sid}, workload: infer_llama_8b, gpus: {g}, flex_tier: {tier}}}\n"
                        for sid, (g, tier) in SERVICES_GPUS.items())
-    out = io.StringIO()
-    writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     yaml_text = SCENARIO.format(name=name, jobs=len(rows), days=DAYS, scale=GPU_SCALE, pool=pool_gpus(rows, week_s),
                                 services=services, **w)
-    return yaml_text, out.getvalue()
+    return yaml_text, trace_csv(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path(__file__).parents[4] / "shared" / "data",
-                        help="the shared data folder holding alibaba-gpu-2023/ (default: ../shared/data)")
-    args = parser.parse_args()
-    folder = Path(str(resources.files("gridflex.data").joinpath("scenarios")))
-    for name in WEEKS:
-        yaml_text, csv_text = render(name, args.shared)
-        (folder / f"{name}.yaml").write_text(yaml_text)
-        (folder / f"{name}-jobs.csv").write_text(csv_text)
-        print(f"wrote {folder / (name + '.yaml')} and {name}-jobs.csv")
+    write_builtin_scenarios(__doc__.splitlines()[0], lambda shared: {n: render(n, shared) for n in WEEKS})
 
 
 if __name__ == "__main__":
