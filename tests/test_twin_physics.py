@@ -229,3 +229,18 @@ def test_the_controller_shares_no_object_with_the_twins_physics():
             assert not any(np.shares_memory(obj, a) for a in secret_arrays), "an array shared with the twin"
     model = next(o for o in mine if isinstance(o, JobFleet) and len(o) == len(twin.fleet))
     assert not np.allclose(model.power_w, twin.curves.power_w)  # its curves are the model's, not the true ones
+
+
+def test_the_bound_counts_the_checkpoint_saves_no_plan_avoids():
+    from gridflex.model.scenario import TwinSettings
+    from gridflex.plan.oracle import solve_oracle
+    from gridflex.sim.scenarios import LoadedScenario
+
+    loaded = load_scenario("phoenix-srp")
+    no_saves = LoadedScenario(loaded.scenario.model_copy(update={"twin": TwinSettings(checkpoints=False)}), loaded.curves)
+    sol, without = solve_oracle(loaded, 0), solve_oracle(no_saves, 0)
+    share = sol.true_fleet.hull_throughput[:, -1]
+    training = np.array(["pt_" in j.workload or "ft_" in j.workload for j in loaded.scenario.jobs])
+    assert np.all(share[~training] == 1.0) and np.all((share[training] > 0.98) & (share[training] < 1.0))
+    assert np.all(sol.performance <= share + 1e-9)
+    assert sol.weighted_performance < without.weighted_performance - 0.003

@@ -220,6 +220,11 @@ class Fluctuation:
         saving = np.clip((self.stall_s[at][None, :] - phase) / step_s, 0.0, 1.0) * training[None, :]
         return compute * (1 - saving) + cal.stall_activity * saving, 1.0 - saving
 
+    def duty(self) -> np.ndarray:
+        """Each row's mean throughput factor over its checkpoint cycle: 1 − save time / period for
+        a training job (its saves cost that whatever the caps), 1 otherwise."""
+        return 1.0 - self.training * np.minimum(self.stall_s / self.cal.checkpoint_period_s, 1.0)
+
     def restart(self, rows: np.ndarray) -> None:
         """The rows' jobs restart from a checkpoint: their next save comes a period later."""
         self.phase_s[rows] = self.stall_s[rows]
