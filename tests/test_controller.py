@@ -30,3 +30,20 @@ def test_budget_look_ahead_sees_an_event_the_tick_it_becomes_known(small):
     after = ctl._constrained_left_s(t1, ctl.timeline(t1))
     assert t1 - t0 < 60  # inside one refresh period of the look-ahead
     assert np.all(after > before - (t1 - t0) + 500)  # the 10-minute event is counted
+
+
+def test_caps_make_up_for_a_checkpoint_save_under_way():
+    """A job told to checkpoint-and-stop draws its save power for about a minute; caps on the
+    others cover it, so a no-notice cut is met within seconds (37 s when the save was ignored)."""
+    import importlib.util
+    from pathlib import Path
+
+    from gridflex.model.site import PauseMode
+    from gridflex.sim.run import run_scenario
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "response.py"
+    spec = importlib.util.spec_from_file_location("response_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run = run_scenario(bench.busy_cluster(0.3, PauseMode.checkpoint), "optimal", 0)
+    assert bench.response_s(run) is not None and bench.response_s(run) <= 10

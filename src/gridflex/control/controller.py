@@ -245,7 +245,8 @@ class Controller:
         if self.journal:
             self.journal.telemetry(tel)
         running = np.ones(len(self.fleet), dtype=bool)
-        self._update_model_ratio(tel, running)
+        under_way = self._pauses_under_way(tel)
+        self._update_model_ratio(tel, running & ~under_way)
         timeline = self.timeline(t_s)
         if dt_s > 0 and not timeline.governs(t_s):  # baselines come from unconstrained power only
             self._history.add(site_w, dt_s)
@@ -253,6 +254,7 @@ class Controller:
         # known steps down are met on time.
         target_w = float(timeline.ceiling_at(np.array([t_s, t_s + self.settings.interval_s + ACTUATION_S])).min())
         it_ceiling_w = float((self.site.it_power_w(target_w * (1 - self.site.margin)) - other_w) / self.model_ratio)
+        it_ceiling_w -= self._pausing_excess_w(tel, under_way) / self.model_ratio
         ramp_w = self.settings.ramp_up_w_per_min
         if ramp_w is not None:
             # A ceiling that climbs at the ramp limit: from the last tick's ceiling (an event's, after
@@ -314,9 +316,24 @@ class Controller:
         self._applied = None
 
     # --- internals ---------------------------------------------------------------------------
+    def _pauses_under_way(self, tel: Telemetry) -> np.ndarray:
+        """Jobs told to pause whose pause has not taken effect yet (a checkpoint save, a suspend)."""
+        if self._applied is None:
+            return np.zeros(len(self.fleet), dtype=bool)
+        return tel.active > self._applied[1] + 1e-9
+
+    def _pausing_excess_w(self, tel: Telemetry, under_way: np.ndarray) -> float:
+        """Measured power of the jobs still pausing above what they will draw paused: until their
+        pause takes effect (a checkpoint save lasts about a minute), caps on the others, which act
+        in a second, make up for it."""
+        if not under_way.any():
+            return 0.0
+        paused_w = self.fleet.job_power_w(tel.cap_w, self._applied[1], under_way) * self.model_ratio
+        return float(np.maximum(tel.job_power_w - paused_w, 0.0)[under_way].sum())
+
     def _update_model_ratio(self, tel: Telemetry, running: np.ndarray) -> None:
-        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active, running).sum())
-        measured = float(np.sum(tel.job_power_w))
+        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active, running)[running].sum())
+        measured = float(np.sum(tel.job_power_w[running]))
         if modelled <= 0 or measured <= 0:
             return
         ratio = measured / modelled
