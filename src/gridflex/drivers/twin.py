@@ -20,10 +20,9 @@ over the running jobs only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import dataclasses
 import re
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
