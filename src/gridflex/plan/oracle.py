@@ -202,9 +202,12 @@ class OraclePlanner:
     def plan(self, inp: PlanInput) -> Plan:
         if self.solution is None:
             raise RuntimeError("the oracle planner needs bind_scenario(loaded, seed) before planning")
-        sol, fleet = self.solution, self.solution.true_fleet
+        sol = self.solution
         i = int(np.searchsorted(sol.period_start_s, inp.t_s, side="right")) - 1
         if i < 0 or inp.t_s >= sol.period_end_s[i]:
             return Plan.unconstrained(inp)
-        cap, active = level_to_actions(fleet, sol.level_w[i])
+        row = {job_id: r for r, job_id in enumerate(sol.true_fleet.ids)}
+        rows = np.array([row[job_id] for job_id in inp.fleet.ids], dtype=np.int64)  # the jobs on the plant now
+        fleet = sol.true_fleet.take(rows)
+        cap, active = level_to_actions(fleet, sol.level_w[i][rows])
         return Plan(cap, active, float(fleet.job_power_w(cap, active, inp.running).sum()))
