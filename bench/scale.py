@@ -67,7 +67,7 @@ def tick_times_ms(planner_name: str, gpus: int, ticks: int) -> tuple[int, np.nda
     for k in range(ticks):
         t_s = START.timestamp() + 600 + 2 * k
         ceiling = float(site.it_power_w(timeline.ceiling_at(t_s) * 0.98)) * rng.uniform(0.98, 1.02)
-        inp = PlanInput(t_s, fleet, site, timeline, np.ones(len(fleet), bool), ceiling, floor, window_s)
+        inp = PlanInput(t_s, fleet, site, timeline, ceiling, floor, window_s)
         t0, c0 = time.perf_counter(), time.process_time()
         planner.plan(inp)
         wall.append((time.perf_counter() - t0) * 1e3)

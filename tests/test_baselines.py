@@ -35,7 +35,7 @@ def inputs(jobs, ceiling_w, floor, at_s=0.0, hours=1.0):
     ev = GridEvent(id="e", start=T0, end=T0 + timedelta(hours=hours), target=Target(power_w=ceiling_w), baseline_w=1e9)
     timeline = TargetTimeline.build([ResolvedEvent(ev, 1e9)], None, ControlSettings())
     n = len(jobs)
-    return PlanInput(T0.timestamp() + at_s, fleet, Site(margin=0.0), timeline, np.ones(n, bool), ceiling_w,
+    return PlanInput(T0.timestamp() + at_s, fleet, Site(margin=0.0), timeline, ceiling_w,
                      np.asarray(floor, float), np.full(n, 4 * 3600.0))
 
 
@@ -142,7 +142,7 @@ def test_baselines_plan_open_loop_ignoring_the_measured_correction():
     # The controller scales its IT ceiling by measured/modelled power; the published policies did not.
     jobs = [job("a", 16, 3), job("b", 16, 1)]
     inp = inputs(jobs, 9600.0, [0.0, 0.9])
-    corrected = PlanInput(inp.t_s, inp.fleet, inp.site, inp.timeline, inp.running, 0.8 * inp.it_ceiling_w,
+    corrected = PlanInput(inp.t_s, inp.fleet, inp.site, inp.timeline, 0.8 * inp.it_ceiling_w,
                           inp.floor_throughput, inp.window_s)
     for name in ("dvfs-fair", "uniform-cap", "pause-by-tier"):
         assert make_planner(name).plan(corrected).cap_w == pytest.approx(make_planner(name).plan(inp).cap_w)

@@ -163,3 +163,11 @@ def test_tens_of_sites_and_classes(rtt):
     lat = rtt.between(classes.origins, sites.regions)
     moved_in = d.rps > now * classes.rate_rps[:, None] + 1e-6
     assert (lat[moved_in] <= np.repeat(classes.latency_budget_ms[:, None], n, 1)[moved_in]).all()
+
+
+def test_a_class_with_no_requests_now_keeps_its_split(rtt):
+    classes = replace(CLASSES, rate_rps=np.array([0.0, 100.0]))
+    start = np.array([[0.3, 0.7], [1.0, 0.0]])
+    d = decide(fleet(), classes, start, rtt)
+    assert d.ok and np.allclose(d.share.sum(axis=1), 1.0)
+    assert np.allclose(d.share[0], [0.3, 0.7])  # nothing to place: the router's split stays as it is

@@ -43,7 +43,7 @@ def plan(jobs, settings, grid_ceiling_w, setpoint_w=np.inf, price=20.0, running_
         f, np.where(value >= price, f.power_w, 0.0), value, f.power_w if running_w is None else running_w,
         grid_ceiling_w, setpoint_w, 1.0, side.qos_usd_per_gpu_hour(jobs),
     )
-    inp = PlanInput(0.0, jobs, SITE, TargetTimeline(), np.ones(len(jobs), bool), np.inf,
+    inp = PlanInput(0.0, jobs, SITE, TargetTimeline(), np.inf,
                     np.zeros(len(jobs)), np.full(len(jobs), 86400.0), m)
     return MeritPlanner().plan(inp), f
 
@@ -80,7 +80,7 @@ def test_a_gpu_tier_cheaper_than_mining_is_slowed_first():
 def test_cost_figures_make_every_miner_cheaper_than_any_gpu_segment():
     jobs, s = jobs_fleet(), miner_settings()
     usd = np.array([1.0, 4.0]) * jobs.gpus
-    cost, width = hull_segments(jobs, usd, jobs.hull_w[:, 0], jobs.full_w, np.ones(2, bool))
+    cost, width = hull_segments(jobs, usd, jobs.hull_w[:, 0], jobs.full_w)
     gpu_usd_per_mwh = cost[width > 0] * 1e6
     side = MinerSide(s.build_fleet(), None, s, ConstantSignal(0), ConstantSignal(0.05))
     miner_usd_per_mwh = side.value_usd_per_mwh(0)
@@ -118,7 +118,7 @@ def test_uneconomic_miners_sleep_and_sponge_raises_the_setpoint():
     tel = Telemetry(0.0, 0.0, 0.0, jobs.ids, jobs.gpus * jobs.full_w, np.ones(2), jobs.max_cap_w, np.ones(2))
     for price, want, setpoint in ((50.0, 30_100, 80_000), (300.0, 0, 80_000), (-5.0, 43_330, 120_000)):
         side = MinerSide(f, None, s, ConstantSignal(price), ConstantSignal(0.05))
-        m = side.input(0.0, 1e9, SITE, jobs, tel, np.ones(2, bool))
+        m = side.input(0.0, 1e9, SITE, jobs, tel)
         assert m.want_w.sum() == pytest.approx(want)
         assert m.setpoint_w == pytest.approx(setpoint - f.sleep_w.sum())
 

@@ -51,12 +51,11 @@ def test_greedy_matches_the_highs_lp_optimum(curves, seed):
     value = job_value(fleet, rng.uniform(3600, 86400, len(fleet)))
     floor_w = fleet.level_at_throughput(rng.uniform(0, 0.9, len(fleet)))
     full = float((fleet.gpus * fleet.full_w).sum())
-    running = np.ones(len(fleet), bool)
-    _, most = shed_greedy(fleet, value, floor_w, fleet.full_w, running, np.inf)
+    _, most = shed_greedy(fleet, value, floor_w, fleet.full_w, np.inf)
     assert np.isinf(most)  # nothing can shed an infinite amount
     sheddable = full - (fleet.gpus * np.where(fleet.controllable, np.maximum(floor_w, fleet.hull_w[:, 0]), fleet.full_w)).sum()
     ceiling = full - rng.uniform(0.1, 0.95) * sheddable
-    level, short = shed_greedy(fleet, value, floor_w, fleet.full_w, running, full - ceiling)
+    level, short = shed_greedy(fleet, value, floor_w, fleet.full_w, full - ceiling)
     assert short == pytest.approx(0, abs=1e-6)
     assert (fleet.gpus * level).sum() == pytest.approx(ceiling, rel=1e-9)
     lost = (value * (1 - RowInterp(fleet.hull_w, fleet.hull_throughput)(level))).sum()
@@ -70,7 +69,6 @@ def plan_input(fleet, ceiling_w, floor=None, priority="grid"):
         fleet=fleet,
         site=Site(priority=priority),
         timeline=TargetTimeline.build([], None, ControlSettings()),
-        running=np.ones(n, bool),
         it_ceiling_w=ceiling_w,
         floor_throughput=np.zeros(n) if floor is None else floor,
         window_s=np.full(n, 3600.0),

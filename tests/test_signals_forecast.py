@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gridflex.errors import InputError
-from gridflex.signals.forecast import CorrectedForecast, Forecast, persistence_forecast
+from gridflex.signals.forecast import BlendedForecast, CorrectedForecast, Forecast, persistence_forecast
 from gridflex.signals.prices import StepSignal
 
 H = 3600.0
@@ -86,3 +86,15 @@ def test_corrected_forecast_uses_only_observed_errors():
     assert s.at(4 * H) == pytest.approx(4 + 10 * np.exp(-1))
     later = StepSignal(actual.times_s, np.where(actual.times_s > 2 * H, -1e6, actual.values))
     assert np.array_equal(CorrectedForecast(f, later, 2 * H, H).forecast_at(3 * H).values, s.values)
+
+
+def test_blended_forecast_mixes_two_vintages_known_then_and_nothing_later():
+    a = vintages([0.0, 2 * H])
+    later = vintages([3 * H], fill=1e6)
+    with_later = Forecast(np.concatenate([a.issued_s, later.issued_s]), np.concatenate([a.target_s, later.target_s]),
+                          np.concatenate([a.values, later.values]))
+    flat = vintages([0.0, 2 * H], fill=100.0)
+    blend = BlendedForecast(with_later, flat, 0.25)
+    s = blend.forecast_at(2.5 * H)
+    assert s.at(3 * H) == pytest.approx(0.25 * (20 + 1) + 0.75 * 100)
+    assert np.all(s.values < 1e5)  # the vintage issued at 3 h is not read at 2.5 h

@@ -9,12 +9,14 @@ controllers discover their jobs from the plant every tick and are driven by `tic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from gridflex.control.controller import Controller, Decision, Journal, WindowRule
+from gridflex.control.shifting import Shifter
 from gridflex.drivers.base import Driver
 from gridflex.drivers.twin import TwinDriver
 from gridflex.model.site import Job
@@ -22,6 +24,9 @@ from gridflex.plan.registry import make_planner
 from gridflex.sim.hybrid import HybridPlant, build_hybrid
 from gridflex.sim.load_trace import utilization_fn
 from gridflex.sim.scenarios import LoadedScenario
+
+#: (step times [n], job rows [R]) -> load [n, R] scaling each job's power above idle.
+Utilization = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class Simulated(Protocol):
@@ -63,14 +68,15 @@ def scenario_windows(loaded: LoadedScenario) -> WindowRule:
 
 
 def simulated(loaded: LoadedScenario, planner: str = "optimal", seed: int = 0, journal: Journal | None = None,
-              record: bool = True) -> Site:
-    """The scenario's site around the digital twin, at the scenario's start."""
+              record: bool = True, utilization: Utilization | None = None) -> Site:
+    """The scenario's site around the digital twin, at the scenario's start. `utilization`
+    replaces the load the scenario's `load_traces` give (e.g. the traffic a fleet sends the site)."""
     sc = loaded.scenario
     start_s = sc.start.timestamp()
     ids = tuple(j.id for j in sc.jobs)
     twin = TwinDriver(
         sc.jobs, loaded.curves, sc.site, start_s, sc.step_s, sc.twin, seed, record=record,
-        utilization=utilization_fn(sc.load_traces, ids, sc.start.tzinfo),
+        utilization=utilization or utilization_fn(sc.load_traces, ids, sc.start.tzinfo),
     )
     hybrid = build_hybrid(sc.miners, start_s, sc.step_s, loaded.base_dir) if sc.miners else None
     chosen = make_planner(planner)
@@ -81,6 +87,8 @@ def simulated(loaded: LoadedScenario, planner: str = "optimal", seed: int = 0, j
         miners=hybrid.side if hybrid else None,
     )
     controller.add_events(sc.events, start_s)
+    if sc.shifting is not None:
+        controller.shifting = Shifter(sc.shifting, sc.site, loaded.curves, sc.control.release_stagger_s)
     return Site(controller, twin, hybrid, (twin, hybrid.twin) if hybrid else (twin,))
 
 

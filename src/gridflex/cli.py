@@ -11,7 +11,7 @@ from rich.table import Table
 
 from gridflex.console import err, fail, fmt, out, progress, write
 from gridflex.errors import InputError
-from gridflex.fleet.cli_fleet import fleet
+from gridflex.fleet.cli_fleet import fleet, simulate_fleet
 from gridflex.plan.registry import PLANNERS
 from gridflex.programs.cli_settle import settle
 from gridflex.report.summary import JOB_RECORDS_LIMIT
@@ -64,7 +64,14 @@ def simulate(
         help="with --store: telemetry every this many simulated seconds (0: every tick); decisions too, and at"
              " every tick of an event")] = 0.0,
 ) -> None:
-    """Run a scenario: the controller drives the digital twin in simulated time."""
+    """Run a scenario: the controller drives the digital twin in simulated time. A fleet scenario
+    (e.g. geo-fleet) runs its sites with the fleet coordinator and again alone."""
+    from gridflex.fleet.scenario import is_fleet_scenario
+
+    if is_fleet_scenario(scenario):
+        if any((measured, trace, trace_jobs, store)):
+            raise fail("--measured, --trace, --trace-jobs and --store are for single-site scenarios, not fleets")
+        return simulate_fleet(scenario, planner, seed, json_path, report)
     from gridflex.report.html import run_report
     from gridflex.report.measured import read_measured
     from gridflex.report.summary import summarize
@@ -143,6 +150,11 @@ def print_summary(summary: dict) -> None:
             if not isinstance(value, dict):
                 hy.add_row(key, fmt(value))
         out.print(hy)
+    if "shifting" in summary:
+        sh = Table("time shifting", "value", title="shifting")
+        for key, value in summary["shifting"].items():
+            sh.add_row(key, fmt(value) if not isinstance(value, str) else value)
+        out.print(sh)
     for w in summary["warnings"]:
         out.print(f"[yellow]warning:[/] {w}")
 

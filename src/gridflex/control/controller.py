@@ -24,6 +24,7 @@ from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 
 if TYPE_CHECKING:
     from gridflex.control.miner_side import MinerSide
+    from gridflex.control.shifting import Shifter
 
 #: Time constant [s] of the controller's estimate of how far the plant departs from the model.
 MODEL_RATIO_TAU_S = 30.0
@@ -92,6 +93,7 @@ class Controller:
         self.driver, self.planner, self.journal = driver, planner, journal
         self.miners = miners  # a miner fleet behind the same meter, dispatched with the jobs
         self.meter = meter
+        self.shifting: Shifter | None = None  # time shifting of queued deferrable work (control/shifting.py)
         self.window_for = window_for
         self.jobs: tuple[Job, ...] = ()
         self.fleet = JobFleet.build([], curves)
@@ -107,6 +109,8 @@ class Controller:
         self._last_t_s = start_s
         self._seen: Sequence[Job] | None = None  # the driver's last job list
         self._first_seen_s: dict[str, float] = {}  # job id -> when the plant first showed it running
+        self._ptr = np.zeros(0, dtype=np.uint64)  # the address of each Job in `jobs`
+        self._by_id: dict[str, Job] = {}  # the Job in `jobs` of each id
         # (computed at, events it saw, grid, cumulative constrained seconds)
         self._lookahead: tuple[float, tuple[str, ...], np.ndarray, np.ndarray] | None = None
         self._applied: tuple | None = None  # last actions sent to the driver
@@ -140,6 +144,10 @@ class Controller:
             self._fit(running, t_s)
 
     def _fit(self, running: Sequence[Job], t_s: float) -> None:
+        """Rows of jobs that stay keep their budget; rows of jobs that are new or changed are
+        built. A plant that hands back the same Job objects (the twin) is diffed by object
+        identity, without reading the jobs (at 100k GPUs the reads, not the arithmetic, cost);
+        jobs listed as new objects (Slurm) are matched by id and compared by value."""
         jobs = tuple(running)
         if self.tiers:
             jobs = tuple(
@@ -149,26 +157,40 @@ class Controller:
             )
         if jobs == self.jobs:
             return
-        old = {j.id: (i, j) for i, j in enumerate(self.jobs)}
-        kept = [old.get(j.id) for j in jobs]
-        src = np.array([-1 if k is None else k[0] for k in kept], dtype=np.int64)
-        # a plant that hands back the same Job objects (the twin) is compared by identity, cheaply
-        same = np.array([k is not None and (k[1] is j or k[1] == j) for k, j in zip(kept, jobs)], dtype=bool)
+        n, old_n = len(jobs), len(self.jobs)
+        ptr = np.fromiter(map(id, jobs), np.uint64, n)  # the old list holds its jobs: no address is reused
+        order = np.argsort(self._ptr)
+        at = np.minimum(np.searchsorted(self._ptr[order], ptr), max(old_n - 1, 0))
+        same = self._ptr[order][at] == ptr if old_n else np.zeros(n, dtype=bool)
+        src = np.where(same, order[at] if old_n else 0, -1)
+        listed_anew = np.flatnonzero(~same)  # new jobs, and jobs listed as new objects
+        for i in listed_anew:
+            prev = self._by_id.get(jobs[i].id)
+            if prev is not None:
+                src[i] = order[np.searchsorted(self._ptr[order], id(prev))]
+                same[i] = prev == jobs[i]
+        gone = np.ones(old_n, dtype=bool)
+        gone[src[src >= 0]] = False
+        for r in np.flatnonzero(gone):
+            del self._by_id[self.jobs[r].id]
+        for i in listed_anew:
+            self._by_id[jobs[i].id] = jobs[i]
         changed = np.flatnonzero(~same)
-        both = self.fleet.take(src[same]).extended(JobFleet.build([jobs[i] for i in changed], self.curves))
-        self.fleet = both.take(np.argsort(np.concatenate([np.flatnonzero(same), changed]), kind="stable"))
-        windows = np.zeros((len(jobs), 2))
-        for i in np.flatnonzero(src < 0):
+        rows = np.where(same, src, old_n + np.cumsum(~same) - 1)
+        self.fleet = self.fleet.extended(JobFleet.build([jobs[i] for i in changed], self.curves)).take(rows)
+        new = np.flatnonzero(src < 0)
+        windows = np.zeros((n, 2))
+        for i in new:
             windows[i] = self.window_for(jobs[i], self._first_seen_s.setdefault(jobs[i].id, t_s), t_s)
-        factors = np.where(same, self.budget.flex_factor[np.maximum(src, 0)] if len(self.jobs) else 1.0, 1.0)
+        factors = np.where(same, self.budget.flex_factor[np.maximum(src, 0)] if old_n else 1.0, 1.0)
         for i in changed:
             factors[i] = self.deferral.flex_factor(jobs[i])
         self.budget = self.budget.remapped(src, factors, windows[:, 0], windows[:, 1])
-        for i in np.flatnonzero(src < 0):
+        for i in new:
             start, end, delivered, elapsed = self.carried.pop(jobs[i].id, (np.nan,) * 4)
             if (start, end) == tuple(windows[i]):  # the same window as before a restart: carry on
                 self.budget.delivered_s[i], self.budget.elapsed_s[i] = delivered, elapsed
-        self.jobs = jobs
+        self.jobs, self._ptr = jobs, ptr
         self._lookahead = self._applied = None
 
     def _roll_windows(self, t_s: float) -> None:
@@ -182,9 +204,12 @@ class Controller:
 
     # --- events ----------------------------------------------------------------------------
     def add_event(self, event: GridEvent, known_from_s: float | None = None) -> None:
+        """Take an event from now on. Safe to call from another thread while a tick runs: the
+        event list is replaced, never changed in place, and a tick works on the list it began with."""
         if event.id in self._events:
             raise InputError(f"event id {event.id!r} already exists; cancel it first or use another id")
-        self._events[event.id] = (event, self._last_t_s if known_from_s is None else known_from_s)
+        known_s = self._last_t_s if known_from_s is None else known_from_s
+        self._events = {**self._events, event.id: (event, known_s)}
         self._lookahead = None
 
     def add_events(self, events: Iterable[GridEvent], scenario_start_s: float) -> None:
@@ -192,14 +217,20 @@ class Controller:
             self.add_event(ev, ev.known_from_s(scenario_start_s))
 
     def cancel_event(self, event_id: str) -> None:
-        if self._events.pop(event_id, None) is None:
+        """Drop an event (safe from another thread, as `add_event`)."""
+        if event_id not in self._events:
             raise InputError(f"no event {event_id!r}; known: {', '.join(self._events) or 'none'}")
+        self._events = {k: v for k, v in self._events.items() if k != event_id}
         self._lookahead = None
+
+    def events(self) -> dict[str, tuple[GridEvent, float]]:
+        """The events taken and not cancelled: id -> (event, known from [epoch s]); a snapshot."""
+        return self._events
 
     def timeline(self, t_s: float) -> TargetTimeline:
         """Targets as known at `t_s`."""
         resolved = [
-            self._resolved(ev, self._baseline_w(ev, t_s)) for ev, known_s in self._events.values() if known_s <= t_s
+            self._resolved(ev, self._baseline_w(ev, t_s)) for ev, known_s in self.events().values() if known_s <= t_s
         ]
         return TargetTimeline.build(resolved, self.site.interconnection_limit_w, self.settings)
 
@@ -244,9 +275,8 @@ class Controller:
         self._roll_windows(t_s)
         if self.journal:
             self.journal.telemetry(tel)
-        running = np.ones(len(self.fleet), dtype=bool)
         under_way = self._pauses_under_way(tel)
-        self._update_model_ratio(tel, running & ~under_way)
+        self._update_model_ratio(tel, ~under_way)
         timeline = self.timeline(t_s)
         if dt_s > 0 and not timeline.governs(t_s):  # baselines come from unconstrained power only
             self._history.add(site_w, dt_s)
@@ -272,13 +302,16 @@ class Controller:
         else:
             floors = np.ones(len(self.fleet))
         soon = [e.end_s for e in timeline.events if e.start_s - self.settings.defer_lookahead_s <= t_s <= e.end_s]
-        held = self.deferral.decide(t_s, dt_s, self.driver.queue(), max(soon) if soon else None)
+        queued = self.driver.queue()
+        held = self.deferral.decide(t_s, dt_s, queued, max(soon) if soon else None)
+        if self.shifting is not None:
+            held = held | self.shifting.decide(t_s, self.jobs, queued, timeline)
         miner_in = None
         if self.miners:
-            miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel, running)
+            miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel)
         plan = self.planner.plan(
             PlanInput(
-                t_s, self.fleet, self.site, timeline, running, it_ceiling_w, floors, self.budget.window_s, miner_in
+                t_s, self.fleet, self.site, timeline, it_ceiling_w, floors, self.budget.window_s, miner_in
             )
         )
         decision = Decision(
@@ -328,12 +361,14 @@ class Controller:
         in a second, make up for it."""
         if not under_way.any():
             return 0.0
-        paused_w = self.fleet.job_power_w(tel.cap_w, self._applied[1], under_way) * self.model_ratio
+        paused_w = self.fleet.job_power_w(tel.cap_w, self._applied[1]) * self.model_ratio
         return float(np.maximum(tel.job_power_w - paused_w, 0.0)[under_way].sum())
 
-    def _update_model_ratio(self, tel: Telemetry, running: np.ndarray) -> None:
-        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active, running)[running].sum())
-        measured = float(np.sum(tel.job_power_w[running]))
+    def _update_model_ratio(self, tel: Telemetry, settled: np.ndarray) -> None:
+        """Follow measured / modelled power of the `settled` jobs (a job still pausing reports
+        itself active while it saves)."""
+        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active)[settled].sum())
+        measured = float(np.sum(tel.job_power_w[settled]))
         if modelled <= 0 or measured <= 0:
             return
         ratio = measured / modelled

@@ -20,7 +20,6 @@ import numpy as np
 from gridflex.model.scenario import ControlSettings
 from gridflex.model.site import Job
 
-
 #: Share of a job's allowance never spent on holding: room for what running costs anyway (a training
 #: job's checkpoint saves, ~1 % of its time) once a held job has started.
 HOLD_RESERVE = 0.05

@@ -53,14 +53,13 @@ class MinerSide:
         self._last = self.driver.read()
         return self._last
 
-    def input(self, t_s: float, grid_ceiling_w: float, site: Site, jobs: JobFleet, tel: Telemetry,
-              running: np.ndarray) -> MinerInput:
+    def input(self, t_s: float, grid_ceiling_w: float, site: Site, jobs: JobFleet, tel: Telemetry) -> MinerInput:
         """What the planner needs at `t_s`: which units are worth running at the price now, the
         ceilings, and how many site watts a modelled GPU watt is right now."""
         price = float(self.prices.at(t_s))
         value = self.value_usd_per_mwh(t_s)
         want = np.where(value >= price, self.fleet.power_w, 0.0)
-        modelled = float(jobs.job_power_w(tel.cap_w, tel.active, running).sum())
+        modelled = float(jobs.job_power_w(tel.cap_w, tel.active).sum())
         measured = float(np.sum(tel.job_power_w))
         ratio = measured / modelled if modelled > 0 and measured > 0 else 1.0
         running_w = self._last.target_w if self._last is not None else self.fleet.power_w

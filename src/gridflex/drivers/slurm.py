@@ -8,7 +8,9 @@
   ``scontrol requeuehold``; run (active 1): ``scontrol resume`` / ``scontrol release``.
 - queued work: pending jobs are listed by `queue()`; those the controller asks to hold are held
   (``scontrol hold``), and released (``scontrol release``) when it no longer does.
-- one ``squeue`` call per tick serves `discover()`, `queue()` and `read()`.
+- one ``squeue`` call per tick serves `discover()`, `queue()` and `read()`; a tick that sees
+  new jobs adds one ``scontrol show job --oneliner`` for their ``--begin`` (EligibleTime) and
+  ``--deadline``, which squeue's ``--format`` letters do not give.
 - power: there is no meter in Slurm, so telemetry is estimated from job state and curve
   (`PowerEstimate`); a composite with the NVML driver replaces it by measurements.
 
@@ -180,6 +182,7 @@ class SlurmDriver:
         self._states_seen: dict[str, str] | None = None  # job states from discover()'s squeue, for read()
         self._estimate = PowerEstimate([], curves, site)
         self.warnings: list[str] = []
+        self._times: dict[str, tuple[datetime | None, datetime | None]] = {}  # job id -> (begin, deadline)
 
     # --- driver verbs --------------------------------------------------------------------
     def discover(self) -> list[Job]:
@@ -189,6 +192,7 @@ class SlurmDriver:
         ours = {k.split(":", 1)[1] for k in self.ledger.keys("stop:")}
         entries = [e for e in self.cli.queue() if self._in_scope(e)]
         running = [e for e in entries if e.state in ("RUNNING", "SUSPENDED") or e.job_id in ours]
+        self._learn_times(entries)
         before = {j.id for j in self.jobs}
         self.jobs = [self.job_of(e) for e in running]
         self.pending = [self.job_of(e) for e in entries if e.state == "PENDING" and e.job_id not in ours]
@@ -273,13 +277,29 @@ class SlurmDriver:
         else:
             start = _parse_time(e.start)
             end = start + timedelta(seconds=limit_s) if start and limit_s else None
+        begin, deadline = self._times.get(e.job_id, (None, None))
+        earliest = max((t for t in (begin, start) if t is not None), default=None)
+        if deadline is not None and earliest is not None and deadline <= earliest:
+            self._warn(f"job {e.job_id}: deadline {deadline} is not after its begin/start; ignored")
+            deadline = None
         return Job(
-            id=e.job_id, workload=workload, gpus=gpus, flex_tier=flex, start=start, end=end,
+            id=e.job_id, workload=workload, gpus=gpus, flex_tier=flex, start=start, end=end, begin=begin,
+            deadline=deadline,
             duration_s=limit_s if e.state == "PENDING" and limit_s else None,
             actions=frozenset({Action.pause}) if flex > 0 else frozenset(),
             pause_mode=mode,
             latency=Latency(suspend_s=1.0, resume_s=1.0, checkpoint_s=self.settings.checkpoint_grace_s),
         )
+
+    def _learn_times(self, entries: Sequence[QueueEntry]) -> None:
+        """Begin and deadline of jobs not seen before (one scontrol call); forget jobs gone."""
+        ids = {e.job_id for e in entries}
+        self._times = {k: v for k, v in self._times.items() if k in ids}
+        if ids - set(self._times):
+            for line in self.cli("scontrol", "show", "job", "--oneliner").splitlines():
+                job_id, begin, deadline = _job_times(line)
+                if job_id in ids:
+                    self._times[job_id] = (begin, deadline)
 
     def _comment_fields(self, e: QueueEntry) -> dict[str, str]:
         m = COMMENT_RE.search(e.comment)
@@ -479,6 +499,15 @@ def _parse_time(text: str) -> datetime | None:
         return datetime.fromisoformat(text).astimezone()
     except ValueError:
         return None
+
+
+def _job_times(line: str) -> tuple[str, datetime | None, datetime | None]:
+    """(job id as squeue's %i shows it, begin, deadline) from a line of ``scontrol show job --oneliner``."""
+    fields = dict(m.groups() for m in re.finditer(r"(\w+)=(\S*)", line))
+    job_id = fields.get("JobId", "")
+    if fields.get("ArrayTaskId") not in (None, "", "N/A"):
+        job_id = f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"
+    return job_id, _parse_time(fields.get("EligibleTime", "")), _parse_time(fields.get("Deadline", ""))
 
 
 def _parse_limit_s(text: str) -> float | None:

@@ -62,6 +62,8 @@ class TwinDriver:
         self.t_s = start_s
         j = len(fleet)
         self._row = {job.id: i for i, job in enumerate(self.jobs)}
+        self._job_at = np.fromiter(self.jobs, object, j)  # row -> Job, to pick the running ones at C speed
+        self._id_at = np.fromiter((job.id for job in self.jobs), object, j)
         # --- the schedule ---
         self.fixed_start_s = np.array([job.start.timestamp() if job.start else -np.inf for job in self.jobs])
         self.fixed_end_s = np.array([job.end.timestamp() if job.end else np.inf for job in self.jobs])
@@ -191,7 +193,7 @@ class TwinDriver:
 
     def restore(self) -> None:
         run = self._run
-        self.apply(JobActions(tuple(self.fleet.ids[i] for i in run), self.fleet.max_cap_w[run], np.ones(len(run))))
+        self.apply(JobActions(tuple(self._id_at[run]), self.fleet.max_cap_w[run], np.ones(len(run))))
 
     def health(self) -> DriverHealth:
         return DriverHealth(True, "simulated plant")
@@ -260,11 +262,11 @@ class TwinDriver:
             run = np.concatenate([run, new])
         self._run = run
         if changed:
-            self._running_jobs = tuple(self.jobs[i] for i in run)
-            self._running_ids = tuple(j.id for j in self._running_jobs)
+            self._running_jobs = tuple(self._job_at[run])
+            self._running_ids = tuple(self._id_at[run])
         waiting = self._order[(self.state[self._order] == WAITING) & (self.submit_s[self._order] <= t_s)]
         if changed or len(waiting) != len(self._queued_jobs):
-            self._queued_jobs = tuple(self.jobs[i] for i in waiting)
+            self._queued_jobs = tuple(self._job_at[waiting])
 
     def _fits(self, queued: np.ndarray, fixed: np.ndarray) -> np.ndarray:
         """The queued rows that start now: per pool, the longest prefix of its queue whose GPUs fit
@@ -346,8 +348,10 @@ class TwinDriver:
         return np.where(np.isfinite(self._cap_at_s[rows]), self._pend_cap_w[rows], self.cap_w[rows])
 
     def _rows(self, ids: Sequence[str], what: str) -> np.ndarray:
+        if ids == self._running_ids:  # the jobs as listed by `discover` (the usual case): no look-up
+            return self._run
         try:
-            return np.fromiter((self._row[i] for i in ids), np.int64, len(ids))
+            return np.fromiter(map(self._row.__getitem__, ids), np.int64, len(ids))
         except KeyError as e:
             raise DriverError(f"actions: unknown job {e.args[0]!r} in {what}") from None
 

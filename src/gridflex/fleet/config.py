@@ -71,6 +71,8 @@ class CostsConfig(_Strict):
 
 class FleetConfig(_Strict):
     interval_s: float = Field(5.0, gt=0, description="seconds between ticks: poll, decide, one step per backend")
+    store_url: str | None = Field(None, description="gridflex store (SQLAlchemy URL; PostgreSQL when shared) keeping "
+                                                    "the coordinator's state across restarts (none: in memory)")
     timeout_s: float = Field(5.0, gt=0, le=60, description="timeout of each site API request")
     rtt_file: Path = Field(description="inter-region RTT CSV (snapshot_date, src_region, dst_region, avg_latency_ms)")
     router: RouterConfig
@@ -80,9 +82,7 @@ class FleetConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FleetConfig:
-        names = [s.name for s in self.sites]
-        if len(set(names)) != len(names):
-            raise ValueError(f"sites: names must be unique, got {names}")
+        names = unique_site_names(self.sites)
         for m in self.models:
             unknown = sorted(set(m.servers) - set(names))
             if unknown:
@@ -99,3 +99,11 @@ def load_fleet_config(path: str | Path) -> FleetConfig:
         "socket": base / cfg.router.socket,
         "state_file": base / cfg.router.state_file if cfg.router.state_file else None})
     return cfg.model_copy(update={"rtt_file": base / cfg.rtt_file, "router": router})
+
+
+def unique_site_names(sites) -> list[str]:
+    """The sites' names; ValueError if two share one."""
+    names = [s.name for s in sites]
+    if len(set(names)) != len(names):
+        raise ValueError(f"sites: names must be unique, got {names}")
+    return names

@@ -132,17 +132,18 @@ def decide(sites: FleetSites, classes: RequestClasses, current_share: np.ndarray
         why = (f"class(es) {short} have no site within their latency budget" if short
                else "capacity and headroom of the sites within the budgets are below the traffic")
         return _decision(False, f"no split meets every hard limit ({why}); current split kept", now, now, j,
-                         np.zeros(n_s), np.zeros(n_s), rtt_ms, rate)
+                         np.zeros(n_s), np.zeros(n_s), rtt_ms, rate, current_share)
     x = np.clip(res.x[:n_x].reshape(n_c, n_s), x_lo, x_hi)
     z = np.where(event, res.x[n_x + n_s:], 0.0)
     # slowing that costs nothing beyond the energy it saves is free to the LP: report only what the cut needs
     needed = np.where(event, np.maximum(sites.event_cut_w + j * (x.sum(axis=0) - now_site) - z, 0.0), 0.0)
     y = np.minimum(res.x[n_x:n_x + n_s], needed)
-    return _decision(True, "optimal", x, now, j, y, z, rtt_ms, rate, float(res.fun))
+    return _decision(True, "optimal", x, now, j, y, z, rtt_ms, rate, current_share, float(res.fun))
 
 
-def _decision(ok, note, x, now, j, y, z, rtt_ms, rate, cost=float("nan")) -> FleetDecision:
-    share = np.divide(x, rate[:, None], out=np.zeros_like(x), where=rate[:, None] > 0)
+def _decision(ok, note, x, now, j, y, z, rtt_ms, rate, current_share, cost=float("nan")) -> FleetDecision:
+    # a class with no requests now keeps its split
+    share = np.divide(x, rate[:, None], out=np.array(current_share, float), where=rate[:, None] > 0)
     return FleetDecision(
         ok=ok, note=note, share=share, rps=x, power_change_w=j * (x.sum(axis=0) - now.sum(axis=0)),
         slow_in_place_w=y, shortfall_w=z, added_latency_ms=(share * rtt_ms).sum(axis=1),

@@ -15,7 +15,10 @@ reports and what the coordinator derives:
   is the reference split, and an event's cut is `reference power − target_w`. Decisions during
   an event are therefore a fixed point (moving load out lowers the site's power, not the cut
   asked of the moved split), and outside events the split follows the cheapest placement.
-  The reference lives in memory: a restarted coordinator takes what it first sees.
+  The reference is the coordinator's only state: with a store (`store_url`) it is written
+  there (key `fleet.reference` of the `meta` table) whenever it changes and read back on start,
+  so a coordinator restarted during an event keeps the split from before it; without one it
+  lives in memory and a restarted coordinator takes what it first sees.
 
 The sites never depend on the coordinator: each meets its own targets by its own controller,
 and the router keeps the last split if the coordinator dies (`restore` puts the original
@@ -25,17 +28,22 @@ weights back from the ledger).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 
 from gridflex.drivers.router_base import RouterDriver, shift_traffic
 from gridflex.errors import DriverError, InputError
 from gridflex.fleet.config import FleetConfig, ModelConfig
 from gridflex.fleet.coordinator import FleetCosts, FleetDecision, FleetSites, RequestClasses, decide
 from gridflex.fleet.latency import RttTable
+from gridflex.store.db import Store
+
+REFERENCE_KEY = "fleet.reference"
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,8 @@ class SiteReport:
     target_w: float | None = None
     active_events: tuple[str, ...] = ()
     error: str = ""
+    carbon_g_per_kwh: float | None = None  # now, where the site knows it (else fleet.yaml's)
+    price_usd_per_mwh: float | None = None
 
 
 async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
@@ -69,17 +79,28 @@ async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
 
 
 class FleetCoordinator:
-    def __init__(self, cfg: FleetConfig, router: RouterDriver, rtt: RttTable | None = None):
-        self.cfg, self.router = cfg, router
+    def __init__(self, cfg: FleetConfig, router: RouterDriver, rtt: RttTable | None = None, store: Store | None = None):
+        self.cfg, self.router, self.store = cfg, router, store
+        self.store_error = ""
         self.rtt = rtt or RttTable.from_csv(cfg.rtt_file)
         self.costs = FleetCosts(**cfg.costs.model_dump())
         self.reference: dict[str, tuple[np.ndarray, dict[str, float]]] = {}  # model -> (split, site power)
+        saved = json.loads(store.meta(REFERENCE_KEY) or "{}") if store else {}
+        for m in cfg.models:  # a model whose classes or sites changed since starts afresh
+            ref = saved.get(m.name)
+            if ref and np.shape(ref["share"]) == (len(m.classes), len(m.servers)) and set(ref["power_w"]) == set(
+                    m.servers):
+                self.reference[m.name] = (np.array(ref["share"]), ref["power_w"])
         for m in cfg.models:  # every region must be in the RTT table before the first tick
             self.rtt.between([c.origin for c in m.classes], [self._site(s).region for s in m.servers])
 
     def tick(self) -> dict:
         """Poll, decide and take one step per backend; returns what happened (one JSON line)."""
-        reports = asyncio.run(poll_sites(self.cfg))
+        return self.tick_with(asyncio.run(poll_sites(self.cfg)))
+
+    def tick_with(self, reports: dict[str, SiteReport], rates_rps: dict[str, float] | None = None) -> dict:
+        """Decide from the sites' reports and take one step per backend. `rates_rps` (class ->
+        requests/s) replaces the configured rates where given (the twin of a fleet knows them)."""
         out = {"sites": {n: {"reachable": r.reachable, "power_w": r.site_power_w, "events": list(r.active_events),
                              **({"error": r.error} if r.error else {})} for n, r in reports.items()},
                "models": {}}
@@ -91,13 +112,25 @@ class FleetCoordinator:
                 out["models"][model.name] = {"ok": False, "note": f"router: {e}"}
                 continue
             if model.name not in self.reference or not any(reports[n].active_events for n in names):
-                self.reference[model.name] = (current, {n: reports[n].site_power_w for n in names})
+                self._set_reference(model.name, current, {n: reports[n].site_power_w for n in names})
             share, power_w = self.reference[model.name]
-            decision = decide(self._sites(model, reports, power_w), self._classes(model), share, self.rtt, self.costs,
-                              keep_share=current)
+            decision = decide(self._sites(model, reports, power_w), self._classes(model, rates_rps or {}), share,
+                              self.rtt, self.costs, keep_share=current)
             out["models"][model.name] = {"ok": decision.ok, "note": decision.note,
                                          **self._step(model, names, decision, current), "router": seen}
+        if self.store_error:
+            out["store_error"] = self.store_error
         return out
+
+    def _set_reference(self, model: str, share: np.ndarray, power_w: dict[str, float]) -> None:
+        self.reference[model] = (share, power_w)
+        if self.store is not None:
+            try:
+                self.store.set_meta(REFERENCE_KEY, json.dumps(
+                    {m: {"share": s.tolist(), "power_w": p} for m, (s, p) in self.reference.items()}))
+                self.store_error = ""
+            except SQLAlchemyError as e:  # the store away: go on from memory, say so in the tick's line
+                self.store_error = f"{type(e).__name__}: {str(e).splitlines()[0]}"
 
     def _read_router(self, model: ModelConfig, names: list[str]) -> tuple[np.ndarray, dict]:
         """The router's split of every class over the model's sites (equal if none is serving),
@@ -149,16 +182,16 @@ class FleetCoordinator:
             names=tuple(names), regions=tuple(s.region for s in sites), headroom_w=arr(headroom),
             capacity_rps=arr(model.capacity_rps[n] for n in names),
             energy_per_request_j=arr(model.energy_per_request_j[n] for n in names),
-            carbon_g_per_kwh=arr(s.carbon_g_per_kwh for s in sites), price_usd_per_mwh=arr(s.price_usd_per_mwh
-                                                                                         for s in sites),
+            carbon_g_per_kwh=arr(_finite(r.carbon_g_per_kwh, s.carbon_g_per_kwh) for s, r in zip(sites, rep)),
+            price_usd_per_mwh=arr(_finite(r.price_usd_per_mwh, s.price_usd_per_mwh) for s, r in zip(sites, rep)),
             event_cut_w=arr(cut), flex_w=arr(s.flex_w for s in sites), slow_usd_per_mwh=arr(s.slow_usd_per_mwh
                                                                                            for s in sites),
             reachable=np.array([r.reachable for r in rep]))
 
     @staticmethod
-    def _classes(model: ModelConfig) -> RequestClasses:
+    def _classes(model: ModelConfig, rates_rps: dict[str, float]) -> RequestClasses:
         return RequestClasses(tuple(c.name for c in model.classes), tuple(c.origin for c in model.classes),
-                              np.array([c.rate_rps for c in model.classes], float),
+                              np.array([rates_rps.get(c.name, c.rate_rps) for c in model.classes], float),
                               np.array([c.latency_budget_ms for c in model.classes], float))
 
 

@@ -66,7 +66,7 @@ class JobFleet:
 
     def take(self, rows: np.ndarray) -> JobFleet:
         """The fleet of the jobs at `rows`, in that order."""
-        return _map_arrays(self, lambda a: a[rows], tuple(self.ids[i] for i in rows))
+        return _map_arrays(self, lambda a: a[rows], tuple(map(self.ids.__getitem__, np.asarray(rows).tolist())))
 
     def extended(self, other: JobFleet) -> JobFleet:
         """This fleet with `other`'s jobs appended (curve tables padded to the wider of the two)."""
@@ -119,11 +119,11 @@ class JobFleet:
         """Least per-GPU power on the reachable hull that gives a throughput."""
         return RowInterp(self.hull_throughput, self.hull_w)
 
-    def job_power_w(self, cap_w: np.ndarray, active: np.ndarray, running: np.ndarray) -> np.ndarray:
+    def job_power_w(self, cap_w: np.ndarray, active: np.ndarray, running: np.ndarray | None = None) -> np.ndarray:
         """Modelled power of each job [W]: `active` fraction of GPUs at the cap, the rest paused;
-        idle when not running."""
+        idle where `running` (default: all) is false."""
         per_gpu = active * self.power_at_cap(cap_w) + (1 - active) * self.paused_w
-        return self.gpus * np.where(running, per_gpu, self.idle_w)
+        return self.gpus * (per_gpu if running is None else np.where(running, per_gpu, self.idle_w))
 
 
 def _reachable_hull(curve: PowerCurve, may_cap: bool, may_pause: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +173,8 @@ class RowInterp:
         self.flat_fp = np.asarray(fp, float).ravel()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if not len(self.lo):  # no rows (a site with no job running): np.interp refuses empty tables
+            return np.zeros(0)
         x = np.minimum(np.maximum(x, self.lo), self.hi)
         return np.interp(x + self.shift, self.flat_xp, self.flat_fp)
 

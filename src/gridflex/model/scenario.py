@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gridflex.errors import InputError
 from gridflex.model.events import GridEvent
 from gridflex.model.miners import MinerSettings
+from gridflex.model.shifting import ShiftSettings
 from gridflex.model.site import Job, Site, require_aware
 
 
@@ -96,6 +97,7 @@ class Scenario(BaseModel):
     twin: TwinSettings = TwinSettings()
     control: ControlSettings = ControlSettings()
     miners: MinerSettings | None = Field(None, description="a bitcoin miner fleet behind the same meter")
+    shifting: ShiftSettings | None = Field(None, description="hold and release deferrable work by carbon or price")
     load_traces: dict[str, str] = Field(
         default_factory=dict,
         description="job id -> utilization trace scaling its power above idle (e.g. azure-llm-conv)",

@@ -63,11 +63,13 @@ class Job(BaseModel):
     submit: datetime | None = Field(None, description="when a queued job enters the queue")
     duration_s: float | None = Field(None, gt=0, description="work of a queued job: seconds at full speed")
     gpu_model: str | None = Field(None, description="GPU pool the job runs on (default: the site's first)")
+    begin: datetime | None = Field(None, description="earliest start (Slurm --begin); none: when submitted")
+    deadline: datetime | None = Field(None, description="latest finish (Slurm --deadline); time shifting keeps it")
     actions: frozenset[Action] = frozenset({Action.power_cap, Action.pause})
     pause_mode: PauseMode = PauseMode.suspend
     latency: Latency = Latency()
 
-    @field_validator("start", "end")
+    @field_validator("start", "end", "begin", "deadline")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         return require_aware(v)
@@ -82,6 +84,10 @@ class Job(BaseModel):
             )
         if self.submit is not None and self.duration_s is None:
             raise ValueError(f"job {self.id!r}: a queued job (submit) needs duration_s, its work at full speed")
+        earliest = max((t for t in (self.submit, self.begin, self.start) if t is not None), default=None)
+        if self.deadline is not None and earliest is not None and self.deadline <= earliest:
+            raise ValueError(f"job {self.id!r}: deadline ({self.deadline}) must be after its submit/begin/start"
+                             f" ({earliest})")
         return self
 
     @property

@@ -33,7 +33,6 @@ class PlanInput:
     fleet: JobFleet
     site: Site
     timeline: TargetTimeline  # what is known of the targets, now and ahead
-    running: np.ndarray  # [J] bool: job inside its window
     it_ceiling_w: float  # IT power to stay under now, after margin and feedback (inf: none)
     floor_throughput: np.ndarray  # [J] least throughput each job may run at now within its tier
     window_s: np.ndarray  # [J] length of each job's window
@@ -55,7 +54,7 @@ class Plan:
     def unconstrained(cls, inp: PlanInput) -> Plan:
         fleet = inp.fleet
         cap, active = fleet.max_cap_w.copy(), np.ones(len(fleet))
-        return cls(cap, active, float(fleet.job_power_w(cap, active, inp.running).sum()))
+        return cls(cap, active, float(fleet.job_power_w(cap, active).sum()))
 
 
 class Planner(Protocol):

@@ -47,13 +47,13 @@ def floor_cap_power_w(fleet: JobFleet, floor: np.ndarray) -> np.ndarray:
 
 
 def dvfs_fair_caps(
-    fleet: JobFleet, running: np.ndarray, floor: np.ndarray, ceiling_w: float, active: np.ndarray
+    fleet: JobFleet, floor: np.ndarray, ceiling_w: float, active: np.ndarray
 ) -> np.ndarray:
     """Caps that cut every cappable working job's power by the same fraction to meet `ceiling_w`,
     each clamped at the power of its floor (and at its lowest cap)."""
     cap = fleet.max_cap_w.copy()
-    adj = running & fleet.may_cap & (active > 0)
-    need_w = model_power_w(fleet, cap, active, running) - ceiling_w
+    adj = fleet.may_cap & (active > 0)
+    need_w = model_power_w(fleet, cap, active) - ceiling_w
     if not np.isfinite(ceiling_w) or need_w <= 0 or not adj.any():
         return cap
     low = np.maximum(floor_cap_power_w(fleet, np.minimum(floor / np.maximum(active, 1e-9), 1.0)), fleet.power_w[:, 0])
@@ -63,15 +63,15 @@ def dvfs_fair_caps(
 
 
 def resize_fair_active(
-    fleet: JobFleet, running: np.ndarray, floor: np.ndarray, ceiling_w: float, paused: int | None
+    fleet: JobFleet, floor: np.ndarray, ceiling_w: float, paused: int | None
 ) -> np.ndarray:
     """Working fraction of each job: `paused` stopped, and whole GPUs taken from the other
     resizable jobs by equal fractions, none below its floor's GPUs, to meet `ceiling_w`."""
     active = np.ones(len(fleet))
-    adj = running & (fleet.may_resize | fleet.may_pause)
+    adj = (fleet.may_resize | fleet.may_pause)
     if paused is not None:
         active[paused], adj[paused] = 0.0, False
-    need_w = model_power_w(fleet, fleet.max_cap_w, active, running) - ceiling_w
+    need_w = model_power_w(fleet, fleet.max_cap_w, active) - ceiling_w
     if not np.isfinite(ceiling_w) or need_w <= 0 or not adj.any():
         return active
     gpus = fleet.gpus.astype(float)
@@ -83,10 +83,10 @@ def resize_fair_active(
 
 
 def pause_in_order(
-    fleet: JobFleet, running: np.ndarray, order: np.ndarray, active: np.ndarray, ceiling_w: float
+    fleet: JobFleet, order: np.ndarray, active: np.ndarray, ceiling_w: float
 ) -> np.ndarray:
     """Pause jobs of `order`, in turn, until the modelled power meets `ceiling_w` (or none is left)."""
-    need_w = model_power_w(fleet, fleet.max_cap_w, active, running) - ceiling_w
+    need_w = model_power_w(fleet, fleet.max_cap_w, active) - ceiling_w
     active = active.copy()
     if not np.isfinite(ceiling_w) or need_w <= 0 or len(order) == 0:
         return active
@@ -103,7 +103,7 @@ def _full(fleet: JobFleet) -> tuple[np.ndarray, np.ndarray]:
 def _dvfs_fair(inp: PlanInput, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     active = np.ones(len(inp.fleet))
     ceiling = float(it_ceiling_w(inp, inp.t_s))
-    return dvfs_fair_caps(inp.fleet, inp.running, floor, ceiling, active), active
+    return dvfs_fair_caps(inp.fleet, floor, ceiling, active), active
 
 
 class DvfsFair(OpenLoopPlanner):
@@ -123,9 +123,9 @@ class DvfsPauseFair(OpenLoopPlanner):
     def begin_block(self, inp: PlanInput, state: BlockState) -> tuple[int, ...]:
         fleet, floor = inp.fleet, state.floor
         ceiling = worst_it_ceiling_w(inp, state.block)
-        eligible = np.flatnonzero(inp.running & fleet.may_pause & (floor <= 0.5))
+        eligible = np.flatnonzero(fleet.may_pause & (floor <= 0.5))
         eligible = eligible[np.argsort(floor[eligible], kind="stable")][:MAX_PAUSE_CANDIDATES]
-        full_w = model_power_w(fleet, *_full(fleet), inp.running)
+        full_w = model_power_w(fleet, *_full(fleet))
         best: tuple[float, int, tuple[int, ...]] | None = None
         for n in range(2, len(eligible) + 1):
             for pause_set in combinations(eligible.tolist(), n):
@@ -156,11 +156,11 @@ class DvfsPauseFair(OpenLoopPlanner):
         raised = floor.copy()
         members = list(pause_set)
         raised[members] = np.minimum(floor[members] / (1 - 1 / len(pause_set)), 1.0)
-        return dvfs_fair_caps(fleet, inp.running, raised, ceiling, active), active
+        return dvfs_fair_caps(fleet, raised, ceiling, active), active
 
     def _power(self, inp, floor, pause_set, turn, ceiling) -> float:
         cap, active = self._caps(inp, floor, pause_set, turn, ceiling)
-        return model_power_w(inp.fleet, cap, active, inp.running)
+        return model_power_w(inp.fleet, cap, active)
 
 
 class PauseGreedy(OpenLoopPlanner):
@@ -198,9 +198,9 @@ class PauseGreedy(OpenLoopPlanner):
         t = np.linspace(row_start, min(row_start + ROW_S, state.block[1]), 5)
         ceiling = float(np.min(it_ceiling_w(inp, t)))
         active = np.where((since >= 0) & (r < since + walk["allowance"]), 0.0, 1.0)
-        fresh = np.flatnonzero(inp.running & fleet.may_pause & (since < 0) & (walk["allowance"] > 0))
+        fresh = np.flatnonzero(fleet.may_pause & (since < 0) & (walk["allowance"] > 0))
         order = fresh[np.lexsort((state.floor[fresh], -fleet.flex_tier[fresh]))]
-        now = pause_in_order(fleet, inp.running, order, active, ceiling)
+        now = pause_in_order(fleet, order, active, ceiling)
         since[(now == 0) & (active == 1)] = r
 
 
@@ -212,11 +212,11 @@ class PauseResizeFair(OpenLoopPlanner):
     def begin_block(self, inp: PlanInput, state: BlockState) -> int | None:
         fleet, floor = inp.fleet, state.floor
         ceiling = worst_it_ceiling_w(inp, state.block)
-        candidates = np.flatnonzero(inp.running & fleet.may_pause & (floor <= 1e-9)).tolist() or [None]
+        candidates = np.flatnonzero(fleet.may_pause & (floor <= 1e-9)).tolist() or [None]
         scored = []
         for c in candidates:
-            active = resize_fair_active(fleet, inp.running, floor, ceiling, c)
-            power = model_power_w(fleet, fleet.max_cap_w, active, inp.running)
+            active = resize_fair_active(fleet, floor, ceiling, c)
+            power = model_power_w(fleet, fleet.max_cap_w, active)
             within = power <= ceiling + 1e-6
             scored.append((not within, -power if within else power, int(np.sum(active < 1)), c))
         return min(scored, key=lambda s: s[:3])[3]
@@ -224,7 +224,7 @@ class PauseResizeFair(OpenLoopPlanner):
     def actions(self, inp, floor, state):
         paused = state.extra if state else None
         ceiling = float(it_ceiling_w(inp, inp.t_s))
-        return inp.fleet.max_cap_w.copy(), resize_fair_active(inp.fleet, inp.running, floor, ceiling, paused)
+        return inp.fleet.max_cap_w.copy(), resize_fair_active(inp.fleet, floor, ceiling, paused)
 
 
 class UniformCap(OpenLoopPlanner):
@@ -236,8 +236,8 @@ class UniformCap(OpenLoopPlanner):
         fleet = inp.fleet
         cap, active = _full(fleet)
         ceiling = float(it_ceiling_w(inp, inp.t_s))
-        adj = inp.running & fleet.may_cap
-        if not np.isfinite(ceiling) or model_power_w(fleet, cap, active, inp.running) <= ceiling or not adj.any():
+        adj = fleet.may_cap
+        if not np.isfinite(ceiling) or model_power_w(fleet, cap, active) <= ceiling or not adj.any():
             return cap, active
 
         def caps(c: float) -> np.ndarray:
@@ -246,7 +246,7 @@ class UniformCap(OpenLoopPlanner):
         lo, hi = float(fleet.cap_w[adj, 0].min()), float(fleet.max_cap_w[adj].max())
         for _ in range(40):
             mid = 0.5 * (lo + hi)
-            if model_power_w(fleet, caps(mid), active, inp.running) <= ceiling:
+            if model_power_w(fleet, caps(mid), active) <= ceiling:
                 lo = mid
             else:
                 hi = mid
@@ -263,10 +263,10 @@ class PauseByTier(OpenLoopPlanner):
         fleet = inp.fleet
         cap, active = _full(fleet)
         ceiling = float(it_ceiling_w(inp, inp.t_s))
-        pausable = np.flatnonzero(inp.running & fleet.may_pause)
+        pausable = np.flatnonzero(fleet.may_pause)
         size_w = (fleet.gpus * fleet.full_w)[pausable]
         order = pausable[np.lexsort((-size_w, -fleet.flex_tier[pausable]))]
-        return cap, pause_in_order(fleet, inp.running, order, active, ceiling)
+        return cap, pause_in_order(fleet, order, active, ceiling)
 
 
 BASELINES = (DvfsFair, DvfsPauseFair, PauseGreedy, PauseResizeFair, UniformCap, PauseByTier)

@@ -51,7 +51,7 @@ class MeritPlanner:
             # in site watts and USD/h per site watt.
             usd_value = m.qos_usd_per_gpu_hour * fleet.gpus  # USD/h of a whole job's full throughput
             floor_w = fleet.level_at_throughput(inp.floor_throughput)
-            gpu_cost, gpu_width = hull_segments(fleet, usd_value, floor_w, fleet.full_w, inp.running)
+            gpu_cost, gpu_width = hull_segments(fleet, usd_value, floor_w, fleet.full_w)
             cost = np.concatenate([gpu_cost.ravel() / scale, value_g / W_PER_MW])
             width = np.concatenate([gpu_width.ravel() * scale, want_g])
             taken, short_w = take_cheapest(cost, width, need_w)
@@ -59,13 +59,13 @@ class MeritPlanner:
             kept_g = want_g - taken[gpu_width.size :]
             if short_w > 0 and inp.site.priority == "grid":
                 value = job_value(fleet, inp.window_s)
-                level, left_it_w = shed_greedy(fleet, value, fleet.hull_w[:, 0], level, inp.running, short_w / scale)
+                level, left_it_w = shed_greedy(fleet, value, fleet.hull_w[:, 0], level, short_w / scale)
                 short_w = left_it_w * scale
-                broken = tuple(np.asarray(fleet.ids)[inp.running & (level < floor_w - 1e-6)])
+                broken = tuple(np.asarray(fleet.ids)[level < floor_w - 1e-6])
                 if broken:
                     notes = (f"miners and flex tiers cannot meet the target: slowing {', '.join(broken)} below tier",)
         cap, active = level_to_actions(fleet, level)
-        it_w = float(fleet.job_power_w(cap, active, inp.running).sum())
+        it_w = float(fleet.job_power_w(cap, active).sum())
         # Steady draw: only miners fill the room between the GPUs and the setpoint.
         room_w = m.setpoint_w - inp.site.overhead_w - it_w * scale
         if room_w < kept_g.sum():

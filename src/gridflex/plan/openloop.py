@@ -52,8 +52,8 @@ def worst_it_ceiling_w(inp: PlanInput, block: tuple[float, float], step_s: float
     return float(np.min(it_ceiling_w(inp, t)))
 
 
-def model_power_w(fleet: JobFleet, cap_w: np.ndarray, active: np.ndarray, running: np.ndarray) -> float:
-    return float(fleet.job_power_w(cap_w, active, running).sum())
+def model_power_w(fleet: JobFleet, cap_w: np.ndarray, active: np.ndarray) -> float:
+    return float(fleet.job_power_w(cap_w, active).sum())
 
 
 def equal_fraction_cut(full: np.ndarray, low: np.ndarray, weight: np.ndarray, shed: float) -> np.ndarray:
@@ -108,10 +108,10 @@ class OpenLoopPlanner:
             floor = self._state.floor
         cap, active = self.actions(inp, floor, self._state)
         fleet = inp.fleet
-        power = model_power_w(fleet, cap, active, inp.running)
+        power = model_power_w(fleet, cap, active)
         ceiling = float(it_ceiling_w(inp, inp.t_s))
         thr = active * fleet.throughput_at_cap(cap)
-        broken = tuple(np.asarray(fleet.ids)[inp.running & (thr < floor - 1e-6)])
+        broken = tuple(np.asarray(fleet.ids)[thr < floor - 1e-6])
         return Plan(cap, active, power, max(0.0, power - ceiling), broken)
 
     def begin_block(self, inp: PlanInput, state: BlockState) -> object:

@@ -35,7 +35,6 @@ def shed_greedy(
     value: np.ndarray,
     floor_w: np.ndarray,
     start_w: np.ndarray,
-    running: np.ndarray,
     shed_w: float,
 ) -> tuple[np.ndarray, float]:
     """Per-GPU power level of each job after shedding `shed_w` watts, from levels `start_w`
@@ -44,14 +43,14 @@ def shed_greedy(
     Returns the levels and the part of `shed_w` that could not be shed."""
     if shed_w <= 0:
         return start_w.copy(), 0.0
-    cost, width_w = hull_segments(fleet, value, floor_w, start_w, running)
+    cost, width_w = hull_segments(fleet, value, floor_w, start_w)
     taken, short = take_cheapest(cost.ravel(), width_w.ravel(), shed_w)
     shed_per_job = taken.reshape(width_w.shape).sum(axis=1)
     return start_w - shed_per_job / fleet.gpus, short
 
 
 def hull_segments(
-    fleet: JobFleet, value: np.ndarray, floor_w: np.ndarray, start_w: np.ndarray, running: np.ndarray
+    fleet: JobFleet, value: np.ndarray, floor_w: np.ndarray, start_w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each job's hull segments between `floor_w` and `start_w` (per-GPU levels): the value lost
     per watt shed on each [J, K-1], and the job's watts in it."""
@@ -59,7 +58,7 @@ def hull_segments(
     width_w = np.minimum(hull_w[:, 1:], start_w[:, None])
     width_w -= np.maximum(hull_w[:, :-1], floor_w[:, None])
     np.maximum(width_w, 0.0, out=width_w)
-    width_w *= np.where(running & fleet.controllable, fleet.gpus, 0)[:, None]
+    width_w *= np.where(fleet.controllable, fleet.gpus, 0)[:, None]
     return (value / fleet.gpus)[:, None] * fleet.hull_slope, width_w
 
 
@@ -119,18 +118,18 @@ class OptimalPlanner:
             return base
         value = job_value(fleet, inp.window_s)
         floor_w = fleet.level_at_throughput(inp.floor_throughput)
-        level, short = shed_greedy(fleet, value, floor_w, fleet.full_w, inp.running, need_w)
+        level, short = shed_greedy(fleet, value, floor_w, fleet.full_w, need_w)
         broken: tuple[str, ...] = ()
         notes: tuple[str, ...] = ()
         if short > 0 and inp.site.priority == "grid":
             # The target cannot be met within the tiers: go on below the floors, cheapest first.
-            level, short = shed_greedy(fleet, value, fleet.hull_w[:, 0], level, inp.running, short)
-            below = inp.running & (level < floor_w - 1e-6)
+            level, short = shed_greedy(fleet, value, fleet.hull_w[:, 0], level, short)
+            below = level < floor_w - 1e-6
             broken = tuple(np.asarray(fleet.ids)[below])
             notes = (f"target needs {need_w:.0f} W shed; flex tiers allow less: slowing {', '.join(broken)} below tier",)
         elif short > 0:
             notes = (f"target missed by {short:.0f} W: flex tiers allow no more (priority 'sla')",)
         cap, active = level_to_actions(fleet, level)
-        power = float(fleet.job_power_w(cap, active, inp.running).sum())
+        power = float(fleet.job_power_w(cap, active).sum())
         return Plan(cap, active, power, max(0.0, power - inp.it_ceiling_w) if short > 0 else 0.0, broken, notes)
 

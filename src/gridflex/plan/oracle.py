@@ -210,4 +210,4 @@ class OraclePlanner:
         rows = np.array([row[job_id] for job_id in inp.fleet.ids], dtype=np.int64)  # the jobs on the plant now
         fleet = sol.true_fleet.take(rows)
         cap, active = level_to_actions(fleet, sol.level_w[i][rows])
-        return Plan(cap, active, float(fleet.job_power_w(cap, active, inp.running).sum()))
+        return Plan(cap, active, float(fleet.job_power_w(cap, active).sum()))

@@ -13,6 +13,7 @@ import numpy as np
 from gridflex.model.fleet import JobFleet
 from gridflex.report.metrics import overall_compliance, score_event, weighted_performance
 from gridflex.report.miners import hybrid_summary
+from gridflex.report.shifting import shift_metrics
 from gridflex.sim.run import RunResult
 
 #: Per-job records kept in a summary unless all are asked for.
@@ -33,6 +34,7 @@ def summarize(result: RunResult, job_records: int | None = JOB_RECORDS_LIMIT) ->
     delay_s = result.started_s - submit_s
     responses = [e.response_s for e in events]
     energy_kwh = _job_energy_kwh(result)
+    shifting = {"shifting": shift_metrics(result)} if sc.shifting is not None else {}
     return {
         "scenario": sc.name,
         "planner": result.planner,
@@ -47,6 +49,7 @@ def summarize(result: RunResult, job_records: int | None = JOB_RECORDS_LIMIT) ->
         "energy_kwh": _r(result.energy_kwh),
         "mean_power_w": _r(float(result.site_power_w.mean())),
         "peak_power_w": _r(float(result.site_power_w.max())),
+        **shifting,
         "events": [e.as_dict() for e in events],
         "jobs_total": len(sc.jobs),
         "jobs": [
@@ -77,7 +80,11 @@ def job_performance(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
     whether it met its tier (a job that never started did not miss it)."""
     performance = result.performance
     flex_factor = np.array([j.flex_factor for j in result.scenario.jobs])
-    return performance, np.isnan(performance) | (performance >= flex_factor - 1e-9)
+    within = np.isnan(performance) | (performance >= flex_factor - 1e-9)
+    deadline = np.array([j.deadline.timestamp() if j.deadline else np.nan for j in result.scenario.jobs])
+    due = np.isfinite(deadline)  # a job with a deadline keeps its contract by finishing by it
+    late = (result.ended_s > deadline) | (np.isnan(result.ended_s) & (deadline <= result.scenario.end.timestamp()))
+    return performance, np.where(due, ~late, within)
 
 
 def kept_jobs(performance: np.ndarray, within: np.ndarray, limit: int | None) -> np.ndarray:

@@ -12,6 +12,7 @@ from gridflex.config_file import load_yaml_model
 from gridflex.drivers.meter import MeterConfig
 from gridflex.model.miners import MinerSettings
 from gridflex.model.scenario import ControlSettings, TwinSettings
+from gridflex.model.shifting import ShiftSettings
 from gridflex.model.site import Job, Site
 from gridflex.programs.model import Enrolment
 from gridflex.sim.scenarios import DEFAULT_SCENARIO
@@ -144,6 +145,9 @@ class ServiceConfig(_Strict):
     )
     miner_driver: MinerDriverConfig = MinerDriverConfig()
     programs: Enrolment = Field(Enrolment(()), description="demand-response programs enrolled in (docs/programs.md)")
+    shifting: ShiftSettings | None = Field(
+        None, description="time shifting of queued deferrable work by a live carbon or price forecast"
+        " (`shifting.live`; docs/shifting.md)")
 
     def token(self) -> str | None:
         """The bearer token: the environment variable, else the config."""

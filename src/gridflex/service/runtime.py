@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from gridflex.control.controller import Controller, Decision, WindowRule
+from gridflex.control.shifting import Shifter
 from gridflex.drivers.base import Telemetry
 from gridflex.drivers.dry_run import DryRunDriver
 from gridflex.drivers.meter import make_meter
@@ -24,6 +24,7 @@ from gridflex.service.config import ServiceConfig
 from gridflex.service.limits import check_event_limits
 from gridflex.service.metrics import ServiceMetrics
 from gridflex.service.plant import SiteSpec, build_driver, build_miners
+from gridflex.signals.live import live_source
 from gridflex.store.db import JobState, Store
 from gridflex.store.models import DecisionRow, TelemetryRow
 
@@ -98,14 +99,6 @@ class LiveService:
         self.miners, simulated_miners = build_miners(config, spec, now, dry_run)
         self._simulated = simulated + simulated_miners
         self.meter = make_meter(config.meter) if config.meter else None
-        self._events: dict[str, tuple[GridEvent, float]] = {}
-        # Events added or cancelled since the tick began, handed to the controller when the next one starts.
-        self._pending: deque[tuple[str, GridEvent | str, float]] = deque()
-        baselines: dict[str, float] = {}
-        for rec in store.events(status="active"):
-            self._events[rec.event.id] = (rec.event, rec.known_from_s)
-            if rec.baseline_w is not None:
-                baselines[rec.event.id] = rec.baseline_w
         self.journal = StoreJournal(store, self.metrics, self._accounts)
         last_s = store.last_decision_s()
         self._last_tick_s = now if last_s is None else min(last_s, now)
@@ -114,14 +107,17 @@ class LiveService:
             rolling_windows(self.epoch_s, config.budget_window_s), self._last_tick_s, self.journal, self.miners,
             meter=(lambda: self.meter.read()[0]) if self.meter else None,
         )
+        if config.shifting is not None:
+            c.shifting = _live_shifter(config, spec, self.control.release_stagger_s, clock)
         c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
         c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
-        for ev, known_s in self._events.values():
-            c.add_event(ev, known_s)
-        c.baselines_w.update(baselines)
+        for rec in store.events(status="active"):
+            c.add_event(rec.event, rec.known_from_s)
+            if rec.baseline_w is not None:
+                c.baselines_w[rec.event.id] = rec.baseline_w
         c.sync_jobs(now)
-        if self._events:
-            log.info("resumed %d active event(s): %s", len(self._events), ", ".join(self._events))
+        if c.events():
+            log.info("resumed %d active event(s): %s", len(c.events()), ", ".join(c.events()))
         self.status: Status | None = None
         self._jobs_view: list[dict] | None = None
         self._stop = threading.Event()
@@ -165,7 +161,6 @@ class LiveService:
 
     def tick(self, t_s: float) -> Decision | None:
         with self._lock:
-            self._hand_over_events()
             self._expire_events(t_s)
             self._prune(t_s)
             for plant in self._simulated:  # a twin runs in wall-clock time; real plants live in it
@@ -230,40 +225,28 @@ class LiveService:
             )
 
     def add_event(self, ev: GridEvent, source: str = "api") -> None:
-        """Check and persist a new event, without waiting on a tick in progress (it may be stuck on a
-        slow driver); the controller takes it at the start of its next tick."""
+        """Check and persist a new event and hand it to the controller, without waiting on a tick
+        in progress (it may be stuck on a slow driver): the controller takes it from its next tick."""
         now = self.clock()
         self.check_event(ev, now)
         known_s = now if ev.notice_s is None else min(now, ev.start.timestamp() - ev.notice_s)
         self.store.add_event(ev, source, known_s)  # refuses an id seen before
-        self._events[ev.id] = (ev, known_s)
-        self._pending.append(("add", ev, known_s))
+        self.controller.add_event(ev, known_s)
         log.info("event %s from %s: %s..%s, target %s", ev.id, source, ev.start, ev.end, ev.target)
 
     def cancel_event(self, event_id: str, reason: str = "cancelled") -> None:
-        """Persist the cancel and forget the event now, without waiting on a tick in progress;
-        the controller lifts it at the start of its next tick."""
-        if event_id not in self._events:
+        """Persist the cancel and lift the event, without waiting on a tick in progress."""
+        if event_id not in self.controller.events():
             raise KeyError(event_id)
         self.store.set_event_status(event_id, "cancelled", reason)
-        self._events.pop(event_id, None)
-        self._pending.append(("cancel", event_id, 0.0))
+        try:
+            self.controller.cancel_event(event_id)
+        except InputError:  # it ended meanwhile
+            pass
         log.info("event %s cancelled (%s)", event_id, reason)
 
-    def _hand_over_events(self) -> None:
-        """Give the controller the events added and cancelled since the last tick, in order."""
-        while self._pending:
-            op, item, known_s = self._pending.popleft()
-            try:
-                if op == "add":
-                    self.controller.add_event(item, known_s)
-                else:
-                    self.controller.cancel_event(item)
-            except InputError:  # a controller built since then has it already, or never had it
-                pass
-
     def active_event_ids(self) -> list[str]:
-        return list(self._events)  # a copy made under the GIL: never waits on a tick
+        return list(self.controller.events())  # a snapshot: never waits on a tick
 
     # --- jobs ---------------------------------------------------------------------------------
     def jobs(self) -> list[dict]:
@@ -319,10 +302,9 @@ class LiveService:
     def _expire_events(self, t_s: float) -> None:
         """Events past their end and snap-back guard are done."""
         guard_s = self.control.snapback_guard_s
-        for event_id, (ev, _) in list(self._events.items()):
+        for event_id, (ev, _) in self.controller.events().items():
             if ev.end.timestamp() + guard_s < t_s:
                 self.store.set_event_status(event_id, "completed")
-                self._events.pop(event_id, None)
                 self.controller.cancel_event(event_id)
 
     def _power_range_w(self) -> tuple[float, float]:
@@ -449,3 +431,12 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+
+
+def _live_shifter(config: ServiceConfig, spec: SiteSpec, stagger_s: float, clock: Callable[[], float]) -> Shifter:
+    """Time shifting on the live forecast the config names (it is fetched at the first decision)."""
+    if config.shifting.live is None:
+        raise InputError("shifting.live: the service reads its signal from a live source (kind: gb-carbon, watttime,"
+                         " electricity-maps or ercot); `signal` names recorded weeks, for simulation")
+    source = live_source(config.shifting.live, clock)
+    return Shifter(config.shifting, spec.site, spec.curves, stagger_s, known=lambda t_s: source)

@@ -136,3 +136,18 @@ class CorrectedForecast:
         err = float(self.actual.values[i] - f.at(t_obs))
         lead = np.maximum(f.times_s - t_obs, 0.0)
         return StepSignal(f.times_s, f.values + err * np.exp(-lead / self.tau_s), f"{f.name} corrected")
+
+
+@dataclass(frozen=True, eq=False)
+class BlendedForecast:
+    """A forecast combination: `weight` x one forecast + (1 - weight) x another, each the vintage
+    known at the asking time (anything with `forecast_at`), on the union of their target times."""
+
+    first: Forecast | CorrectedForecast
+    second: Forecast | CorrectedForecast
+    weight: float
+
+    def forecast_at(self, issued_s: float) -> StepSignal:
+        a, b = self.first.forecast_at(issued_s), self.second.forecast_at(issued_s)
+        t = np.union1d(a.times_s, b.times_s)
+        return StepSignal(t, self.weight * a.at(t) + (1 - self.weight) * b.at(t), f"{a.name} + {b.name}")

@@ -233,3 +233,33 @@ def polled(fetch: Callable[[], Forecast | StepSignal], refresh_s: float = 300.0,
         return got.times_s, got.values
 
     return PolledSignal(series, refresh_s=refresh_s, max_age_s=max_age_s, clock=clock)
+
+
+#: Public addresses of the live APIs.
+BASE_URLS = {"gb-carbon": "https://api.carbonintensity.org.uk", "watttime": "https://api.watttime.org",
+             "electricity-maps": "https://api.electricitymap.org",
+             "ercot": "https://api.ercot.com/api/public-reports"}
+
+
+def live_source(spec, clock: Callable[[], float] = time.time, client: httpx.Client | None = None) -> PolledSignal:
+    """The forecast of a configured live source (`model.shifting.LiveSignal`) as a refreshing
+    `at(t)` signal; credentials come from the environment variables `spec.secrets_env` names."""
+    import os
+
+    def secret(name: str) -> str:
+        env = spec.secrets_env.get(name)
+        if env is None or not os.environ.get(env):
+            raise GridflexError(f"shifting.live.secrets_env.{name}: name an environment variable holding the {spec.kind}"
+                                f" {name}" + (f" ({env} is not set)" if env else ""))
+        return os.environ[env]
+
+    client = client or httpx.Client(base_url=spec.base_url or BASE_URLS[spec.kind], timeout=10.0)
+    if spec.kind == "gb-carbon":
+        adapter = GBCarbonIntensity(client, clock, spec.max_age_s)
+    elif spec.kind == "watttime":
+        adapter = WattTime(client, secret("username"), secret("password"), spec.area or "CAISO_NORTH", clock)
+    elif spec.kind == "electricity-maps":
+        adapter = ElectricityMaps(client, secret("token"), spec.area or "GB", clock)
+    else:
+        adapter = ErcotPrices(client, secret("subscription_key"), secret("id_token"), spec.area or "HB_SOUTH", clock)
+    return polled(adapter.forecast, spec.refresh_s, spec.max_age_s, clock)

@@ -96,7 +96,6 @@ def compare(
     report: Annotated[Path | None, typer.Option(help="write an HTML report with the power traces overlaid")] = None,
 ) -> None:
     """Run several planners on the same scenario and seeds; one table, ratios to the offline bound."""
-    from rich.table import Table
 
     from gridflex.errors import InputError
     from gridflex.sim.scenarios import load_scenario
@@ -107,15 +106,33 @@ def compare(
         if unknown or not names:
             raise InputError(f"--planners: unknown {unknown or 'none given'}; choose from: {', '.join(PLANNERS)}")
         loaded = load_scenario(scenario)
+        if loaded.scenario.shifting is not None:  # time shifting: its policies and bound instead
+            return _compare_shifting(loaded, json_path)
         with progress(f"{loaded.scenario.name} · {len(names)} planners × {seeds} seed(s)") as tick:
             comparison, runs = compare_runs(loaded, names, seeds, tick)
     except InputError as e:
         raise fail(str(e)) from None
-    table = Table(*COLUMNS, title=f"{comparison['scenario']} · seeds {comparison['seeds']}")
-    for entry in comparison["planners"]:
-        table.add_row(*(fmt(entry[c]) for c in COLUMNS))
+    _show(comparison, "planners", COLUMNS, f"{comparison['scenario']} · seeds {comparison['seeds']}", json_path)
+    if report:
+        write(report, compare_report(comparison, runs))
+
+
+def _show(comparison: dict, key: str, columns: Sequence[str], title: str, json_path: Path | None) -> None:
+    """Print the comparison's rows under `key` as a table; write it as JSON if asked."""
+    from rich.table import Table
+
+    table = Table(*columns, title=title)
+    for row in comparison[key]:
+        table.add_row(*(fmt(row[c]) for c in columns))
     out.print(table)
     if json_path:
         write(json_path, json.dumps(comparison, indent=2))
-    if report:
-        write(report, compare_report(comparison, runs))
+
+
+def _compare_shifting(loaded, json_path: Path | None) -> None:
+    from gridflex.sim.shift_compare import COLUMNS as SHIFT_COLUMNS
+    from gridflex.sim.shift_compare import shift_comparison
+
+    with progress(f"{loaded.scenario.name} · time-shifting policies") as tick:
+        comparison = shift_comparison(loaded, 0, tick)
+    _show(comparison, "policies", SHIFT_COLUMNS, f"{comparison['scenario']} · {comparison['unit']} · seed 0", json_path)

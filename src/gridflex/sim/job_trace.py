@@ -7,7 +7,8 @@ Columns (header required; order free):
 - `gpus`: GPUs it needs;
 - `workload`: the name of a power curve;
 - `flex_tier` (0-3), or `qos` mapped to a tier by the scenario's `job_trace.qos_tiers`;
-- `gpu_model` (optional): the GPU pool it runs on.
+- `gpu_model` (optional): the GPU pool it runs on;
+- `deadline_s` (optional, empty for none): seconds from the scenario's start by which it must finish.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def load_job_trace(spec: JobTraceSpec, base_dir: Path | None, start: datetime) -
                 id=row["id"], workload=row["workload"], gpus=int(row["gpus"]) * spec.gpu_scale, flex_tier=tier,
                 submit=start + timedelta(seconds=float(row["submit_s"])), duration_s=float(row["duration_s"]),
                 gpu_model=row.get("gpu_model") or None,
+                deadline=start + timedelta(seconds=float(row["deadline_s"])) if row.get("deadline_s") else None,
             ))
         except KeyError:
             raise InputError(

@@ -117,6 +117,8 @@ class TraceJournal:
         self.budget_source: Callable[[], np.ndarray] | None = None  # budget used, aligned with the decision's jobs
         self.ids: list[str] = []  # job id of each row
         self._row: dict[str, int] = {}
+        self._ptr_sorted = np.zeros(0, np.uint64)  # addresses of the id strings in `ids`, sorted
+        self._ptr_row = np.zeros(0, np.int64)  # ... and their rows
         self._workloads: list[str] = [UNKNOWN_WORKLOAD]
         self.rows = _job_rows()
         self.ticks = _tick_rows()
@@ -268,10 +270,19 @@ class TraceJournal:
         cached_ids, cached = self._index_cache
         if ids is cached_ids or ids == cached_ids:
             return cached
-        new = [i for i in dict.fromkeys(ids) if i not in self._row]
-        if new:
-            self._add_rows(new)
-        rows = np.fromiter((self._row[i] for i in ids), int, len(ids))
+        # Ids are matched by object first (a plant that lists the same id strings, as the twin
+        # does, costs no string reads), by value where the object is new.
+        ptr = np.fromiter(map(id, ids), np.uint64, len(ids))
+        at = np.minimum(np.searchsorted(self._ptr_sorted, ptr), max(len(self._ptr_sorted) - 1, 0))
+        found = self._ptr_sorted[at] == ptr if len(self._ptr_sorted) else np.zeros(len(ids), dtype=bool)
+        rows = np.where(found, self._ptr_row[at] if len(self._ptr_row) else 0, -1)
+        missed = np.flatnonzero(~found)
+        if len(missed):
+            names = [ids[i] for i in missed]
+            new = [i for i in dict.fromkeys(names) if i not in self._row]
+            if new:
+                self._add_rows(new)
+            rows[missed] = np.fromiter(map(self._row.__getitem__, names), int, len(names))
         if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
             rows = slice(int(rows[0]), int(rows[-1]) + 1)  # consecutive rows: views, not gathers and scatters
         if remember:
@@ -283,8 +294,12 @@ class TraceJournal:
         for w in {j.workload for j in jobs if j is not None} - set(self._workloads):
             self._workloads.append(w)
         code = {w: k for k, w in enumerate(self._workloads)}
-        self._row.update((i, len(self.ids) + k) for k, i in enumerate(new))
-        self.ids += new
+        first = len(self.ids)
+        self._row.update((i, first + k) for k, i in enumerate(new))
+        self.ids += new  # holds the id strings, so that their addresses are not reused
+        ptr = np.concatenate([self._ptr_sorted, np.fromiter(map(id, new), np.uint64, len(new))])
+        order = np.argsort(ptr, kind="stable")
+        self._ptr_sorted, self._ptr_row = ptr[order], np.concatenate([self._ptr_row, first + np.arange(len(new))])[order]
         self.rows.append(
             len(new),
             tier=[j.flex_tier if j else -1 for j in jobs],

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflex.assembly import control_ticks, simulated
+from gridflex.assembly import Site, Utilization, control_ticks, simulated
 from gridflex.drivers.twin import TwinDriver
 from gridflex.plan.targets import ResolvedEvent, TargetTimeline
 from gridflex.sim.hybrid import MinerRun
@@ -45,24 +45,37 @@ def run_scenario(
 ) -> RunResult:
     """Simulate the scenario under a planner; `progress` gets the fraction done now and then;
     `journal` (one streaming traces to disk, say) replaces the default in-memory aggregate."""
-    sc = loaded.scenario
-    trace = journal or TraceJournal(sc.jobs, loaded.curves)
-    site = simulated(loaded, planner, seed, trace)
-    controller, twin, hybrid = site.controller, site.driver, site.hybrid
-    trace.budget_source = controller.budget_used
+    site, trace = start_site(loaded, planner, seed, journal)
     ticks = control_ticks(loaded)
     report_every = max(1, len(ticks) // 200)
     for i, t in enumerate(ticks):
         site.tick(float(t))
         if progress and i % report_every == 0:
             progress(i / len(ticks))
+    result = finish_site(loaded, planner, seed, site, trace)
+    if progress:
+        progress(1.0)
+    return result
+
+
+def start_site(loaded: LoadedScenario, planner: str = "optimal", seed: int = 0, journal: TraceJournal | None = None,
+               utilization: Utilization | None = None) -> tuple[Site, TraceJournal]:
+    """The scenario's site at its start and the journal it writes to (see `simulated`)."""
+    trace = journal or TraceJournal(loaded.scenario.jobs, loaded.curves)
+    site = simulated(loaded, planner, seed, trace, utilization=utilization)
+    trace.budget_source = site.controller.budget_used
+    return site, trace
+
+
+def finish_site(loaded: LoadedScenario, planner: str, seed: int, site: Site, trace: TraceJournal) -> RunResult:
+    """Bring the site's plants to the scenario's end and score the run."""
+    sc = loaded.scenario
+    controller, twin, hybrid = site.controller, site.driver, site.hybrid
     end_s = sc.end.timestamp()
     twin.advance_to(end_s)
     if hybrid:
         hybrid.twin.advance_to(end_s)
     trace.close()
-    if progress:
-        progress(1.0)
     final = TargetTimeline.build(
         [ResolvedEvent(ev, controller.baselines_w.get(ev.id, ev.baseline_w or np.nan)) for ev in sc.events],
         sc.site.interconnection_limit_w,
@@ -93,8 +106,10 @@ def job_performance(twin: TwinDriver) -> np.ndarray:
     """Each job's performance, normal = 1 (NaN: a job that never started). A fixed-window job: its
     mean throughput over the time it ran. A queued job: its work over the time it took, counting
     the time gridflex held it in the queue (a job slowed to half speed, or held as long as it then
-    ran, scores 0.5); a job still running at the end is scored as if it went on at full speed."""
-    lost_s = twin.run_s - twin.throughput_s + twin.held_s
+    ran, scores 0.5) unless it has a deadline (waiting before it is its contract, kept or not as
+    `report.shifting` scores); a job still running at the end is scored as if it went on at full speed."""
+    no_deadline = np.array([j.deadline is None for j in twin.jobs], dtype=bool)
+    lost_s = twin.run_s - twin.throughput_s + twin.held_s * no_deadline
     queued = np.isfinite(twin.work_s)
     work_s = np.where(queued, twin.work_s, 1.0)
     performance = np.where(queued, work_s / (work_s + lost_s), twin.throughput_s / np.maximum(twin.run_s, 1e-9))

@@ -1,0 +1,112 @@
+"""`gridflex compare` on a scenario with `shifting:`: the time-shifting policies on the same
+twin, seed and events in one process (run-now, Let's Wait Awhile, threshold, gridflex's horizon
+planner with the forecasts as issued and with the actuals in their place), and the
+perfect-foresight bound: the horizon LP over the whole scenario with the true signal and every
+job known in advance (shift only: jobs at full power, as the policies run them).
+
+Each policy's saving is against run-now on the twin; a bound's saving is against run-now in the
+LP's model (same jobs, pool, PUE and idle power, each job at the twin's true full power for the
+seed; the services that run all the time add the same to both and cancel), so `share_of_bound_*` = twin saving / model saving. Two bounds: whole
+jobs (a job runs to its end once started, as every policy here runs them) and interruptible (a
+job may stop and resume in any slot, the looser bound)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from gridflex.model.site import Job
+from gridflex.plan.horizon import Weights
+from gridflex.plan.shift_baselines import ShiftProblem, perfect_foresight, run_now
+from gridflex.plan.start_times import StartInput, occupancy, solve_starts
+from gridflex.report.shifting import signal_total
+from gridflex.signals.recorded import builtin
+
+#: (label, shifting settings changed) of the policies compared.
+POLICIES = (
+    ("run-now", {"policy": "run-now"}),
+    ("lwa", {"policy": "lwa"}),
+    ("threshold", {"policy": "threshold"}),
+    ("gridflex", {"policy": "horizon"}),
+    ("gridflex, actuals as forecast", {"policy": "horizon", "forecast": "actual"}),
+)
+COLUMNS = ("policy", "total", "saved", "share_of_bound_whole_jobs", "share_of_bound_interruptible", "deadlines_met", "mean_job_delay_h", "compliance",
+           "sla_violations", "weighted_performance", "flex0_held_s")
+
+
+def shift_comparison(loaded, seed: int = 0, progress: Callable[[float], None] | None = None) -> dict:
+    from gridflex.assembly import simulated
+    from gridflex.report.summary import summarize
+    from gridflex.sim.run import run_scenario
+
+    sc = loaded.scenario
+    rows = []
+    for n, (label, change) in enumerate(POLICIES):
+        variant = dataclasses.replace(loaded, scenario=sc.model_copy(
+            update={"shifting": sc.shifting.model_copy(update=change)}))
+        tick = (lambda f, n=n: progress((n + f) / (len(POLICIES) + 1))) if progress else None
+        s = summarize(run_scenario(variant, "optimal", seed, progress=tick))
+        sh = s["shifting"]
+        unit = next(k for k in sh if k in ("emissions_kg_co2", "energy_cost_usd"))
+        rows.append({"policy": label, "unit": unit, "total": sh[unit],
+                     "deadlines_met": f"{sh['deadlines_met']}/{sh['deadline_jobs']}",
+                     "mean_job_delay_h": round(sh["mean_job_delay_s"] / 3600, 2), "compliance": s["compliance"],
+                     "sla_violations": s["sla_violations"], "weighted_performance": s["weighted_performance"],
+                     "flex0_held_s": sh["flex0_held_s"]})
+    twin = simulated(loaded, "optimal", seed).driver
+    model = bound_totals(loaded, {job.id: float(twin.true_power_w[i, -1]) for i, job in enumerate(twin.jobs)})
+    base = rows[0]["total"]
+    for label, key in (("perfect-foresight bound, whole jobs (LP)", "whole_jobs"),
+                       ("perfect-foresight bound, interruptible (LP)", "interruptible")):
+        rows.append({"policy": label, "unit": rows[0]["unit"], "total": round(base - (model["run_now"] - model[key]), 3),
+                     "deadlines_met": None, "mean_job_delay_h": None, "compliance": None, "sla_violations": None,
+                     "weighted_performance": None, "flex0_held_s": None})
+    for r in rows:
+        r["saved"] = round((base - r["total"]) / base, 5)
+        for key in ("whole_jobs", "interruptible"):
+            saved = model["run_now"] - model[key]
+            r[f"share_of_bound_{key}"] = round((base - r["total"]) / saved, 4) if saved > 0 else None
+    if progress:
+        progress(1.0)
+    return {"scenario": sc.name, "seed": seed, "unit": rows[0]["unit"],
+            "model": {k: round(v, 3) for k, v in model.items()}, "policies": rows}
+
+
+def bound_totals(loaded, true_full_w: dict[str, float] | None = None, slot_s: float = 900.0) -> dict[str, float]:
+    """Totals of the scenario's queued jobs in the LP's model under run-now and the two
+    perfect-foresight bounds: whole jobs (each runs to its end once started, as the twin and
+    Slurm run them: `plan.start_times` over the whole scenario) and interruptible (the class LP
+    of `plan.horizon`: a job may stop and go on in any slots of its window). `true_full_w`: job
+    id -> the plant's true per-GPU power at full speed (the twin's, which departs from the
+    measured curve by its seed), so that the bound is of the same plant as the runs."""
+    sc = loaded.scenario
+    t0, n = sc.start.timestamp(), int(sc.duration_s // slot_s)
+    jobs: list[Job] = [j for j in sc.jobs if j.queued]
+    other = sum(j.gpus for j in sc.jobs if not j.queued)
+    pool = sum(p.gpus for p in sc.site.gpu_pools.values()) - other
+    idle_w = float(np.mean([p.idle_w for p in sc.site.gpu_pools.values()]))
+    curves = [loaded.curves[j.workload] for j in jobs]
+    if true_full_w:
+        curves = [c.model_copy(update={"power_w": tuple(np.array(c.power_w) * true_full_w[j.id] / c.full_power_w)})
+                  for c, j in zip(curves, jobs)]
+    release = np.array([int(np.ceil((j.submit.timestamp() - t0) / slot_s)) for j in jobs])
+    duration = np.array([int(np.ceil(j.duration_s / slot_s)) for j in jobs])
+    deadline = np.array([int((j.deadline.timestamp() - t0) // slot_s) if j.deadline else n for j in jobs])
+    p = ShiftProblem(slot_s, n, np.array([j.gpus for j in jobs]), np.array([c.full_power_w for c in curves]),
+                     duration, release, np.maximum(deadline, release + duration), pool, idle_w, sc.site.pue)
+    actual = builtin(sc.shifting.signal).actual
+    per_slot = np.array([actual.at(t0 + slot_s * (k + (np.arange(6) + 0.5) / 6)).mean() for k in range(n)])
+    carbon = per_slot if builtin(sc.shifting.signal).unit == "gCO2/kWh" else np.zeros(n)
+    price = None if carbon.any() else per_slot
+    weights = None if carbon.any() else Weights(0.0, 1.0)
+    bound = perfect_foresight(p, curves, carbon, price, weights, power_shaping=False, t0_s=t0)
+    extra_w = p.pue * p.gpus * (p.full_w - idle_w)
+    shares = solve_starts(StartInput(per_slot, p.gpus, extra_w, duration, p.deadline_k - duration,
+                                     np.full(n, float(pool)), earliest_start=release))
+    whole_w = p.pue * idle_w * pool + occupancy(shares, duration, extra_w)
+    times = t0 + slot_s * np.arange(1, n + 1)
+    total = (lambda site_w: signal_total(times, site_w, slot_s, sc.shifting.signal)[1])
+    return {"run_now": total(p.site_power_w(run_now(p))), "whole_jobs": total(whole_w),
+            "interruptible": total(bound.site_power_w)}

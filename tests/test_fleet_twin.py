@@ -1,0 +1,132 @@
+"""The twin of a fleet: the geo-fleet sites, shortened to two hours around an event at PJM,
+run with the coordinator of `gridflex fleet`, alone, and with the coordinator gone mid-shift."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from gridflex.errors import InputError
+from gridflex.fleet.scenario import is_fleet_scenario, load_fleet
+from gridflex.sim.fleet_run import fleet_summary, run_fleet
+
+BUILTIN = Path(str(resources.files("gridflex.data").joinpath("scenarios")))
+EVENT_START = "2023-08-20T15:30:00-04:00"
+STOP_S = 33 * 60  # the coordinator is gone 3 minutes into the event's 10-minute ramp, the shift under way
+
+
+def short_fleet(tmp_path: Path, **fleet_changes) -> Path:
+    """geo-fleet from 15:00 to 17:00 EDT with a 25 % event at PJM 15:30-16:40, ERCOT without events."""
+    window = {"pjm": ("2023-08-20T15:00:00-04:00", "2023-08-20T17:00:00-04:00"),
+              "ercot": ("2023-08-20T14:00:00-05:00", "2023-08-20T16:00:00-05:00")}
+    for name, (start, end) in window.items():
+        sc = yaml.safe_load((BUILTIN / f"geo-fleet-{name}.yaml").read_text())
+        sc.update(start=start, end=end, job_trace={"file": str(BUILTIN / sc["job_trace"]["file"])})
+        sc["control"]["baseline_window_s"] = 1200
+        sc["events"] = [{"id": "pjm-peak", "start": EVENT_START, "end": "2023-08-20T16:40:00-04:00", "ramp_s": 600,
+                         "notice_s": 86400, "target": {"reduction": 0.25}}] if name == "pjm" else []
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(sc))
+    fl = yaml.safe_load((BUILTIN / "geo-fleet.yaml").read_text())
+    fl.update(start=window["pjm"][0], end=window["pjm"][1], rtt_file=str(BUILTIN / fl["rtt_file"]), **fleet_changes)
+    for s in fl["sites"]:
+        s["scenario"] = f"{s['name']}.yaml"
+        s["carbon"]["file"] = str(BUILTIN / s["carbon"]["file"])
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(fl))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    fleet = load_fleet(str(short_fleet(tmp_path_factory.mktemp("fleet"))))
+    runs = {mode: run_fleet(fleet, mode=mode) for mode in ("fleet", "alone")}
+    runs["stopped"] = run_fleet(fleet, mode="fleet", coordinator_stops_s=STOP_S)
+    return runs, {mode: fleet_summary(run) for mode, run in runs.items()}
+
+
+def test_the_event_site_moves_chat_out_and_code_stays_within_its_budget(runs):
+    runs, summary = runs
+    fleet = runs["fleet"]
+    pjm = fleet.fleet.spec.sites[0].name
+    t_event = fleet.t_s - fleet.t_s[0]
+    during = (t_event > 45 * 60) & (t_event < 95 * 60)
+    assert fleet.share[during, 0].mean() < runs["alone"].share[during, 0].mean() - 0.2, "PJM's share falls"
+    classes = summary["fleet"]["classes"]
+    assert classes["chat-dc"]["moved"] > 0.2 * classes["chat-dc"]["requests"]
+    assert classes["code-dc"]["moved"] == 0  # 20 ms budget, Dallas is 31 ms away
+    for c in classes.values():
+        assert c["budget_kept"] and c["added_latency_p99_ms"] <= c["latency_budget_ms"]
+    assert classes["chat-dc"]["added_latency_mean_ms"] > 0
+    assert summary["fleet"]["sites"][pjm]["events"][0]["met"]
+
+
+def test_fleet_beats_the_site_alone_at_the_event_site(runs):
+    _, summary = runs
+    f, a = summary["fleet"], summary["alone"]
+    assert f["sites"]["pjm"]["weighted_performance"] > a["sites"]["pjm"]["weighted_performance"]
+    assert f["total"]["weighted_performance"] > a["total"]["weighted_performance"]
+    assert f["total"]["events_met"] == a["total"]["events_met"] == f["total"]["events"]
+    assert f["total"]["requests_failed"] <= a["total"]["requests_failed"]
+    assert f["total"]["requests"] == pytest.approx(a["total"]["requests"])  # the same traffic, served elsewhere
+
+
+def test_after_the_event_traffic_goes_home(runs):
+    runs, _ = runs
+    fleet = runs["fleet"]
+    assert np.allclose(fleet.share[-1], runs["alone"].share[-1], atol=0.02)
+
+
+def test_coordinator_gone_mid_shift_sites_keep_their_targets_and_traffic_is_served(runs):
+    runs, summary = runs
+    stopped = runs["stopped"]
+    t = stopped.t_s - stopped.t_s[0]
+    after = t >= STOP_S
+    frozen = stopped.share[after, 0]
+    assert 0.05 < runs["alone"].share[after, 0].mean() - frozen.mean(), "stopped with traffic moved"
+    hold = (t > 45 * 60) & (t < 95 * 60)
+    assert stopped.share[hold, 0].mean() > runs["fleet"].share[hold, 0].mean() + 0.05, "stopped mid-shift"
+    assert len(stopped.coordinator_lines) == int(np.ceil(STOP_S / stopped.fleet.spec.interval_s))
+    s = summary["stopped"]
+    assert s["total"]["events_met"] == s["total"]["events"]  # each site meets its event by itself
+    assert s["total"]["requests_failed"] == 0
+    assert s["total"]["requests"] == pytest.approx(summary["alone"]["total"]["requests"])
+    assert s["total"]["budgets_kept"]
+
+
+def test_fleet_scenarios_are_told_apart_and_bad_ones_name_the_field(tmp_path):
+    assert is_fleet_scenario("geo-fleet") and not is_fleet_scenario("phoenix-srp")
+    bad = short_fleet(tmp_path, classes=[{"name": "x", "origin": "Tokyo", "trace": "azure-llm-conv",
+                                          "peak_rps": 10, "latency_budget_ms": 50}])
+    with pytest.raises(InputError, match=r"classes\.0\.origin"):
+        load_fleet(str(bad))
+    data = yaml.safe_load(bad.read_text())
+    data.pop("classes")
+    data["sites"][1]["serves"] = "nope"
+    data["classes"] = [{"name": "x", "origin": "Dallas", "trace": "azure-llm-conv", "peak_rps": 10,
+                        "latency_budget_ms": 50}]
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match=r"sites\.1\.serves"):
+        load_fleet(str(bad))
+
+
+def test_simulate_runs_a_fleet_scenario_and_reports_the_sites_side_by_side(tmp_path):
+    from typer.testing import CliRunner
+
+    from gridflex.cli import app
+
+    fleet = short_fleet(tmp_path)
+    out = CliRunner().invoke(app, ["simulate", str(fleet), "--json", str(tmp_path / "s.json"),
+                                   "--report", str(tmp_path / "r.html")])
+    assert out.exit_code == 0, out.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert set(summary["fleet_vs_alone"]["weighted_performance"]) == {"pjm", "ercot", "total"}
+    assert summary["fleet"]["total"]["requests_moved"] > 0 == summary["alone"]["total"]["requests_moved"]
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<img") == 3 and "pjm (Washington DC)" in page and "ercot (Dallas)" in page
+    bad = CliRunner().invoke(app, ["simulate", str(fleet), "--trace", str(tmp_path / "t.csv")])
+    assert bad.exit_code == 2 and "single-site" in bad.output
