@@ -30,6 +30,9 @@ HOLD = ("16:25", "19:33")  # after the ramp settled, until the reduction ended
 POST = ("19:50", "21:20")  # after the ramp back up settled, to the end of the trace
 SWAP = ("18:01", "18:08")  # one MPT job checkpoint-stopped, the other restarting
 FIELD_CUT_START, FIELD_HOLD_END = "16:09", "19:32"
+# Billions of parameters of the job restarting at the swap and at the end of the hold: the MPT-13B
+# was stopped first (its throughput is the lower, 0.667 against 0.743) and restarted at the swap.
+RESTART_BPARAMS = (13.0, 7.0)
 A100_MAX_CAP_W = 400.0
 H100_MAX_W = 700.0
 LOW_CAP_W = 250.0  # "slope below 250 W"
@@ -290,7 +293,9 @@ def derived(data: Path, srp: dict, curves: dict, h100: dict) -> dict:
         "checkpoint_stall_log_sd": float(np.log(stall).std(ddof=1)),
         "checkpoint_period_s": 3600.0,
         "restart_s_median": float(np.exp(np.log(restart).mean())),
-        "restart_log_sd": float(np.log(restart).std(ddof=1)),
+        # restart time proportional to the model's size: the factor, and the spread about it
+        "restart_s_per_bparam": float(np.exp(np.log(restart / RESTART_BPARAMS).mean())),
+        "restart_log_sd": float(np.log(restart / RESTART_BPARAMS).std(ddof=1)),
         "idle_w_a100": idle_a100,
         "released_w_estimates": [round(x, 1) for x in released],
         "released_w": float(np.clip(np.mean(released), 0.0, None)),

@@ -1,9 +1,18 @@
 """Benchmark: how closely the digital twin replays the measured Phoenix SRP event.
 
-Runs `phoenix-srp-field` (the event at the field's own timing and depth) under the field-like
-baseline policy, `dvfs-pause-fair` (two pausable jobs take turns being stopped, power caps on the
-rest: what the measured trace shows, docs/twin.md), over several seeds, and compares the twin's
-1-minute site power with the measured trace (src/gridflex/data/srp_measured_power.csv):
+Runs `phoenix-srp-field` (the event at the field's own timing) under a replay of the field's own
+actions, over several seeds, and compares the twin's 1-minute site power with the measured trace
+(src/gridflex/data/srp_measured_power.csv). The replay, `field-replay`, is the field-like baseline
+policy `dvfs-pause-fair` (two pausable jobs take turns being checkpoint-stopped, equal-fraction power
+caps on the rest: what the measured trace shows, docs/twin.md) given what the field's conductor was
+given and did, where the data says it: the published request (a 25 % cut: the conductor planned
+open loop for it, and the field delivered 31.3 %) and the turns the measured trace shows (the first
+job stopped at the event's start, the swap at 18:00 local time, the second job restarted at the end
+of the hold). The caps, and so the power and the throughputs, are the policy's on the model and the
+twin's physics. `--request field` plans for the scenario's own depth instead, `--planner` replaces
+the replay with any planner.
+
+Figures:
 
 - rmse and bias over 16:00-19:45 local time, as a fraction of the measured pre-event baseline
   (mean of 15:05-16:05), the RMSE of each seed averaged over the seeds;
@@ -14,8 +23,8 @@ rest: what the measured trace shows, docs/twin.md), over several seeds, and comp
 Nothing here depends on how the twin is built: after the twin changes, the same command gives
 the new numbers (`--label` names them in the JSON).
 
-    .venv/bin/python bench/fidelity.py [--seeds 5] [--planner dvfs-pause-fair] [--label before]
-        [--json out/fidelity.json] [--report out/fidelity.html]
+    .venv/bin/python bench/fidelity.py [--seeds 5] [--planner field-replay] [--request 0.25|field]
+        [--label before] [--json out/fidelity.json] [--report out/fidelity.html]
 """
 
 from __future__ import annotations
@@ -23,19 +32,48 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from datetime import datetime, time
+from datetime import datetime, time, timedelta, timezone
 from importlib import resources
 
 import numpy as np
 
+from gridflex.model.events import Target
+from gridflex.plan.baselines import DvfsPauseFair
+from gridflex.plan.openloop import it_ceiling_w
+from gridflex.plan.registry import PLANNERS
 from gridflex.report.measured import builtin_measured
 from gridflex.sim.run import RunResult, run_scenario
-from gridflex.sim.scenarios import load_scenario
+from gridflex.sim.scenarios import LoadedScenario, load_scenario
 
 SCENARIO = "phoenix-srp-field"
 COMPARE = (time(16, 0), time(19, 45))
 HOLD = (time(16, 25), time(19, 32))
 BASELINE = (time(15, 5), time(16, 5))
+PUBLISHED_REQUEST = 0.25  # the SRP request the field's conductor planned for (phoenix-srp)
+FIELD_SWAP = time(18, 0)  # one MPT job checkpoint-stopped, the other restarted (docs/twin.md)
+PHOENIX = timezone(timedelta(hours=-7))  # local time of the field (no daylight saving)
+
+
+class FieldReplay(DvfsPauseFair):
+    """`dvfs-pause-fair` with the field's turns: of a pause set of two, the first is stopped from
+    the block's start to `FIELD_SWAP`, the second from then to the block's end."""
+
+    name = "field-replay"
+
+    def actions(self, inp, floor, state):
+        pause_set = state.extra if state else ()
+        if len(pause_set) != 2:
+            return super().actions(inp, floor, state)
+        local = datetime.fromtimestamp(inp.t_s, PHOENIX)
+        swap_s = datetime.combine(local.date(), FIELD_SWAP, PHOENIX).timestamp()
+        return self._caps(inp, floor, pause_set, int(inp.t_s >= swap_s), float(it_ceiling_w(inp, inp.t_s)))
+
+
+def with_request(loaded: LoadedScenario, reduction: float) -> LoadedScenario:
+    """The scenario with every event's target a `reduction` of its baseline."""
+    sc = loaded.scenario
+    events = tuple(e.model_copy(update={"target": Target(reduction=reduction)}) for e in sc.events)
+    return LoadedScenario(sc.model_copy(update={"events": events}), loaded.curves)
 
 
 def _minute_series(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
@@ -101,16 +139,21 @@ def compare(results: list[RunResult]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--planner", default="dvfs-pause-fair", help="the field-like policy (docs/twin.md)")
+    ap.add_argument("--planner", default=FieldReplay.name, help="the field's actions (default) or any planner")
+    ap.add_argument("--request", default=str(PUBLISHED_REQUEST),
+                    help="the cut the planner is asked (default: the published request); 'field': the scenario's")
     ap.add_argument("--scenario", default=SCENARIO)
     ap.add_argument("--label", default="", help="a name for this twin (e.g. before, after)")
     ap.add_argument("--json", help="write the result here")
     ap.add_argument("--report", help="write seed 0's HTML report, with the measured trace overlaid, here")
     args = ap.parse_args()
     loaded = load_scenario(args.scenario)
+    if args.request != "field":
+        loaded = with_request(loaded, float(args.request))
+    PLANNERS.setdefault(FieldReplay.name, FieldReplay)  # a bench-only planner, by name for run_scenario
     results = [run_scenario(loaded, args.planner, seed) for seed in range(args.seeds)]
-    out = {"label": args.label, "scenario": args.scenario, **compare(results)}
-    print(f"{args.scenario} · {args.planner} · seeds 0-{args.seeds - 1} {args.label}")
+    out = {"label": args.label, "scenario": args.scenario, "request": args.request, **compare(results)}
+    print(f"{args.scenario} · {args.planner} asked {args.request} · seeds 0-{args.seeds - 1} {args.label}")
     print(f"  RMSE {out['rmse']:.2%} of baseline ({out['baseline_w'] / 1e3:.1f} kW), bias {out['bias']:+.2%}")
     print(f"  hold mean {out['hold_mean_w'] / 1e3:.1f} kW (measured {out['measured_hold_mean_w'] / 1e3:.1f});"
           f" per-minute std {out['hold_std_w']:.0f} W (measured {out['measured_hold_std_w']:.0f})")

@@ -57,3 +57,20 @@ def test_a_tick_with_no_job_running_plans_nothing_and_does_not_fail(small):
     site.driver.advance_to(t_s)
     decision = site.controller.step(t_s)
     assert decision.job_ids == () and len(decision.plan.cap_w) == 0
+
+
+def test_caps_make_up_for_a_checkpoint_save_under_way():
+    """A job told to checkpoint-and-stop draws its save power for about a minute; caps on the
+    others cover it, so a no-notice cut is met within seconds (37 s when the save was ignored)."""
+    import importlib.util
+    from pathlib import Path
+
+    from gridflex.model.site import PauseMode
+    from gridflex.sim.run import run_scenario
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "response.py"
+    spec = importlib.util.spec_from_file_location("response_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run = run_scenario(bench.busy_cluster(0.3, PauseMode.checkpoint), "optimal", 0)
+    assert bench.response_s(run) is not None and bench.response_s(run) <= 10

@@ -59,8 +59,9 @@ def test_simulate_rejects_a_bad_measured_file_before_running(tmp_path):
 
 def test_field_scenario_has_the_field_timing_and_depth():
     sc = load_scenario("phoenix-srp-field").scenario
-    ev = sc.events[0]
-    assert ev.hold_end.strftime("%H:%M") == "19:32" and ev.target.reduction == pytest.approx(0.313)
+    ramp, hold = sc.events
+    assert (ramp.start.strftime("%H:%M"), ramp.hold_start, hold.end.strftime("%H:%M")) == ("16:10", hold.start, "19:33")
+    assert hold.ramp_s == 0 and ramp.target == hold.target and hold.target.reduction == pytest.approx(0.313)
     assert [j.gpus for j in sc.jobs] == [j.gpus for j in load_scenario("phoenix-srp").scenario.jobs]
 
 

@@ -58,3 +58,17 @@ def test_bound_is_above_what_the_planners_reach():
             assert summary["compliance"] >= 0.95
             flexible = [j for j in summary["jobs"] if j["flex_tier"] > 0]
             assert all(j["within_sla"] for j in flexible)
+
+
+def test_oracle_planner_follows_the_jobs_on_the_plant(small):
+    """A job whose window ended before the event is not on the plant: the planner's actions are
+    for the jobs the controller sees, not for every job of the scenario."""
+    from datetime import timedelta
+
+    from gridflex.sim.run import run_scenario
+
+    sc = small.scenario
+    ended = sc.jobs[2].model_copy(update={"start": sc.start, "end": sc.start + timedelta(minutes=5)})
+    loaded = small.__class__(sc.model_copy(update={"jobs": (*sc.jobs[:2], ended)}), small.curves)
+    run = run_scenario(loaded, "oracle", 0)
+    assert run.performance[0] < 1.0  # it curtailed the training job during the event

@@ -120,6 +120,13 @@ def test_restart_has_no_throughput_then_warms_up(fleet):
     assert p[0, 0] < 0.25 * curves.power_w[0, -1] and p[-1, 0] == pytest.approx(curves.power_w[0, -1])
 
 
+def test_restart_takes_longer_for_a_larger_model():
+    median = tp.restart_median_s(["pt_mpt_13b_sm", "b1k_pt_mpt_7b_fast", "resnet50"])
+    assert median == pytest.approx([13 * CAL.restart_s_per_bparam, 7 * CAL.restart_s_per_bparam, CAL.restart_s])
+    dur = tp.draw_durations(tp.Transition.RESTART, 3, np.random.default_rng(0), restart_median=median)
+    assert dur[0] > dur[1] and np.all(np.abs(np.log(dur / median)) < 4 * CAL.restart_log_sd)
+
+
 def test_suspend_and_resume():
     since = np.arange(0.0, 10.0)[:, None]
     f, a, t = tp.transition_profile(np.array([tp.Transition.SUSPEND]), since, np.array([3.0]))
@@ -174,8 +181,66 @@ def test_calibration_matches_what_the_script_derives_from_the_data():
         "stall_activity": h100["stall_activity"],
         "startup_activity": h100["startup_activity"],
         "restart_s": d["restart_s_median"],
+        "restart_s_per_bparam": d["restart_s_per_bparam"],
         "restart_log_sd": d["restart_log_sd"],
         "recovery_depth": srp["post_deficit"],
     }
     for name, value in expected.items():
         assert getattr(CAL, name) == pytest.approx(value, rel=0.03, abs=1e-3), name
+
+
+def _reachable(root, skip: tuple, depth: int = 8):
+    """Every object reachable from `root` through attributes, dict values and sequence items,
+    not entering the objects in `skip`."""
+    seen, todo = {id(s) for s in skip}, [(root, 0)]
+    while todo:
+        obj, d = todo.pop()
+        if id(obj) in seen or d > depth or isinstance(obj, (str, bytes, int, float, type)):
+            continue
+        seen.add(id(obj))
+        yield obj
+        if isinstance(obj, dict):
+            children = list(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            children = list(obj)
+        else:
+            children = list(getattr(obj, "__dict__", {}).values())
+            children += [getattr(obj, s, None) for s in getattr(type(obj), "__slots__", ())]
+        todo.extend((c, d + 1) for c in children)
+
+
+def test_the_controller_shares_no_object_with_the_twins_physics():
+    from gridflex.assembly import simulated
+
+    loaded = load_scenario("phoenix-srp-field")
+    site = simulated(loaded, "optimal", seed=0, record=False)
+    start = loaded.scenario.start.timestamp()
+    for t in (start, start + 6600.0, start + 6602.0):  # before the event, then in its hold
+        site.tick(t)
+    twin, controller = site.driver, site.controller
+    assert controller.driver is twin  # it reaches the plant only through the driver's verbs
+    secret = [twin.curves, twin.fluctuation, twin.cal, twin._rng]
+    secret_arrays = [a for s in (twin.curves, twin.fluctuation) for a in vars(s).values() if isinstance(a, np.ndarray)]
+    mine = list(_reachable(controller, skip=(twin,)))
+    assert any(isinstance(o, JobFleet) for o in mine)  # the walk reaches the controller's model
+    for obj in mine:
+        assert not any(obj is s for s in secret), f"the controller holds the twin's {type(obj).__name__}"
+        if isinstance(obj, np.ndarray):
+            assert not any(np.shares_memory(obj, a) for a in secret_arrays), "an array shared with the twin"
+    model = next(o for o in mine if isinstance(o, JobFleet) and len(o) == len(twin.fleet))
+    assert not np.allclose(model.power_w, twin.curves.power_w)  # its curves are the model's, not the true ones
+
+
+def test_the_bound_counts_the_checkpoint_saves_no_plan_avoids():
+    from gridflex.model.scenario import TwinSettings
+    from gridflex.plan.oracle import solve_oracle
+    from gridflex.sim.scenarios import LoadedScenario
+
+    loaded = load_scenario("phoenix-srp")
+    no_saves = LoadedScenario(loaded.scenario.model_copy(update={"twin": TwinSettings(checkpoints=False)}), loaded.curves)
+    sol, without = solve_oracle(loaded, 0), solve_oracle(no_saves, 0)
+    share = sol.true_fleet.hull_throughput[:, -1]
+    training = np.array(["pt_" in j.workload or "ft_" in j.workload for j in loaded.scenario.jobs])
+    assert np.all(share[~training] == 1.0) and np.all((share[training] > 0.98) & (share[training] < 1.0))
+    assert np.all(sol.performance <= share + 1e-9)
+    assert sol.weighted_performance < without.weighted_performance - 0.003

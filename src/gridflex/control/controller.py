@@ -277,7 +277,8 @@ class Controller:
         self._roll_windows(t_s)
         if self.journal:
             self.journal.telemetry(tel)
-        self._update_model_ratio(tel)
+        under_way = self._pauses_under_way(tel)
+        self._update_model_ratio(tel, ~under_way)
         timeline = self.timeline(t_s)
         # Aim for the lowest ceiling until the next tick's actions can take effect, so that
         # known steps down are met on time.
@@ -289,6 +290,7 @@ class Controller:
         if dt_s > 0 and not timeline.governs(t_s) and not pre_ramp:  # baselines: unconstrained power only
             self._history.add(site_w, dt_s)
         it_ceiling_w = float((self.site.it_power_w(target_w * (1 - self.site.margin)) - other_w) / self.model_ratio)
+        it_ceiling_w -= self._pausing_excess_w(tel, under_way) / self.model_ratio
         ramp_w = self._ramp_up_w_per_min(t_s, timeline)
         if ramp_w is None:
             self._ramp_w = np.inf
@@ -383,9 +385,26 @@ class Controller:
         step_w = np.where(f.may_pause, gpus * (f.full_w - f.paused_w), 0.0)
         return float(step_w.max(initial=0.0)) * self.site.pue * self.model_ratio
 
-    def _update_model_ratio(self, tel: Telemetry) -> None:
-        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active).sum())
-        measured = float(np.sum(tel.job_power_w))
+    def _pauses_under_way(self, tel: Telemetry) -> np.ndarray:
+        """Jobs told to pause whose pause has not taken effect yet (a checkpoint save, a suspend)."""
+        if self._applied is None:
+            return np.zeros(len(self.fleet), dtype=bool)
+        return tel.active > self._applied[1] + 1e-9
+
+    def _pausing_excess_w(self, tel: Telemetry, under_way: np.ndarray) -> float:
+        """Measured power of the jobs still pausing above what they will draw paused: until their
+        pause takes effect (a checkpoint save lasts about a minute), caps on the others, which act
+        in a second, make up for it."""
+        if not under_way.any():
+            return 0.0
+        paused_w = self.fleet.job_power_w(tel.cap_w, self._applied[1]) * self.model_ratio
+        return float(np.maximum(tel.job_power_w - paused_w, 0.0)[under_way].sum())
+
+    def _update_model_ratio(self, tel: Telemetry, settled: np.ndarray) -> None:
+        """Follow measured / modelled power of the `settled` jobs (a job still pausing reports
+        itself active while it saves)."""
+        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active)[settled].sum())
+        measured = float(np.sum(tel.job_power_w[settled]))
         if modelled <= 0 or measured <= 0:
             return
         ratio = measured / modelled

@@ -20,10 +20,9 @@ over the running jobs only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import dataclasses
 import re
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -100,6 +99,7 @@ class TwinDriver:
         self._pause_kind = np.where(checkpoint, tp.Transition.CHECKPOINT_STOP, tp.Transition.SUSPEND).astype(np.int8)
         self._resume_kind = np.where(checkpoint, tp.Transition.RESTART, tp.Transition.RESUME).astype(np.int8)
         self._park_w = np.where(checkpoint, curves_true.released_w, curves_true.suspended_w)  # paused GPUs
+        self._restart_median_s = tp.restart_median_s([job.workload for job in self.jobs], cal)
         # The jobs' arrays, with the twin's own power of idle and paused GPUs (what the oracle knows).
         self.fleet = fleet = dataclasses.replace(fleet, paused_w=self._park_w, idle_w=curves_true.idle_w)
         training = np.array([bool(TRAINING_WORKLOAD.search(job.workload)) for job in self.jobs], dtype=bool)
@@ -164,7 +164,9 @@ class TwinDriver:
         touched = new_cap | new_active
         if touched.any():
             r = rows[touched]
-            cut = (self._target_cap(r) < self.fleet.max_cap_w[r] - 1e-6) | (self._to[r] < 1 - 1e-9)
+            cap_power_w = self._at_cap(r, self._target_cap(r))[0]
+            binds = cap_power_w < (1 - self.cal.recovery_min_cut) * self.true_power_w[r, -1]
+            cut = binds | (self._to[r] < 1 - 1e-9)
             self._released_s[r[self._cut[r] & ~cut]] = self.t_s
             self._released_s[r[cut]] = np.nan
             self._cut[r] = cut
@@ -177,7 +179,9 @@ class TwinDriver:
         self._from[rows], self._to[rows], self._kind[rows], self._cmd_s[rows] = frm, active, kind, self.t_s
         for k in np.unique(kind):
             mine = rows[kind == k]
-            self._dur_s[mine] = tp.draw_durations(tp.Transition(k), len(mine), self._rng, self.cal)
+            self._dur_s[mine] = tp.draw_durations(
+                tp.Transition(k), len(mine), self._rng, self.cal, self._restart_median_s[mine]
+            )
         self.fluctuation.restart(rows[kind == tp.Transition.RESTART])
 
     @property

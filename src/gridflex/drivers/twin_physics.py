@@ -18,6 +18,8 @@ and the fluctuation's throughput factors.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import cached_property
@@ -54,14 +56,18 @@ class Calibration:
     stall_activity: float = 0.176  # power above idle while saving (h100: 157 W vs 553 W compute)
     # Transitions.
     startup_activity: float = 0.089  # reload and re-initialise (h100: 115 W for ~105 s)
-    restart_s: float = 259.0  # command to work (SRP: 396 s at the swap, 170 s at the end)
-    restart_log_sd: float = 0.6
+    # Command to work: proportional to the model's size (reload and re-initialise; assumed), per
+    # billion parameters from the SRP restarts (MPT-13B at the swap 396 s, MPT-7B at the end 170 s).
+    restart_s_per_bparam: float = 27.2
+    restart_log_sd: float = 0.16  # the two restarts about that law (1 degree of freedom)
+    restart_s: float = 259.0  # a model of unknown size: the two restarts' geometric mean
     warmup_s: float = 60.0  # throughput and power ramp after re-initialising (assumed; SRP < 1 min)
     suspend_s: float = 3.0  # assumed
     resume_s: float = 3.0  # assumed
     # After the event (SRP: 19:50-21:20 median 3.4 % under the pre-event hour, no recovery seen).
     recovery_depth: float = 0.034
     recovery_tau_s: float = 6 * 3600.0  # assumed: longer than the 105 min the trace shows
+    recovery_min_cut: float = 0.01  # a cap taking less off a job's power is no curtailment (assumed)
 
     def scaled(self, curve_spread: float, fluctuation: float, recovery: float) -> Calibration:
         """These figures with the curve errors (spreads and bias), the fluctuation and the
@@ -214,6 +220,11 @@ class Fluctuation:
         saving = np.clip((self.stall_s[at][None, :] - phase) / step_s, 0.0, 1.0) * training[None, :]
         return compute * (1 - saving) + cal.stall_activity * saving, 1.0 - saving
 
+    def duty(self) -> np.ndarray:
+        """Each row's mean throughput factor over its checkpoint cycle: 1 − save time / period for
+        a training job (its saves cost that whatever the caps), 1 otherwise."""
+        return 1.0 - self.training * np.minimum(self.stall_s / self.cal.checkpoint_period_s, 1.0)
+
     def restart(self, rows: np.ndarray) -> None:
         """The rows' jobs restart from a checkpoint: their next save comes a period later."""
         self.phase_s[rows] = self.stall_s[rows]
@@ -248,13 +259,28 @@ class Floor(IntEnum):
     SUSPENDED = 2
 
 
-def draw_durations(kind: Transition, n: int, rng: np.random.Generator, cal: Calibration = CALIBRATION) -> np.ndarray:
+_BILLION_PARAMS = re.compile(r"(?:^|_)(\d+(?:\.\d+)?)b(?:_|$)")  # pt_mpt_13b_sm: 13
+
+
+def restart_median_s(workloads: Sequence[str], cal: Calibration = CALIBRATION) -> np.ndarray:
+    """Median restart time of each job: `restart_s_per_bparam` times its model's billions of
+    parameters, read from the workload name (`pt_mpt_13b_sm`: 13), or `restart_s` without one."""
+    sizes = [_BILLION_PARAMS.search(w) for w in workloads]
+    return np.array([cal.restart_s_per_bparam * float(m.group(1)) if m else cal.restart_s for m in sizes])
+
+
+def draw_durations(
+    kind: Transition, n: int, rng: np.random.Generator, cal: Calibration = CALIBRATION,
+    restart_median: np.ndarray | None = None,
+) -> np.ndarray:
     """Seconds each of `n` transitions of one kind takes: a checkpoint-stop's save, a restart's
-    reload and re-initialisation (before its warm-up), a suspend or resume."""
+    reload and re-initialisation (before its warm-up; median `restart_median` [n], see
+    `restart_median_s`, or `restart_s`), a suspend or resume."""
     if kind is Transition.CHECKPOINT_STOP:
         return cal.checkpoint_stall_s * np.exp(rng.normal(0.0, cal.checkpoint_stall_log_sd, n))
     if kind is Transition.RESTART:
-        return cal.restart_s * np.exp(rng.normal(0.0, cal.restart_log_sd, n))
+        median = cal.restart_s if restart_median is None else restart_median
+        return median * np.exp(rng.normal(0.0, cal.restart_log_sd, n))
     if kind is Transition.SUSPEND:
         return np.full(n, cal.suspend_s)
     if kind is Transition.RESUME:

@@ -59,13 +59,16 @@ class OracleSolution:
 
 
 def true_fleet(loaded: LoadedScenario, seed: int) -> JobFleet:
-    """The scenario's fleet with the curves of the twin of this seed in place of the model's."""
+    """The scenario's fleet with the curves of the twin of this seed in place of the model's, the
+    throughput a job's mean over its checkpoint cycle (a training job's periodic saves cost the
+    same share of its work under any plan: `hull_throughput[:, -1]` is that share)."""
     sc = loaded.scenario
     twin = TwinDriver(sc.jobs, loaded.curves, sc.site, sc.start.timestamp(), sc.step_s, sc.twin, seed, record=False)
     fleet = twin.fleet
+    throughput = twin.true_throughput * twin.fluctuation.duty()[:, None]
     hulls = []
     for j in range(len(fleet)):
-        p, t = twin.true_power_w[j], twin.true_throughput[j]
+        p, t = twin.true_power_w[j], throughput[j]
         if not fleet.may_cap[j]:
             p, t = p[-1:], t[-1:]
         if fleet.may_pause[j]:
@@ -74,7 +77,7 @@ def true_fleet(loaded: LoadedScenario, seed: int) -> JobFleet:
     return dataclasses.replace(
         fleet,
         power_w=twin.true_power_w,
-        throughput=twin.true_throughput,
+        throughput=throughput,
         hull_w=_pad([h[0] for h in hulls]),
         hull_throughput=_pad([h[1] for h in hulls]),
     )
@@ -133,7 +136,8 @@ def solve_oracle(loaded: LoadedScenario, seed: int = 0, sla_safety: float = 0.0,
     # SLA rows: throughput-seconds lost by each job ≤ what its tier allows (inside the scenario).
     in_scenario_s = np.clip(np.minimum(windows[1], end_s) - np.maximum(windows[0], start_s), 0, None)
     required = np.minimum(fleet.flex_factor + sla_safety * fleet.controllable, 1.0)
-    allowance_s = np.maximum(in_scenario_s - required * window_s, 0.0)
+    work_s = fleet.hull_throughput[:, -1] * in_scenario_s  # throughput-seconds of the job left alone
+    allowance_s = np.maximum(work_s - required * window_s, 0.0)
     sla = coo_matrix((loss_per_w, (jj, np.arange(n_x))), shape=(n_j, n_x + n_p))
     upper = np.concatenate([width_w[jj, kk] * fleet.gpus[jj], np.full(n_p, np.inf)])
 
@@ -151,7 +155,7 @@ def solve_oracle(loaded: LoadedScenario, seed: int = 0, sla_safety: float = 0.0,
     np.add.at(shed, (pp, jj), x)
     level = fleet.full_w[None, :] - shed / fleet.gpus[None, :]
     lost_s = np.bincount(jj, loss_per_w * x, minlength=n_j)
-    performance = (in_scenario_s - lost_s) / window_s
+    performance = (work_s - lost_s) / window_s
     return OracleSolution(
         weighted_performance=float((weight * performance).sum() / weight.sum()),
         performance=performance,
@@ -198,9 +202,12 @@ class OraclePlanner:
     def plan(self, inp: PlanInput) -> Plan:
         if self.solution is None:
             raise RuntimeError("the oracle planner needs bind_scenario(loaded, seed) before planning")
-        sol, fleet = self.solution, self.solution.true_fleet
+        sol = self.solution
         i = int(np.searchsorted(sol.period_start_s, inp.t_s, side="right")) - 1
         if i < 0 or inp.t_s >= sol.period_end_s[i]:
             return Plan.unconstrained(inp)
-        cap, active = level_to_actions(fleet, sol.level_w[i])
+        row = {job_id: r for r, job_id in enumerate(sol.true_fleet.ids)}
+        rows = np.array([row[job_id] for job_id in inp.fleet.ids], dtype=np.int64)  # the jobs on the plant now
+        fleet = sol.true_fleet.take(rows)
+        cap, active = level_to_actions(fleet, sol.level_w[i][rows])
         return Plan(cap, active, float(fleet.job_power_w(cap, active).sum()))
