@@ -38,3 +38,12 @@ def test_compare_rejects_an_unknown_planner():
     result = runner.invoke(app, ["compare", "--planners", "optimal,nope"])
     assert result.exit_code == 2
     assert "--planners" in result.output and "nope" in result.output
+
+
+def test_compare_refuses_a_fleet_scenario_and_says_what_runs_it():
+    from typer.testing import CliRunner
+
+    from gridflex.cli import app
+
+    out = CliRunner().invoke(app, ["compare", "geo-fleet"])
+    assert out.exit_code == 2 and "gridflex simulate geo-fleet" in out.output

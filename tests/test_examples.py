@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from gridflex.fleet.scenario import is_fleet_scenario, load_fleet
 from gridflex.sim.scenarios import builtin_scenarios, load_scenario
 
 ROOT = Path(__file__).parent.parent
@@ -17,7 +18,10 @@ def test_example_scenarios_load(path):
 
 @pytest.mark.parametrize("name", builtin_scenarios())
 def test_builtin_scenarios_load(name):
-    load_scenario(name)
+    if is_fleet_scenario(name):  # a fleet of site scenarios (geo-fleet)
+        assert len(load_fleet(name).sites) >= 2
+    else:
+        load_scenario(name)
 
 
 def test_scenario_doc_lists_every_builtin_workload(curves):

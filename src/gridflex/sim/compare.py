@@ -98,10 +98,14 @@ def compare(
     """Run several planners on the same scenario and seeds; one table, ratios to the offline bound."""
 
     from gridflex.errors import InputError
+    from gridflex.fleet.scenario import is_fleet_scenario
     from gridflex.sim.scenarios import load_scenario
 
     names = [p.strip() for p in planners.split(",") if p.strip()]
     try:
+        if is_fleet_scenario(scenario):
+            raise InputError(f"{scenario} is a fleet scenario: `gridflex simulate {scenario}` runs it with the fleet"
+                             " coordinator and each site alone, side by side; compare takes single-site scenarios")
         unknown = [p for p in names if p not in PLANNERS]
         if unknown or not names:
             raise InputError(f"--planners: unknown {unknown or 'none given'}; choose from: {', '.join(PLANNERS)}")
