@@ -65,3 +65,16 @@ def test_missing_tools_give_a_clear_error(tmp_path):
     with pytest.raises(DriverError, match="'squeue' not found; install the Slurm client tools or set bin_dir"):
         driver.discover()
     assert not driver.health().ok
+
+
+def test_a_deadline_comes_from_the_comment_and_the_earlier_of_it_and_slurms_holds():
+    from datetime import UTC, datetime
+
+    pending = dict(state="PENDING", start="N/A", job_id="8")
+    job = DRIVER.job_of(entry(**pending, comment="gridflex:flex=3,deadline=2026-12-01T06:00Z"))
+    assert job.deadline == datetime(2026, 12, 1, 6, tzinfo=UTC)
+    driver = SlurmDriver(Site(), builtin_curves(), SlurmSettings(rules=RULES))
+    driver._times["8"] = (None, datetime(2026, 12, 1, 5, tzinfo=UTC))  # what `scontrol show job` gave (--deadline)
+    assert driver.job_of(entry(**pending, comment="gridflex:deadline=2026-12-01T06:00Z")).deadline.hour == 5
+    for bad in ("tomorrow", "2026-12-01T06:00"):  # no offset: which clock would it be?
+        assert DRIVER.job_of(entry(**pending, comment=f"gridflex:deadline={bad}")).deadline is None

@@ -2,7 +2,8 @@
 
 - discover: running and suspended jobs from ``squeue``; flex tier, workload curve and pause
   mode from `SlurmRules` (job comment ``gridflex:flex=2,workload=...,pause=checkpoint``,
-  then QOS, then partition, then the default); GPU count from the job's GPU GRES.
+  then QOS, then partition, then the default); GPU count from the job's GPU GRES; a deadline from
+  ``--deadline`` or the comment (``deadline=2026-12-01T06:00Z``; with both, the earlier).
 - pause (active 0): ``scontrol suspend`` (pause mode suspend), or for jobs that checkpoint a
   signal sent ahead with ``scancel --signal --full`` and, after the grace time,
   ``scontrol requeuehold``; run (active 1): ``scontrol resume`` / ``scontrol release``.
@@ -263,6 +264,7 @@ class SlurmDriver:
         flex = r.flex_by_qos.get(e.qos, flex)
         workload = r.workload_by_partition.get(e.partition, r.default_workload)
         mode = PauseMode.checkpoint if e.qos in r.checkpoint_qos else PauseMode.suspend
+        begin, deadline = self._times.get(e.job_id, (None, None))
         for key, value in self._comment_fields(e).items():
             if key == "flex" and value in ("0", "1", "2", "3"):
                 flex = int(value)
@@ -270,9 +272,12 @@ class SlurmDriver:
                 workload = value
             elif key == "pause" and value in ("suspend", "checkpoint"):
                 mode = PauseMode(value)
+            elif key == "deadline" and (stated := _aware_time(value)) is not None:  # with Slurm's own, the earlier
+                deadline = stated if deadline is None else min(deadline, stated)
             else:
                 self._warn(f"job {e.job_id}: ignored comment field {key}={value!r} (flex 0-3, workload of a "
-                           f"known curve, pause suspend|checkpoint)")
+                           f"known curve, pause suspend|checkpoint, deadline an ISO 8601 time with its offset,"
+                           f" e.g. 2026-12-01T06:00Z)")
         gpus = _gpu_count(e.gres) * max(e.nodes, 1) or self.rules.default_gpus
         limit_s = _parse_limit_s(e.time_limit)
         if e.state == "PENDING":  # not started: its expected start is Slurm's guess, its length at most the limit
@@ -280,7 +285,6 @@ class SlurmDriver:
         else:
             start = _parse_time(e.start)
             end = start + timedelta(seconds=limit_s) if start and limit_s else None
-        begin, deadline = self._times.get(e.job_id, (None, None))
         earliest = max((t for t in (begin, start) if t is not None), default=None)
         if deadline is not None and earliest is not None and deadline <= earliest:
             self._warn(f"job {e.job_id}: deadline {deadline} is not after its begin/start; ignored")
@@ -542,3 +546,12 @@ def _expand_nodes(text: str) -> list[str]:
             lo, _, hi = part.partition("-")
             out.extend(f"{prefix}{i:0{len(lo)}d}" for i in range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def _aware_time(text: str) -> datetime | None:
+    """An ISO 8601 time that states its offset (``2026-12-01T06:00Z``, ``...+01:00``); else None."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
