@@ -6,10 +6,7 @@ set -euo pipefail
 if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then
     exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null
+source "$(dirname "$0")/apt.sh"
+apt_install haproxy
 # The package enables a system-wide haproxy service; the tests do not need it running.
-$SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
+as_root systemctl disable --now haproxy >/dev/null 2>&1 || true

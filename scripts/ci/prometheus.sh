@@ -7,9 +7,6 @@ set -euo pipefail
 if command -v prometheus >/dev/null; then
     exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-$SUDO systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
+source "$(dirname "$0")/apt.sh"
+apt_install prometheus
+as_root systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true

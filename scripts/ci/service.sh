@@ -4,12 +4,10 @@
 # Idempotent and quick when everything is there; fails if PostgreSQL is not reachable, so that the
 # PostgreSQL store tests never skip silently in CI.
 set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
-_sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 if ! command -v chromium >/dev/null 2>&1; then
-    $_sudo apt-get update -qq
-    $_sudo apt-get install -y -qq --no-install-recommends chromium
+    apt_install chromium
 fi
 
 export GRIDFLEX_TEST_PG_URL="${GRIDFLEX_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"

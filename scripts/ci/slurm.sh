@@ -7,8 +7,5 @@ if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v
    && command -v scontrol >/dev/null; then
     exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+source "$(dirname "$0")/apt.sh"
+apt_install slurm-wlm munge
