@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -58,6 +59,7 @@ def test_simulate_store_then_settle(tmp_path):
     finally:
         store.close()
     t = np.array([r.t_s for r in tel])
+    assert {(r.miners_power_w, r.meter_power_w, r.source) for r in tel} == {(None, None, "drivers (twin)")}
     assert len(tel) == 4 * 3600 // 30 and np.allclose(np.diff(t), 30.0)  # every 30 s of the 4 hours
     during = [d for d in decisions if d.active_events]
     assert np.allclose(np.diff([d.t_s for d in during]), 10.0)  # every tick while the event is active
@@ -81,6 +83,28 @@ def test_simulate_store_then_settle(tmp_path):
 
     again = CliRunner().invoke(app, ["simulate", str(scenario), "--store", url])
     assert again.exit_code != 0 and "already holds telemetry" in again.output
+
+
+def test_simulated_telemetry_says_what_the_miners_drew(tmp_path):
+    """A hybrid site's stored telemetry carries the miners' power, as the live service's does."""
+    raw = yaml.safe_load(resources.files("gridflex.data").joinpath("scenarios", "hybrid-site.yaml").read_text())
+    start = datetime.fromisoformat(raw["start"])
+    raw.update(end=(start + timedelta(minutes=20)).isoformat(), step_s=10, events=[])
+    raw["control"]["interval_s"] = 10
+    scenario = tmp_path / "hybrid-short.yaml"
+    scenario.write_text(yaml.safe_dump(raw))
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    run = CliRunner().invoke(app, ["simulate", str(scenario), "--store", url])
+    assert run.exit_code == 0, run.output
+    store = Store(url)
+    try:
+        tel = store.telemetry(limit=10_000)
+    finally:
+        store.close()
+    miners_w = np.array([r.miners_power_w for r in tel])
+    site_w = np.array([r.site_power_w for r in tel])
+    assert len(tel) == 20 * 6 and {r.source for r in tel} == {"drivers (twin)"}
+    assert (miners_w > 100_000).all() and (miners_w < site_w).all()  # 280 miners near a 1 MW setpoint
 
 
 def test_programs_month_events_belong_to_its_programs():

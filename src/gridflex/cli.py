@@ -101,7 +101,8 @@ def simulate(
             raise InputError("--programs: needs --store (program baselines come from the store's meter history)")
         enrolment = load_yaml_model(programs, ProgramsFile, "programs file").programs if programs else None
         db = open_run_store(store, loaded) if store else None
-        journal = (StoreJournal(db, store_every_s, loaded.scenario.jobs, loaded.curves, **writers) if db
+        journal = (StoreJournal(db, store_every_s, loaded.scenario.jobs, loaded.curves,
+                                has_miners=loaded.scenario.miners is not None, **writers) if db
                    else TraceJournal(loaded.scenario.jobs, loaded.curves, **writers))
         steer = ProgramTargets.for_scenario(db, enrolment, loaded, journal.flush) if enrolment else None
         try:

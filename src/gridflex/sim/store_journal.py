@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 BATCH_ROWS = 5000
 #: The events' `source` in the store.
 SOURCE = "scenario"
+#: What a simulated site's power is read from (telemetry `source`, as the service's "drivers (slurm)").
+SIM_SOURCE = "drivers (twin)"
 
 
 def open_run_store(url: str, loaded: LoadedScenario) -> Store:
@@ -47,13 +49,15 @@ def open_run_store(url: str, loaded: LoadedScenario) -> Store:
 class StoreJournal(TraceJournal):
     """The run's journal (see `TraceJournal`) that also writes every reading and decision to the
     store: telemetry every `every_s` of simulated time (0: every tick), decisions at the same
-    cadence and at every tick while an event is active (the settlement's evidence)."""
+    cadence and at every tick while an event is active (the settlement's evidence). Telemetry rows
+    say what the live service's say: the miners' power (None: the site has none) and the source
+    (the twin's drivers; a simulated site has no meter)."""
 
-    def __init__(self, store: Store, every_s: float = 0.0, *args, **kwargs):
+    def __init__(self, store: Store, every_s: float = 0.0, *args, has_miners: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if every_s < 0:
             raise InputError(f"--store-every-s: {every_s} not allowed; must be >= 0 (0: every tick)")
-        self.store, self.every_s = store, float(every_s)
+        self.store, self.every_s, self.has_miners = store, float(every_s), has_miners
         self._last_written_s = -np.inf
         self._reading: Telemetry | None = None
         self._read_at = time.perf_counter()
@@ -77,6 +81,8 @@ class StoreJournal(TraceJournal):
             self._telemetry.append({
                 "t_s": t, "site_power_w": float(d.site_power_w), "it_power_w": float(tel.it_power_w),
                 "estimated": bool(tel.estimated), "job_power_w": np.round(tel.job_power_w, 1).tolist(),
+                "miners_power_w": float(d.site_power_w - tel.site_power_w) if self.has_miners else None,
+                "meter_power_w": None, "source": SIM_SOURCE,
             })
         if due or d.active_events:
             plan = d.plan
