@@ -55,8 +55,12 @@ class LiveMeter:
 
     def close(self) -> None:
         if self.loop.is_running():
+            if self.server.is_active():
+                self.silence()  # ends serve_forever's task, so that no task is left pending
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(30)
+        if not self.loop.is_running():
+            self.loop.close()
 
 
 @pytest.fixture
