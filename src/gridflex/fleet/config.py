@@ -22,6 +22,9 @@ class RouterConfig(_Strict):
     socket: Path = Field(description="HAProxy admin socket ('stats socket PATH level admin')")
     state_file: Path | None = Field(None, description="ledger of original weights, for restore after a crash")
     max_step: float = Field(0.1, ge=0.01, le=1, description="largest change of a server's share per tick")
+    measured_rates: bool = Field(False, description="plan with the requests/s the router counted for each class's "
+                                                    "backend over the last tick, in place of the classes' rate_rps "
+                                                    "(which serve until there are two readings)")
 
 
 class SiteConfig(_Strict):
@@ -40,7 +43,7 @@ class ClassConfig(_Strict):
     name: str = Field(pattern=_NAME)
     backend: str = Field(pattern=_NAME, description="the HAProxy backend serving this class")
     origin: str = Field(description="region where the class's requests enter")
-    rate_rps: float = Field(ge=0)
+    rate_rps: float = Field(ge=0, description="requests/s the coordinator plans with (see router.measured_rates)")
     latency_budget_ms: float = Field(ge=0, description="largest round trip a request may gain by moving")
 
 
@@ -83,6 +86,10 @@ class FleetConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> FleetConfig:
         names = unique_site_names(self.sites)
+        backends = [c.backend for m in self.models for c in m.classes]
+        if self.router.measured_rates and len(set(backends)) != len(backends):
+            raise ValueError(f"router.measured_rates: classes share a backend ({backends}); each class needs its "
+                             "own backend for its requests to be counted apart")
         for m in self.models:
             unknown = sorted(set(m.servers) - set(names))
             if unknown:

@@ -10,6 +10,8 @@ within its capacity and headroom before and after is within them at every step. 
 reports and what the coordinator derives:
 
 - headroom: `target_w − site_power_w` (the config's `limit_w` when the site has no target);
+- class rates: the configured `rate_rps`, or with `router.measured_rates` the requests the
+  router counted on the class's backend (all its servers) since the last tick, per second;
 - the reference: the router's split and each site's power, taken at every tick in which no
   site of the model has an active event and frozen while one has; the LP's `current_share`
   is the reference split, and an event's cut is `reference power − target_w`. Decisions during
@@ -85,6 +87,8 @@ class FleetCoordinator:
         self.rtt = rtt or RttTable.from_csv(cfg.rtt_file)
         self.costs = FleetCosts(**cfg.costs.model_dump())
         self.reference: dict[str, tuple[np.ndarray, dict[str, float]]] = {}  # model -> (split, site power)
+        self._counted: dict[str, tuple[float, float]] = {}  # backend -> (read at, requests counted so far)
+        self.measured_rps: dict[str, float] = {}  # class -> requests/s the router counted over the last tick
         saved = json.loads(store.meta(REFERENCE_KEY) or "{}") if store else {}
         for m in cfg.models:  # a model whose classes or sites changed since starts afresh
             ref = saved.get(m.name)
@@ -114,9 +118,12 @@ class FleetCoordinator:
             if model.name not in self.reference or not any(reports[n].active_events for n in names):
                 self._set_reference(model.name, current, {n: reports[n].site_power_w for n in names})
             share, power_w = self.reference[model.name]
-            decision = decide(self._sites(model, reports, power_w), self._classes(model, rates_rps or {}), share,
-                              self.rtt, self.costs, keep_share=current)
+            rates = {**(self.measured_rps if self.cfg.router.measured_rates else {}), **(rates_rps or {})}
+            classes = self._classes(model, rates)
+            decision = decide(self._sites(model, reports, power_w), classes, share, self.rtt, self.costs,
+                              keep_share=current)
             out["models"][model.name] = {"ok": decision.ok, "note": decision.note,
+                                         "rates_rps": dict(zip(classes.names, np.round(classes.rate_rps, 2).tolist())),
                                          **self._step(model, names, decision, current), "router": seen}
         if self.store_error:
             out["store_error"] = self.store_error
@@ -138,12 +145,23 @@ class FleetCoordinator:
         rows, seen = [], {}
         for cls in model.classes:
             stats = self.router.read(cls.backend)
+            self._count(cls.name, cls.backend, stats.t_s, float(stats.sessions_total.sum()))
             idx = [stats.index(model.servers[n]) for n in names]
             row = stats.shares[idx]
             rows.append(row / row.sum() if row.sum() > 0 else np.full(len(names), 1 / len(names)))
             seen[cls.name] = {"failed_total": dict(zip(names, stats.failed_total[idx].tolist())),
                               "response_ms": dict(zip(names, np.nan_to_num(stats.response_ms[idx]).tolist()))}
         return np.array(rows), seen
+
+    def _count(self, cls: str, backend: str, t_s: float, total: float) -> None:
+        """The class's request rate since the backend's last reading; none after a counter reset
+        (e.g. HAProxy reloaded) or with no time between the readings."""
+        last = self._counted.get(backend)
+        self._counted[backend] = (t_s, total)
+        if last is not None and t_s > last[0] and total >= last[1]:
+            self.measured_rps[cls] = (total - last[1]) / (t_s - last[0])
+        else:
+            self.measured_rps.pop(cls, None)
 
     def _step(self, model: ModelConfig, names: list[str], d: FleetDecision, current: np.ndarray) -> dict:
         reach = self.cfg.router.max_step - 1 / self.router.max_weight  # as in shift_traffic
