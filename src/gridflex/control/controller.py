@@ -312,14 +312,21 @@ class Controller:
         soon = [e.end_s for e in timeline.events if e.start_s - self.settings.defer_lookahead_s <= t_s <= e.end_s]
         queued = self.driver.queue()
         held = self.deferral.decide(t_s, dt_s, queued, max(soon) if soon else None)
+        upper_level_w = None
         if self.shifting is not None:
+            # the work done: measured, else the model's at the caps in effect
+            done = np.where(np.isnan(tel.throughput), self.fleet.throughput_at_cap(tel.cap_w) * tel.active,
+                            tel.throughput)
+            self.shifting.observe(t_s, self.jobs, self.fleet, done, dt_s)
             held = held | self.shifting.decide(t_s, self.jobs, queued, timeline)
+            upper_level_w = self.shifting.upper_level_w(t_s, self.fleet)
         miner_in = None
         if self.miners:
             miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel)
         plan = self.planner.plan(
             PlanInput(
-                t_s, self.fleet, self.site, timeline, it_ceiling_w, floors, self.budget.window_s, miner_in
+                t_s, self.fleet, self.site, timeline, it_ceiling_w, floors, self.budget.window_s, miner_in,
+                upper_level_w,
             )
         )
         decision = Decision(
