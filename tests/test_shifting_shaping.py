@@ -114,3 +114,18 @@ def test_the_shift_and_caps_bound_saves_more_than_the_shift_only_bounds():
 
     totals = bound_totals(load_scenario("carbon-week-gb"))
     assert totals["shift_caps"] < totals["interruptible"] <= totals["whole_jobs"] < totals["run_now"]
+
+
+def test_a_deadline_changed_on_a_running_job_is_what_shaping_keeps():
+    s = Shifter(ShiftSettings(signal="gb-carbon-week", policy="threshold", threshold=300.0), SITE, CURVES, 60.0,
+                recorded=signal([400.0] * 48))
+    t = T0.timestamp()
+    jobs = [running("a", 3, hours=2.0, due_h=24.0)]
+    fleet = JobFleet.build(jobs, CURVES)
+    s.observe(t, jobs, fleet, np.ones(1), 0.0)
+    s.decide(t, jobs, [], NO_EVENTS)
+    assert np.isfinite(s.upper_level_w(t, fleet)).all()  # slack: capped above the threshold
+    moved = [jobs[0].model_copy(update={"deadline": T0 + timedelta(hours=2.3)})]  # set through the API
+    fleet = JobFleet.build(moved, CURVES)
+    s.observe(t + 60, moved, fleet, np.ones(1), 60.0)
+    assert np.isinf(s.upper_level_w(t + 60, fleet)).all()  # no slack left: runs free

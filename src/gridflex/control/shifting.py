@@ -113,7 +113,7 @@ class Shifter:
         self._above = False  # threshold: the signal now is above the limit
         # power shaping: the fleet's jobs as last observed, the work each has done (full-speed s),
         # the shapeable rows and, from the last horizon solve, each shaped job's throughput share
-        self._ids: tuple[str, ...] = ()
+        self._jobs: Sequence[Job] = ()
         self._row: dict[str, int] = {}
         self._done_s = np.zeros(0)
         self._shapeable = _Shapeable((), np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0))
@@ -171,10 +171,11 @@ class Shifter:
     # --- power shaping ------------------------------------------------------------------------
     def observe(self, t_s: float, jobs: Sequence[Job], fleet: JobFleet, throughput: np.ndarray, dt_s: float) -> None:
         """Book the work the running jobs (`jobs`, the rows of `fleet`) did over the last `dt_s`
-        at their measured `throughput` (share of full speed)."""
-        if fleet.ids is not self._ids and fleet.ids != self._ids:
+        at their measured `throughput` (share of full speed). A new job list (a job started,
+        ended, or was changed: its tier, its deadline) rebuilds what shaping knows of them."""
+        if jobs is not self._jobs:
             done = np.array([self._done_s[self._row[i]] if i in self._row else 0.0 for i in fleet.ids])
-            self._ids, self._row, self._done_s = fleet.ids, {i: k for k, i in enumerate(fleet.ids)}, done
+            self._jobs, self._row, self._done_s = jobs, {i: k for k, i in enumerate(fleet.ids)}, done
             for j in jobs:
                 self.first_running_s.setdefault(j.id, t_s)
             rows = np.flatnonzero(fleet.may_cap & np.array([j.duration_s is not None for j in jobs], bool))
