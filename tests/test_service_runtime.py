@@ -90,12 +90,12 @@ def test_tier_change_keeps_the_budget_account_and_survives_restart(url):
     run_ticks(svc, clock, 10)
     job = svc.jobs()[0]
     delivered = svc.controller.budget.delivered_s[0]
-    svc.set_tier(job["id"], 0)
+    svc.change_job(job["id"], 0)
     assert svc.jobs()[0]["flex_tier"] == 0 and svc.controller.budget.delivered_s[0] == delivered
     run_ticks(svc, clock, 3)
     assert svc.status.jobs[0]["cap_w"] == pytest.approx(svc.fleet.max_cap_w[0])  # flex 0: never slowed
     with pytest.raises(InputError, match="flex_tier: 7"):
-        svc.set_tier(job["id"], 7)
+        svc.change_job(job["id"], 7)
     assert make_service(url, clock).jobs()[0]["flex_tier"] == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -102,6 +103,8 @@ class Controller:
         self.budget = FlexBudget(np.zeros(0), np.zeros(0), np.zeros(0))
         self.deferral = Deferral(settings)
         self.tiers: dict[str, int] = {}  # flex tiers set by the operator, over what the plant says
+        self.times: dict[str, dict[str, datetime]] = {}  # deadline / begin set by the operator, likewise
+        self.queued: Sequence[Job] = ()  # the plant's queue at the last tick (with what the operator set)
         # budget accounts from before a restart: job id -> (window start, end, delivered s, elapsed s)
         self.carried: dict[str, tuple[float, float, float, float]] = {}
         self.model_ratio = 1.0
@@ -138,6 +141,20 @@ class Controller:
         if self._seen is not None:
             self._fit(self._seen, self._last_t_s)
 
+    def set_times(self, job_id: str, times: dict[str, datetime]) -> None:
+        """Override a running or queued job's `deadline` and/or `begin` from now on (time shifting
+        reads them); safe from another thread, as `add_event`."""
+        self.times = {**self.times, job_id: {**self.times.get(job_id, {}), **times}}
+        if self._seen is not None:
+            self._fit(self._seen, self._last_t_s)
+
+    def as_set(self, job: Job) -> Job:
+        """The job with the tier and times the operator set, where they differ from the plant's."""
+        update = {k: v for k, v in self.times.get(job.id, {}).items() if getattr(job, k) != v}
+        if self.tiers.get(job.id, job.flex_tier) != job.flex_tier:
+            update["flex_tier"] = self.tiers[job.id]
+        return job.model_copy(update=update) if update else job
+
     def sync_jobs(self, t_s: float) -> None:
         """Bring the fleet up to the jobs the plant runs now (every tick does it first)."""
         running = self.driver.discover()
@@ -151,12 +168,8 @@ class Controller:
         identity, without reading the jobs (at 100k GPUs the reads, not the arithmetic, cost);
         jobs listed as new objects (Slurm) are matched by id and compared by value."""
         jobs = tuple(running)
-        if self.tiers:
-            jobs = tuple(
-                j.model_copy(update={"flex_tier": self.tiers[j.id]}) if self.tiers.get(j.id, j.flex_tier) != j.flex_tier
-                else j
-                for j in jobs
-            )
+        if self.tiers or self.times:
+            jobs = tuple(map(self.as_set, jobs))
         if jobs == self.jobs:
             return
         n, old_n = len(jobs), len(self.jobs)
@@ -311,15 +324,23 @@ class Controller:
             floors = np.ones(len(self.fleet))
         soon = [e.end_s for e in timeline.events if e.start_s - self.settings.defer_lookahead_s <= t_s <= e.end_s]
         queued = self.driver.queue()
+        self.queued = queued = list(map(self.as_set, queued)) if self.tiers or self.times else queued
         held = self.deferral.decide(t_s, dt_s, queued, max(soon) if soon else None)
+        upper_level_w = None
         if self.shifting is not None:
+            # the work done: measured, else the model's at the caps in effect
+            done = np.where(np.isnan(tel.throughput), self.fleet.throughput_at_cap(tel.cap_w) * tel.active,
+                            tel.throughput)
+            self.shifting.observe(t_s, self.jobs, self.fleet, done, dt_s)
             held = held | self.shifting.decide(t_s, self.jobs, queued, timeline)
+            upper_level_w = self.shifting.upper_level_w(t_s, self.fleet)
         miner_in = None
         if self.miners:
             miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel)
         plan = self.planner.plan(
             PlanInput(
-                t_s, self.fleet, self.site, timeline, it_ceiling_w, floors, self.budget.window_s, miner_in
+                t_s, self.fleet, self.site, timeline, it_ceiling_w, floors, self.budget.window_s, miner_in,
+                upper_level_w,
             )
         )
         decision = Decision(

@@ -14,6 +14,18 @@ deferral holds for grid events (`control/deferral.py`); the twin keeps them queu
 - `threshold`: queued jobs wait while the signal now (its nowcast) is above a threshold.
 - `run-now`: nothing waits (first in, first out).
 
+Power shaping (`power_shaping`, on by default): running flexible jobs with known work (a queued
+job once started) are also capped, never below their most efficient cap (no pausing: a running
+training job's pause is a checkpoint and a restart). `horizon`: at each solve the class LP of
+`plan/horizon.py` (power-cap operating points) plans their remaining work over the slots before
+each must finish, and the share of full throughput it gives each in the first slot becomes the
+job's upper power level until the next solve; the queued jobs' start LP then sees the GPUs and
+power that plan leaves. `threshold`: while the signal is above the threshold they run at their
+most efficient cap. The controller passes the bound to the per-tick planner (`PlanInput.upper_level_w`),
+which sheds from it for grid events: shaping only lowers power. A job must finish by its deadline
+and within its tier (its run at most work / flex_factor), less the margin below; a job whose
+slack is gone is not capped.
+
 Hard rules for all: Flex 0 never waits; a job waits at most until its latest start, the time
 at which it must start to finish by its deadline (less a margin for slowing during events and
 for the plant's lag); a job without a deadline has its tier's allowance, (1/flex_factor - 1) x
@@ -25,14 +37,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from gridflex.errors import GridflexError, InputError
 from gridflex.model.curves import DEFAULT_IDLE_W, CurveLibrary
+from gridflex.model.fleet import JobFleet
 from gridflex.model.shifting import ShiftSettings
 from gridflex.model.site import Job, Site
-from gridflex.plan.horizon import slot_ceilings_w, slot_means
+from gridflex.plan.base import first_cap_vertex_w
+from gridflex.plan.horizon import HorizonInput, JobDemand, classify, dispatch, slot_ceilings_w, slot_means, solve
 from gridflex.plan.start_times import StartInput, solve_starts
 from gridflex.plan.targets import TargetTimeline
 from gridflex.signals.forecast import BlendedForecast, CorrectedForecast, persistence_forecast
@@ -95,6 +110,16 @@ class Shifter:
         self._planned_ids: frozenset[str] = frozenset()
         self._last_release_s = -np.inf
         self._limit: float | None = settings.threshold
+        self._above = False  # threshold: the signal now is above the limit
+        # power shaping: the fleet's jobs as last observed, the work each has done (full-speed s),
+        # the shapeable rows and, from the last horizon solve, each shaped job's throughput share
+        self._jobs: Sequence[Job] = ()
+        self._row: dict[str, int] = {}
+        self._done_s = np.zeros(0)
+        self._shapeable = _Shapeable((), np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0))
+        self.share: dict[str, float] = {}
+        self._planned_shapeable = self._shapeable
+        self._bound: tuple | None = None  # (fleet ids, share) the shares of `_planned_share` are for, and them
 
     def decide(self, t_s: float, running: Sequence[Job], queued: Sequence[Job], timeline: TargetTimeline
                ) -> frozenset[str]:
@@ -125,9 +150,11 @@ class Shifter:
         """Update `wait`, the jobs the policy would hold now."""
         policy = self.settings.policy
         if policy == "horizon":
-            if t_s - self._planned_s >= self.settings.replan_s or not set(flexible) <= self._planned_ids:
+            if (t_s - self._planned_s >= self.settings.replan_s or not set(flexible) <= self._planned_ids
+                    or self._shapeable is not self._planned_shapeable):
                 self.wait = self._horizon(t_s, running, queued, flexible, timeline)
                 self._planned_s, self._planned_ids = t_s, frozenset(flexible)
+                self._planned_shapeable = self._shapeable
         elif policy == "lwa":
             for i, j in flexible.items():
                 if i not in self.start_at_s:
@@ -136,9 +163,61 @@ class Shifter:
         elif policy == "threshold":
             if self._limit is None:
                 self._limit = float(np.median(slot_means(self.known(t_s), t_s, self.settings.slot_s, 192)))
-            self.wait = set(flexible) if float(self.known(t_s).at(t_s)) > self._limit else set()
+            self._above = float(self.known(t_s).at(t_s)) > self._limit
+            self.wait = set(flexible) if self._above else set()
         else:
             self.wait = set()
+
+    # --- power shaping ------------------------------------------------------------------------
+    def observe(self, t_s: float, jobs: Sequence[Job], fleet: JobFleet, throughput: np.ndarray, dt_s: float) -> None:
+        """Book the work the running jobs (`jobs`, the rows of `fleet`) did over the last `dt_s`
+        at their measured `throughput` (share of full speed). A new job list (a job started,
+        ended, or was changed: its tier, its deadline) rebuilds what shaping knows of them."""
+        if jobs is not self._jobs:
+            done = np.array([self._done_s[self._row[i]] if i in self._row else 0.0 for i in fleet.ids])
+            self._jobs, self._row, self._done_s = jobs, {i: k for k, i in enumerate(fleet.ids)}, done
+            for j in jobs:
+                self.first_running_s.setdefault(j.id, t_s)
+            rows = np.flatnonzero(fleet.may_cap & np.array([j.duration_s is not None for j in jobs], bool))
+            picked = tuple(jobs[r] for r in rows)
+            low = fleet.hull_throughput[rows, np.where(fleet.may_pause[rows], 1, 0)]
+            self._shapeable = _Shapeable(picked, rows, np.array([float(j.duration_s) for j in picked]), np.array(
+                [self._finish_s(j) for j in picked]), np.minimum(low, 1.0))
+        self._done_s += throughput * dt_s
+
+    def upper_level_w(self, t_s: float, fleet: JobFleet) -> np.ndarray | None:
+        """[J] per-GPU power level each of the fleet's jobs may run at most now (inf: any), or
+        None when nothing is shaped. `fleet` is the one last passed to `observe`."""
+        s, sh = self.settings, self._shapeable
+        if not s.power_shaping or s.policy not in ("horizon", "threshold") or self.signal_error or not len(sh.rows):
+            return None
+        share = self._planned_share(fleet) if s.policy == "horizon" else np.where(self._above, sh.low_share, 1.0)
+        left_s = self._left_s()
+        slack_s = self._must_finish_s(sh.finish_s, left_s) - t_s - left_s - s.slot_s * (1 - share)
+        share_all = np.ones(len(fleet))
+        share_all[sh.rows] = np.where(slack_s >= 0, share, 1.0)  # a job whose slack is gone runs free
+        level = np.maximum(fleet.level_at_throughput(share_all), first_cap_vertex_w(fleet))
+        return np.where(share_all < 1 - 1e-9, level, np.inf)
+
+    def _planned_share(self, fleet: JobFleet) -> np.ndarray:
+        """[shapeable] each job's share of full throughput in the last solve's first slot (1: none)."""
+        if self._bound is None or self._bound[0] is not fleet.ids or self._bound[1] is not self.share:
+            rows = self._shapeable.rows
+            self._bound = (fleet.ids, self.share, np.array([self.share.get(fleet.ids[r], 1.0) for r in rows]))
+        return self._bound[2]
+
+    def _left_s(self) -> np.ndarray:
+        """[shapeable] work each shapeable job has left (full-speed seconds)."""
+        return np.maximum(self._shapeable.work_s - self._done_s[self._shapeable.rows], 0.0)
+
+    def _finish_s(self, job: Job) -> float:
+        """When a running job must be done: by its deadline and within its tier (its run at most
+        its work / flex factor)."""
+        return min(latest_finish_s(job), self.first_running_s[job.id] + float(job.duration_s) / job.flex_factor)
+
+    def _must_finish_s(self, finish_s: np.ndarray, left_s: np.ndarray) -> np.ndarray:
+        """The finish a shaping plan aims at: less the margin on the work left and one slot."""
+        return finish_s - DEADLINE_MARGIN * left_s - self.settings.slot_s
 
     def latest_start_s(self, job: Job) -> float:
         """The last moment a queued job may start and still finish by its deadline, with a margin."""
@@ -148,33 +227,74 @@ class Shifter:
     # --- policies ----------------------------------------------------------------------------
     def _horizon(self, t_s: float, running: Sequence[Job], queued: Sequence[Job], flexible: dict[str, Job],
                  timeline: TargetTimeline) -> set[str]:
-        """Solve when each deferrable queued job starts (`plan.start_times`); those not starting now wait."""
-        if not flexible:
-            return set()
+        """Plan the running jobs' power shaping (`_shape`), then when each deferrable queued job
+        starts (`plan.start_times`) in what that plan leaves; those not starting now wait."""
         s, site = self.settings, self.site
         n = int(round(s.horizon_s / s.slot_s))
         pool_gpus, idle_w = self._pool()
+        signal = slot_means(self.known(t_s), t_s, s.slot_s, n)
+        ceiling_w = slot_ceilings_w(timeline, t_s, s.slot_s, n)
+        shaped = {j.id for j in self._shapeable.jobs} if s.power_shaping else set()
         busy = np.zeros(n)  # GPUs of other work per slot
         busy_w = np.zeros(n)  # its power above idle
         horizon_end_s = t_s + n * s.slot_s
-        others = [(j, self._remaining_s(j, t_s, horizon_end_s)) for j in running]
+        others = [(j, self._remaining_s(j, t_s, horizon_end_s)) for j in running if j.id not in shaped]
         others += [(j, min(j.duration_s or s.horizon_s, s.horizon_s)) for j in queued if j.id not in flexible]
         for j, left_s in others:
             k = int(np.ceil(left_s / s.slot_s - 1e-9))
             busy[:k] += j.gpus
             busy_w[:k] += j.gpus * (self.curves[j.workload].full_power_w - idle_w)
+        base_w = site.pue * ((idle_w * pool_gpus if np.isfinite(pool_gpus) else 0.0) + busy_w) + site.overhead_w
+        self.share = {}
+        if shaped:
+            shaped_gpus, shaped_w = self._shape(t_s, signal, ceiling_w - base_w, idle_w)
+            busy += shaped_gpus
+            base_w += site.pue * shaped_w
+        if not flexible:
+            return set()
         jobs = list(flexible.values())
         full_w = np.array([self.curves[j.workload].full_power_w for j in jobs])
         gpus = np.array([j.gpus for j in jobs])
-        base_w = site.pue * ((idle_w * pool_gpus if np.isfinite(pool_gpus) else 0.0) + busy_w) + site.overhead_w
         shares = solve_starts(StartInput(
-            slot_means(self.known(t_s), t_s, s.slot_s, n), gpus, site.pue * gpus * (full_w - idle_w),
+            signal, gpus, site.pue * gpus * (full_w - idle_w),
             np.array([max(int(np.ceil(j.duration_s / s.slot_s - 1e-9)), 1) for j in jobs]),
             np.array([int(np.floor((self.latest_start_s(j) - t_s) / s.slot_s)) for j in jobs]),
-            pool_gpus - busy, slot_ceilings_w(timeline, t_s, s.slot_s, n) - base_w,
+            pool_gpus - busy, ceiling_w - base_w,
         ))
         self.solves += 1
         return {j.id for j, share in zip(jobs, shares[:, 0]) if share < 0.5}
+
+    def _shape(self, t_s: float, signal: np.ndarray, headroom_w: np.ndarray, idle_w: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Plan the shapeable running jobs' remaining work with the class LP of `plan.horizon`
+        (power-cap operating points, each job by when it must finish, site power within the
+        `headroom_w` [K] other load leaves under the ceiling); keep each job's share of full
+        throughput in the first slot (`share`; 1 for a job the plan cannot fit). Returns per slot
+        the GPUs they hold (until each finishes) and their IT power above idle."""
+        s, sh, n = self.settings, self._shapeable, len(signal)
+        left_s = self._left_s()
+        must_s = self._must_finish_s(sh.finish_s, left_s)
+        jobs = [JobDemand(j.id, self.curves[j.workload], j.gpus, j.flex_tier, left * j.gpus / 3600.0, t_s, must, True)
+                for j, left, must in zip(sh.jobs, left_s, must_s) if left > 0]
+        if not jobs:
+            return np.zeros(n), np.zeros(n)
+        k_end = int(np.clip(np.ceil((max(j.deadline_s for j in jobs) - t_s) / s.slot_s), 1, n))
+        classes, member = classify(jobs, t_s, s.slot_s)
+        gpus = sum(j.gpus for j in jobs)
+        plan = solve(HorizonInput(  # the signal in the carbon slot: only its shape matters
+            t_s, s.slot_s, classes, gpus, signal[:k_end], np.zeros(k_end),
+            headroom_w[:k_end] + self.site.pue * idle_w * gpus, pue=self.site.pue, idle_w=idle_w))
+        working, level_w = dispatch(plan, 0, jobs, member)
+        share = np.array([w / j.gpus * np.interp(lv, *j.curve.hull(with_pause=False)) if w > 0 else 0.0
+                          for j, w, lv in zip(jobs, working, level_w)])
+        share = np.where(plan.shortfall_gpu_h[member] > 1e-6, 1.0, np.minimum(share, 1.0))
+        self.share = dict(zip((j.id for j in jobs), share.tolist()))
+        k = np.arange(k_end)
+        worked = plan.work_gpu_h > 1e-9
+        last = np.where(worked.any(axis=1), k_end - 1 - np.argmax(worked[:, ::-1], axis=1), -1)
+        held = ((k[None, :] <= last[:, None]) * np.array([c.gpus for c in classes])[:, None]).sum(axis=0)
+        above_idle_w = (plan.power_w - idle_w * plan.gpus_running).sum(axis=0)
+        return np.pad(held, (0, n - k_end)), np.pad(above_idle_w, (0, n - k_end))
 
     def _lwa_start_s(self, t_s: float, job: Job) -> float:
         """The start before the job's latest start with the lowest forecast mean over its run."""
@@ -193,7 +313,8 @@ class Shifter:
     def _remaining_s(self, job: Job, t_s: float, until_s: float) -> float:
         """Seconds a running job still runs (at full speed), as far as the plan looks."""
         if job.duration_s is not None:
-            return max(job.duration_s - (t_s - self.first_running_s.get(job.id, t_s)), 0.0)
+            done_s = self._done_s[self._row[job.id]] if job.id in self._row else t_s - self.first_running_s.get(job.id, t_s)
+            return max(job.duration_s - done_s, 0.0)
         if job.end is not None:
             return max(min(job.end.timestamp(), until_s) - t_s, 0.0)
         return until_s - t_s
@@ -204,3 +325,14 @@ class Shifter:
         if not pools:
             return np.inf, DEFAULT_IDLE_W
         return float(sum(p.gpus for p in pools)), float(np.mean([p.idle_w for p in pools]))
+
+
+@dataclass(frozen=True, eq=False)
+class _Shapeable:
+    """The running jobs power shaping may cap: flexible, allowed to cap, with known work."""
+
+    jobs: tuple[Job, ...]
+    rows: np.ndarray  # [S] their rows in the fleet
+    work_s: np.ndarray  # [S] work at full speed
+    finish_s: np.ndarray  # [S] by when each must be done (deadline, tier), before the margin
+    low_share: np.ndarray  # [S] share of full throughput at the most efficient cap

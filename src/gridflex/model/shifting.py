@@ -50,6 +50,10 @@ class ShiftSettings(BaseModel):
     slot_s: float = Field(900.0, gt=0, description="slot length of the horizon plan")
     threshold: float | None = Field(
         None, description="threshold policy: hold above this value (None: the median of the first 48-h forecast)")
+    power_shaping: bool = Field(
+        True, description="horizon and threshold policies: also cap running flexible jobs with known work in"
+        " dirty or dear hours, within their deadlines and tiers (horizon: by the plan; threshold: at their most"
+        " efficient cap while the signal is above the threshold)")
 
     @model_validator(mode="after")
     def _source(self) -> ShiftSettings:

@@ -37,6 +37,9 @@ class PlanInput:
     floor_throughput: np.ndarray  # [J] least throughput each job may run at now within its tier
     window_s: np.ndarray  # [J] length of each job's window
     miners: MinerInput | None = None  # the miner fleet sharing the meter (None: no miners)
+    # [J] per-GPU power level each job may run at most now (time shifting's power shaping, inf: no
+    # bound); the planner sheds from there to meet the ceiling. None: every job may run at full power
+    upper_level_w: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,8 +55,12 @@ class Plan:
 
     @classmethod
     def unconstrained(cls, inp: PlanInput) -> Plan:
+        """Every job at full power, or at its `upper_level_w`."""
         fleet = inp.fleet
-        cap, active = fleet.max_cap_w.copy(), np.ones(len(fleet))
+        if inp.upper_level_w is None:
+            cap, active = fleet.max_cap_w.copy(), np.ones(len(fleet))
+        else:
+            cap, active = level_to_actions(fleet, start_level_w(inp))
         return cls(cap, active, float(fleet.job_power_w(cap, active).sum()))
 
 
@@ -63,12 +70,18 @@ class Planner(Protocol):
     def plan(self, inp: PlanInput) -> Plan: ...
 
 
+def start_level_w(inp: PlanInput) -> np.ndarray:
+    """[J] per-GPU level each job may run at before any shedding: full power, or its upper bound."""
+    full_w = inp.fleet.full_w
+    return full_w if inp.upper_level_w is None else np.minimum(full_w, inp.upper_level_w)
+
+
 def level_to_actions(fleet: JobFleet, level_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Turn each job's per-GPU power level on its hull into a cap and an active fraction.
 
     Above the hull's lowest capped point the level is a cap. Below it the job mixes paused and
     capped GPUs: resizable jobs keep whole GPUs working (rounded down); the others pause."""
-    first_cap_w = _first_cap_vertex_w(fleet)
+    first_cap_w = first_cap_vertex_w(fleet)
     cap = fleet.cap_at_power(np.maximum(level_w, first_cap_w))
     span = np.maximum(first_cap_w - fleet.paused_w, 1e-9)
     frac = np.clip((level_w - fleet.paused_w) / span, 0.0, 1.0)
@@ -78,6 +91,6 @@ def level_to_actions(fleet: JobFleet, level_w: np.ndarray) -> tuple[np.ndarray, 
     return cap, active
 
 
-def _first_cap_vertex_w(fleet: JobFleet) -> np.ndarray:
+def first_cap_vertex_w(fleet: JobFleet) -> np.ndarray:
     """Per-GPU power of the lowest hull vertex reached by capping (not pausing)."""
     return np.where(fleet.may_pause, fleet.hull_w[:, min(1, fleet.hull_w.shape[1] - 1)], fleet.hull_w[:, 0])

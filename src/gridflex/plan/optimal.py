@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from gridflex.model.fleet import JobFleet
-from gridflex.plan.base import Plan, PlanInput, level_to_actions
+from gridflex.plan.base import Plan, PlanInput, level_to_actions, start_level_w
 
 
 def job_value(fleet: JobFleet, window_s: np.ndarray) -> np.ndarray:
@@ -118,13 +118,14 @@ class OptimalPlanner:
             return base
         value = job_value(fleet, inp.window_s)
         floor_w = fleet.level_at_throughput(inp.floor_throughput)
-        level, short = shed_greedy(fleet, value, floor_w, fleet.full_w, need_w)
+        start_w = start_level_w(inp)
+        level, short = shed_greedy(fleet, value, floor_w, start_w, need_w)
         broken: tuple[str, ...] = ()
         notes: tuple[str, ...] = ()
         if short > 0 and inp.site.priority == "grid":
             # The target cannot be met within the tiers: go on below the floors, cheapest first.
             level, short = shed_greedy(fleet, value, fleet.hull_w[:, 0], level, short)
-            below = level < floor_w - 1e-6
+            below = level < np.minimum(floor_w, start_w) - 1e-6  # pushed there by the target, not the shaping
             broken = tuple(np.asarray(fleet.ids)[below])
             notes = (f"target needs {need_w:.0f} W shed; flex tiers allow less: slowing {', '.join(broken)} below tier",)
         elif short > 0:

@@ -24,14 +24,15 @@ from gridflex.service.runtime import LiveService
 from gridflex.service.schemas import (
     DecisionOut,
     EventOut,
+    JobChange,
     JobOut,
     JobPlan,
     MinerOut,
     PriceOut,
+    QueuedJobOut,
     SessionIn,
     StatusOut,
     TelemetryOut,
-    TierChange,
 )
 from gridflex.store import EventRecord
 
@@ -229,14 +230,16 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
         """Jobs with their flex tier and the share of their flex budget used in the current window."""
         return [JobOut(**j) for j in service.jobs()]
 
-    @app.patch("/api/v1/jobs/{job_id}", dependencies=write, tags=["jobs"], responses=_answers(401, 403, 404, 422))
-    def change_job(job_id: str, change: TierChange) -> JobOut:
-        """Change a job's flex tier; its account over the current window carries on."""
+    @app.patch("/api/v1/jobs/{job_id}", dependencies=write, tags=["jobs"], responses=_answers(400, 401, 403, 404, 422))
+    def change_job(job_id: str, change: JobChange) -> JobOut | QueuedJobOut:
+        """Change a running job's flex tier (its account over the current window carries on) and/or
+        a running or queued job's deadline and earliest start (time shifting keeps them; they last
+        until the service restarts). All are checked before any is applied."""
         try:
-            service.set_tier(job_id, change.flex_tier)
+            row = service.change_job(job_id, change.flex_tier, change.deadline, change.begin)
         except KeyError:
-            raise HTTPException(404, f"no job {job_id[:128]!r}") from None
-        return next(JobOut(**j) for j in service.jobs() if j["id"] == job_id)
+            raise HTTPException(404, f"no running or queued job {job_id[:128]!r}") from None
+        return JobOut(**row) if "window_start_s" in row else QueuedJobOut(**row)
 
     @app.get("/api/v1/decisions", dependencies=read, tags=["audit"], responses=read_answers | _answers(422))
     def decisions(since_s: Annotated[float, Query(allow_inf_nan=False)] = 0.0, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[DecisionOut]:

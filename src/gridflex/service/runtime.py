@@ -8,8 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
+from pydantic import ValidationError
 
 from gridflex.control.controller import Controller, Decision, WindowRule
 from gridflex.control.shifting import Shifter
@@ -286,24 +288,52 @@ class LiveService:
                 "window_start_s": float(c.win_start_s[i]),
                 "window_end_s": float(c.win_end_s[i]),
                 "controllable": bool(c.fleet.controllable[i]),
+                "deadline": job.deadline,
+                "begin": job.begin,
             }
             for i, job in enumerate(c.jobs)
         ]
 
-    def set_tier(self, job_id: str, tier: int) -> None:
-        """Change a job's flex tier; its budget account over the current window carries on, and
-        the plant's driver acts on the new tier from the next tick."""
-        if tier not in FLEX_FACTOR:
-            raise InputError(f"flex_tier: {tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
+    def change_job(self, job_id: str, flex_tier: int | None = None, deadline: datetime | None = None,
+                   begin: datetime | None = None) -> dict:
+        """Change a running job's flex tier (its budget account over the current window carries
+        on) and/or a running or queued job's deadline and earliest start (time shifting reads them
+        from the next tick; they last until the service restarts). Everything is checked before
+        anything is applied. Returns the job's row (`jobs()`), or a queued job's. KeyError: no such job."""
+        if flex_tier is not None and flex_tier not in FLEX_FACTOR:
+            raise InputError(f"flex_tier: {flex_tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
+        times = {k: v for k, v in (("deadline", deadline), ("begin", begin)) if v is not None}
+        if deadline is not None and deadline.timestamp() <= self.clock():
+            raise InputError(f"deadline: {deadline.isoformat()} has passed")
         with self._lock:
-            if job_id not in self.fleet.ids:
+            c = self.controller
+            running = job_id in self.fleet.ids
+            job = next((j for j in (*c.jobs, *c.queued) if j.id == job_id), None)
+            if job is None:
                 raise KeyError(job_id)
-            states = self._job_states(self.controller)
-            states[job_id] = JobState(**{**states[job_id].__dict__, "flex_tier": tier})
-            self.store.save_job_states(list(states.values()))
-            self.controller.set_tier(job_id, tier)
+            if flex_tier is not None and not running:
+                raise InputError(f"flex_tier: job {job_id!r} is queued; its tier can be set once it runs")
+            if times:
+                try:
+                    Job.model_validate({**job.model_dump(), **times})
+                except ValidationError as e:
+                    raise InputError(f"{'/'.join(times)}: {e.errors()[0]['msg']}") from None
+            if flex_tier is not None:
+                states = self._job_states(c)
+                states[job_id] = JobState(**{**states[job_id].__dict__, "flex_tier": flex_tier})
+                self.store.save_job_states(list(states.values()))
+                c.set_tier(job_id, flex_tier)
+            if times:
+                c.set_times(job_id, times)
             self._jobs_view = self._job_rows()
-        log.info("job %s: flex tier set to %d", job_id, tier)
+            row = next((r for r in self._jobs_view if r["id"] == job_id), None)
+            if row is None:
+                queued = c.as_set(job)
+                row = {"id": job_id, "workload": queued.workload, "gpus": queued.gpus, "flex_tier": queued.flex_tier,
+                       "deadline": queued.deadline, "begin": queued.begin}
+        log.info("job %s: %s", job_id, ", ".join(f"{k} set to {v}" for k, v in
+                                                 ({"flex_tier": flex_tier} | times).items() if v is not None))
+        return row
 
     # --- internals ----------------------------------------------------------------------------
     def _prune(self, t_s: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from gridflex.model.events import Target
 
@@ -76,12 +76,39 @@ class JobOut(BaseModel):
     window_start_s: float
     window_end_s: float
     controllable: bool
+    deadline: datetime | None = Field(None, description="latest finish (the plant's, or as set through the API)")
+    begin: datetime | None = Field(None, description="earliest start (the plant's, or as set through the API)")
 
 
-class TierChange(BaseModel):
+class QueuedJobOut(BaseModel):
+    id: str
+    workload: str
+    gpus: int
+    flex_tier: int
+    queued: bool = Field(True, description="waiting in the plant's queue (time shifting may hold it)")
+    deadline: datetime | None
+    begin: datetime | None
+
+
+class JobChange(BaseModel):
+    """Any of: a running job's flex tier, a running or queued job's deadline and earliest start.
+    All are checked before any is applied; a field left out (or null) stays as it is."""
+
     model_config = ConfigDict(extra="forbid")
 
-    flex_tier: int = Field(ge=0, le=3, description="0 = never slowed; 1/2/3 keep 90/75/50 % of throughput")
+    flex_tier: int | None = Field(None, ge=0, le=3, description="0 = never slowed; 1/2/3 keep 90/75/50 % of"
+                                  " throughput (a running job)")
+    deadline: AwareDatetime | None = Field(None, description="latest finish, ISO 8601 with a UTC offset, e.g."
+                                           " 2026-05-04T06:00:00+01:00; time shifting keeps it")
+    begin: AwareDatetime | None = Field(None, description="earliest start, ISO 8601 with a UTC offset")
+
+    @model_validator(mode="after")
+    def _some_and_ordered(self) -> JobChange:
+        if self.flex_tier is None and self.deadline is None and self.begin is None:
+            raise ValueError("give at least one of flex_tier, deadline, begin")
+        if self.deadline is not None and self.begin is not None and self.deadline <= self.begin:
+            raise ValueError(f"deadline ({self.deadline.isoformat()}) must be after begin ({self.begin.isoformat()})")
+        return self
 
 
 class SessionIn(BaseModel):

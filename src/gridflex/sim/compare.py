@@ -91,7 +91,8 @@ def compare(
     planners: Annotated[str, typer.Option(help=f"comma-separated, from: {', '.join(PLANNERS)}")] = ",".join(
         DEFAULT_PLANNERS
     ),
-    seeds: Annotated[int, typer.Option(min=1, help="run seeds 0..N-1 (twin model error and noise)")] = 1,
+    seeds: Annotated[int, typer.Option(min=1, help="run seeds 0..N-1 (twin model error and noise; a time-shifting"
+                                      " scenario: one table per seed)")] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the comparison as JSON here")] = None,
     report: Annotated[Path | None, typer.Option(help="write an HTML report with the power traces overlaid")] = None,
 ) -> None:
@@ -111,7 +112,7 @@ def compare(
             raise InputError(f"--planners: unknown {unknown or 'none given'}; choose from: {', '.join(PLANNERS)}")
         loaded = load_scenario(scenario)
         if loaded.scenario.shifting is not None:  # time shifting: its policies and bound instead
-            return _compare_shifting(loaded, json_path)
+            return _compare_shifting(loaded, seeds, json_path)
         with progress(f"{loaded.scenario.name} · {len(names)} planners × {seeds} seed(s)") as tick:
             comparison, runs = compare_runs(loaded, names, seeds, tick)
     except InputError as e:
@@ -133,10 +134,16 @@ def _show(comparison: dict, key: str, columns: Sequence[str], title: str, json_p
         write(json_path, json.dumps(comparison, indent=2))
 
 
-def _compare_shifting(loaded, json_path: Path | None) -> None:
+def _compare_shifting(loaded, seeds: int, json_path: Path | None) -> None:
+    """One table per seed (JSON: the comparison, or a list of them for several seeds)."""
     from gridflex.sim.shift_compare import COLUMNS as SHIFT_COLUMNS
     from gridflex.sim.shift_compare import shift_comparison
 
-    with progress(f"{loaded.scenario.name} · time-shifting policies") as tick:
-        comparison = shift_comparison(loaded, 0, tick)
-    _show(comparison, "policies", SHIFT_COLUMNS, f"{comparison['scenario']} · {comparison['unit']} · seed 0", json_path)
+    comparisons = []
+    for seed in range(seeds):
+        with progress(f"{loaded.scenario.name} · time-shifting policies · seed {seed}") as tick:
+            comparisons.append(shift_comparison(loaded, seed, tick))
+        c = comparisons[-1]
+        _show(c, "policies", SHIFT_COLUMNS, f"{c['scenario']} · {c['unit']} · seed {seed}", None)
+    if json_path:
+        write(json_path, json.dumps(comparisons[0] if seeds == 1 else comparisons, indent=2))
