@@ -155,6 +155,19 @@ def test_unreachable_site_keeps_its_share_and_the_event_site_slows_for_the_rest(
     assert np.allclose(router.read("llm").shares, mid)
 
 
+def test_the_carbon_a_site_reports_outweighs_fleet_yaml(at_home):
+    """fleet.yaml says both grids are alike (400 g/kWh); the sites' status says Washington DC's is
+    dirty now: the split decided moves the class to Dallas (its 32 ms are worth less than the carbon)."""
+    router, coordinator, sites = at_home
+    sites["dc"].status.update(carbon_g_per_kwh=3000.0)
+    sites["dallas"].status.update(carbon_g_per_kwh=0.0)
+    line = coordinator.tick()
+    assert line["models"]["llama"]["split"]["batch"] == {"dc": 0.0, "dallas": 1.0}
+    sites["dc"].status.update(carbon_g_per_kwh=None)  # unknown again: fleet.yaml's value holds
+    sites["dallas"].status.update(carbon_g_per_kwh=None)
+    assert coordinator.tick()["models"]["llama"]["split"]["batch"] == {"dc": 1.0, "dallas": 0.0}
+
+
 def test_the_command_prints_a_line_per_tick_and_restores_on_exit(setup, rig):
     path, _ = setup
     result = CliRunner().invoke(app, ["fleet", "--config", str(path), "--ticks", "2"])

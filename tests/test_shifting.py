@@ -125,6 +125,10 @@ def test_the_service_shifts_by_a_live_forecast_and_stops_shifting_when_it_goes_s
         shifter = svc.controller.shifting
         assert shifter.decide(clock.t_s, [], [waiting], NO_EVENTS) == {"w"}  # waits for the cleaner 14:30
         assert shifter.signal_error == ""
+        svc.tick(clock.t_s)  # the status says the intensity now, for a fleet coordinator
+        assert svc.status.carbon_g_per_kwh == 98 and svc.status.price_usd_per_mwh is None
         clock.t_s = at("2023-03-21T15:30:00+00:00")  # the API still answers the 12:30 forecast: stale
         assert shifter.decide(clock.t_s, [], [waiting], NO_EVENTS) == frozenset()
         assert "old" in shifter.signal_error
+        svc.tick(clock.t_s)
+        assert svc.status.carbon_g_per_kwh is None

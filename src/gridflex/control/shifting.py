@@ -121,6 +121,13 @@ class Shifter:
         self._planned_shapeable = self._shapeable
         self._bound: tuple | None = None  # (fleet ids, share) the shares of `_planned_share` are for, and them
 
+    def value_now(self, t_s: float) -> float | None:
+        """The signal at `t_s` as known then; None while it cannot be read (stale, unreachable)."""
+        try:
+            return float(self.known(t_s).at(t_s))
+        except GridflexError:
+            return None
+
     def decide(self, t_s: float, running: Sequence[Job], queued: Sequence[Job], timeline: TargetTimeline
                ) -> frozenset[str]:
         """The queued jobs to hold from now on."""

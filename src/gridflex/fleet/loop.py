@@ -71,7 +71,9 @@ async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
             power = body.get("site_power_w")
             if power is None:
                 return SiteReport(False, error="no reading yet (site_power_w null)")
-            return SiteReport(True, float(power), body.get("target_w"), tuple(body.get("active_events") or ()))
+            return SiteReport(True, float(power), body.get("target_w"), tuple(body.get("active_events") or ()),
+                              carbon_g_per_kwh=body.get("carbon_g_per_kwh"),
+                              price_usd_per_mwh=body.get("price_usd_per_mwh"))
         except (httpx.HTTPError, ValueError, TypeError, AttributeError) as e:
             return SiteReport(False, error=f"{type(e).__name__}: {e}")
 

@@ -195,6 +195,8 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
             queued_jobs=s.queued_jobs,
             site_power_source=s.site_power_source,
             held_jobs=list(s.held_jobs),
+            carbon_g_per_kwh=s.carbon_g_per_kwh,
+            price_usd_per_mwh=s.price_usd_per_mwh,
         )
 
     @app.get("/api/v1/telemetry", dependencies=read, tags=["site"], responses=read_answers | _answers(422))

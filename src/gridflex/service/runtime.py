@@ -72,6 +72,8 @@ class Status:
     queued_jobs: int = 0
     held_jobs: tuple[str, ...] = ()
     site_power_source: str = "drivers"  # what the site power is read from: the site meter or the drivers
+    carbon_g_per_kwh: float | None = None  # the time-shifting signal now, as known now (None: none, or unreadable)
+    price_usd_per_mwh: float | None = None
 
 
 class LiveService:
@@ -437,8 +439,17 @@ class LiveService:
             site_power_source=self._power_sources()[2],
             queued_jobs=queued,
             held_jobs=tuple(sorted(d.held)),
+            **self._grid_signal(d.t_s),
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
+
+    def _grid_signal(self, t_s: float) -> dict[str, float | None]:
+        """The shifting signal now, under its unit's name (a fleet coordinator places load by it)."""
+        shifter = self.controller.shifting
+        if shifter is None:
+            return {}
+        name = "price_usd_per_mwh" if self.config.shifting.live.kind == "ercot" else "carbon_g_per_kwh"
+        return {name: shifter.value_now(t_s)}
 
 
 class StoreJournal:

@@ -47,6 +47,9 @@ class StatusOut(BaseModel):
                                    " sum of the drivers' readings")
     queued_jobs: int = Field(0, description="jobs waiting in the plant's queue")
     held_jobs: list[str] = Field(default_factory=list, description="queued jobs gridflex holds (deferred)")
+    carbon_g_per_kwh: float | None = Field(None, description="grid carbon intensity now, from the site's time-shifting"
+                                           " signal as known now (null: the site has none, or cannot read it)")
+    price_usd_per_mwh: float | None = Field(None, description="energy price now, likewise (null: none)")
 
 
 class EventOut(BaseModel):
