@@ -132,3 +132,55 @@ def test_the_twin_withdraws_a_queued_job_and_another_runs_it(curves):
     assert away.started_s[0] == pytest.approx(NOW + 12) and away.ended_s[0] > away.started_s[0]
     with pytest.raises(DriverError, match="not started"):
         away.withdraw("b1")
+
+
+def test_a_site_reports_its_queue_and_free_gpus_and_the_coordinator_reads_them(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from gridflex.fleet.loop import site_report
+    from gridflex.service.app import create_app
+    from gridflex.service.config import TOKEN_ENV
+    from tests.service_support import TOKEN, FakeClock, make_service, run_ticks
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    clock = FakeClock(1_777_777_777.0)  # 2026: the scenario's 51 batch jobs (2023) are all submitted
+    svc = make_service(f"sqlite:///{tmp_path}/s.db", clock, scenario="geo-fleet-pjm")
+    with TestClient(create_app(svc, svc.config, run_loop=False)) as client:
+        run_ticks(svc, clock, 2)
+        body = client.get("/api/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    running = sum(j.gpus for j in svc.controller.jobs)
+    assert body["free_gpus"] == 512 - running
+    assert len(body["queue"]) == body["queued_jobs"] > 0
+    q = body["queue"][0]
+    assert q["gpus"] > 0 and q["work_s"] > 0 and q["power_w"] > q["gpus"] * 100 and q["submit_s"] is not None
+    report = site_report(body)
+    assert report.reachable and report.free_gpus == body["free_gpus"] and report.queue[0]["id"] == q["id"]
+
+
+def test_the_coordinator_advises_where_queued_jobs_run(tmp_path):
+    from gridflex.drivers.router_twin import TwinRouter
+    from gridflex.fleet.config import FleetConfig
+    from gridflex.fleet.loop import FleetCoordinator, SiteReport
+    from tests.test_fleet_loop import RTT_CSV
+
+    cfg = FleetConfig.model_validate({
+        "rtt_file": str(RTT_CSV), "router": {"socket": "twin-router"}, "placement": {"data_gb": 10},
+        "sites": [{"name": "dc", "region": "Washington DC", "api_url": "http://dc.invalid", "carbon_g_per_kwh": 400},
+                  {"name": "dallas", "region": "Dallas", "api_url": "http://dallas.invalid", "carbon_g_per_kwh": 200}],
+        "models": [{"name": "m", "servers": {"dc": "dc", "dallas": "dallas"}, "capacity_rps": {"dc": 10, "dallas": 10},
+                    "energy_per_request_j": {"dc": 500, "dallas": 500},
+                    "classes": [{"name": "c", "backend": "c", "origin": "Washington DC", "rate_rps": 1,
+                                 "latency_budget_ms": 10}]}]})
+    coordinator = FleetCoordinator(cfg, TwinRouter({"c": {"dc": 1, "dallas": 0}}))
+    job = {"id": "j0", "gpus": 8, "workload": "pt", "submit_s": NOW, "work_s": 4 * HOUR, "power_w": 2_880.0}
+
+    def batch(**dallas) -> list[dict]:
+        reports = {"dc": SiteReport(True, 100e3, free_gpus=64, queue=(job,)),
+                   "dallas": SiteReport(**{"reachable": True, "site_power_w": 50e3, "free_gpus": 64, **dallas})}
+        return coordinator.tick_with(reports)["batch"]
+
+    assert batch() == [{"job": "j0", "from": "dc", "to": "dallas", "why": batch()[0]["why"]}]  # 200 g/kWh cleaner
+    assert batch(reachable=False) == []
+    assert batch(active_events=("e1",), target_w=40e3) == [], "an event site gets no new batch"
+    assert batch(free_gpus=None) == [], "a site that does not report its GPUs takes nothing new"
+    assert batch(free_gpus=4) == []

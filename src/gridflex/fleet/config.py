@@ -89,8 +89,8 @@ class FleetConfig(_Strict):
     sites: tuple[SiteConfig, ...] = Field(min_length=1)
     models: tuple[ModelConfig, ...] = Field(min_length=1)
     placement: PlacementConfig | None = Field(None, description="place queued batch jobs across sites (none: each "
-                                              "runs where submitted; the twin of a fleet places, `gridflex fleet` "
-                                              "not yet: docs/fleet.md)")
+                                              "runs where submitted; `gridflex fleet` advises the moves in its "
+                                              "tick line, nothing moves jobs yet: docs/fleet.md)")
 
     @model_validator(mode="after")
     def _check(self) -> FleetConfig:

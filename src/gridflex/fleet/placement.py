@@ -43,7 +43,7 @@ class PlacementSites:
 
     names: tuple[str, ...]
     reachable: np.ndarray  # bool
-    free_gpus: np.ndarray  # GPUs free now, less those its own queue already waits for
+    free_gpus: np.ndarray  # GPUs free now, less those its own queue already waits for (NaN: not reported)
     headroom_w: np.ndarray  # more site power it may draw within its own limits (inf: no limit)
     carbon_g_per_kwh: np.ndarray  # forecast over the jobs' runs
     price_usd_per_mwh: np.ndarray
@@ -104,7 +104,8 @@ def place(jobs: BatchJobs, sites: PlacementSites, now_s: float, costs: Placement
             continue
         site_w = jobs.power_w[j] * sites.pue
         home = np.arange(n_s) == o
-        ok = reach & (free >= jobs.gpus[j]) & (((headroom >= site_w) & ~event[j]) | home)
+        room = free >= jobs.gpus[j]  # a site that does not report its GPUs takes nothing new; its own jobs stay
+        ok = reach & ((room & (headroom >= site_w) & ~event[j]) | (home & (room | np.isnan(free))))
         out[j] = np.where(ok, cost[j], np.inf)
         if not ok.any():
             why.append("stays: no site has room outside an event")
@@ -127,6 +128,8 @@ def _validate(jobs: BatchJobs, sites: PlacementSites) -> None:
         v = np.asarray(getattr(sites, name))
         if v.shape != (n_s,):
             raise InputError(f"sites.{name}: shape {v.shape}; allowed: one value per site ({n_s})")
+        if name == "free_gpus" and (np.isinf(v).any() or (v < 0).any()):
+            raise InputError(f"sites.free_gpus: {v.tolist()}; allowed: GPUs >= 0 (NaN: not reported)")
         if name in ("carbon_g_per_kwh", "price_usd_per_mwh", "pue") and (not np.isfinite(v).all() or (v < 0).any()):
             raise InputError(f"sites.{name}: {v.tolist()}; allowed: finite numbers >= 0")
     if len(sites.event_windows_s) != n_s or any(np.shape(w)[1:] != (2,) for w in sites.event_windows_s if len(w)):

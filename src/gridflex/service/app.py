@@ -28,6 +28,7 @@ from gridflex.service.schemas import (
     JobPlan,
     MinerOut,
     PriceOut,
+    QueuedJobOut,
     SessionIn,
     StatusOut,
     TelemetryOut,
@@ -194,6 +195,8 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
             queued_jobs=s.queued_jobs,
             site_power_source=s.site_power_source,
             held_jobs=list(s.held_jobs),
+            queue=[QueuedJobOut(**q) for q in s.queue],
+            free_gpus=s.free_gpus,
         )
 
     @app.get("/api/v1/telemetry", dependencies=read, tags=["site"], responses=read_answers | _answers(422))

@@ -25,6 +25,16 @@ class MinerOut(BaseModel):
     responding: bool
 
 
+class QueuedJobOut(BaseModel):
+    id: str
+    gpus: int
+    workload: str
+    submit_s: float | None = Field(None, description="when it entered the queue (epoch s)")
+    work_s: float | None = Field(None, description="its work at full speed, seconds: its expected run")
+    power_w: float | None = Field(None, description="site power it adds at full speed (its GPUs above idle, with the"
+                                  " PUE; null: no curve for its workload)")
+
+
 class StatusOut(BaseModel):
     t_s: float | None = Field(description="epoch seconds of the latest tick (null before the first)")
     site_power_w: float | None
@@ -47,6 +57,9 @@ class StatusOut(BaseModel):
                                    " sum of the drivers' readings")
     queued_jobs: int = Field(0, description="jobs waiting in the plant's queue")
     held_jobs: list[str] = Field(default_factory=list, description="queued jobs gridflex holds (deferred)")
+    queue: list[QueuedJobOut] = Field(default_factory=list, description="the jobs waiting in the plant's queue, "
+                                      "oldest first (what the fleet coordinator places across sites)")
+    free_gpus: int | None = Field(None, description="GPUs no running job holds (null: the site has no GPU pools)")
 
 
 class EventOut(BaseModel):

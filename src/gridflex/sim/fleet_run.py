@@ -140,7 +140,7 @@ class BatchPlacer:
         for name in self.names:
             site = self.sites[name][0]
             twin, ctl = site.driver, site.controller
-            free.append(int(twin.pool_gpus.sum() - twin.pool_used.sum()) - sum(j.gpus for j in twin.queue()))
+            free.append(max(0, int(twin.pool_gpus.sum() - twin.pool_used.sum()) - sum(j.gpus for j in twin.queue())))
             d = decisions.get(name)
             headroom.append(d.target_w - d.site_power_w if d is not None and np.isfinite(d.target_w) else np.inf)
             st = ctl.settings
