@@ -130,3 +130,42 @@ def test_simulate_runs_a_fleet_scenario_and_reports_the_sites_side_by_side(tmp_p
     assert page.count("<img") == 3 and "pjm (Washington DC)" in page and "ercot (Dallas)" in page
     bad = CliRunner().invoke(app, ["simulate", str(fleet), "--trace", str(tmp_path / "t.csv")])
     assert bad.exit_code == 2 and "single-site" in bad.output
+
+
+def _started_at(run) -> dict[str, list[str]]:
+    """Each queued job that started: the sites it ran at."""
+    out: dict[str, list[str]] = {}
+    for name, result in run.sites.items():
+        for job, started in zip(result.scenario.jobs, result.started_s):
+            if job.queued and np.isfinite(started):
+                out.setdefault(job.id, []).append(name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def placed(tmp_path_factory):
+    """The fleet run with batch data that costs nothing to move and PJM's energy dear (150 USD/MWh)."""
+    path = short_fleet(tmp_path_factory.mktemp("placed"), placement={"data_gb": 0})
+    data = yaml.safe_load(path.read_text())
+    data["sites"][0]["price_usd_per_mwh"] = 150
+    path.write_text(yaml.safe_dump(data))
+    return run_fleet(load_fleet(str(path)), mode="fleet")
+
+
+def test_queued_batch_jobs_are_placed_across_sites_and_each_runs_once(runs, placed):
+    runs, summary = runs
+    fleet, alone = placed, runs["alone"]
+    home = fleet.fleet.batch_home
+    assert all(sites == [home[j]] for j, sites in _started_at(alone).items()), "alone, each runs where submitted"
+    ran = _started_at(fleet)
+    assert all(len(sites) == 1 for sites in ran.values()), "a job runs at one site"
+    assert fleet.batch_moves and summary["alone"]["total"]["batch_moved"] == 0
+    assert fleet_summary(fleet)["total"]["batch_moved"] == len(fleet.batch_moves)
+    assert not runs["fleet"].batch_moves, "at the default data gravity nothing in two hours is worth moving"
+    event = fleet.sites["pjm"].scenario.events[0]
+    ctl = fleet.sites["pjm"].scenario.control
+    closed = (event.start.timestamp() - ctl.baseline_window_s, event.end.timestamp() + ctl.snapback_guard_s)
+    for m in fleet.batch_moves:
+        assert m["from"] == home[m["job"]] and ran.get(m["job"], [m["to"]]) == [m["to"]]
+        assert (m["from"], m["to"]) == ("pjm", "ercot"), "to the cheaper site; PJM around its event gets none"
+    assert any(closed[0] < m["t_s"] < closed[1] for m in fleet.batch_moves), "out of PJM during its event too"

@@ -171,6 +171,24 @@ class TwinDriver:
             self._released_s[r[cut]] = np.nan
             self._cut[r] = cut
 
+    # --- batch placement across sites (the twin of a fleet) ------------------------------
+    def withdraw(self, job_id: str) -> None:
+        """Take a queued job that has not started out of this site's queue (it runs elsewhere)."""
+        self._requeue(job_id, np.nan, "withdrawn")
+
+    def submit(self, job_id: str, t_s: float) -> None:
+        """Queue one of this twin's queued jobs at `t_s` (a job placed here from another site)."""
+        self._requeue(job_id, t_s, "submitted")
+
+    def _requeue(self, job_id: str, submit_s: float, what: str) -> None:
+        row = self._rows([job_id], what)[0]
+        if self.state[row] != WAITING or not np.isfinite(self.work_s[row]):
+            raise DriverError(f"job {job_id!r}: only a queued job that has not started can be {what}")
+        self.submit_s[row], self.held[row] = submit_s, False
+        self._order = np.argsort(np.where(np.isfinite(self.work_s), self.submit_s, np.inf), kind="stable")
+        waiting = self._order[(self.state[self._order] == WAITING) & (self.submit_s[self._order] <= self.t_s)]
+        self._queued_jobs = tuple(self._job_at[waiting])
+
     def _command(self, rows: np.ndarray, active: np.ndarray) -> None:
         """Start pausing or resuming `rows` towards `active`; a transition still under way is
         taken as done (the new one starts from its target)."""

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridflex.config_file import load_yaml_model
+from gridflex.fleet.placement import DATA_GB, DATA_USD_PER_GB
 
 _NAME = r"^[A-Za-z0-9_.:-]+$"
 
@@ -72,6 +73,14 @@ class CostsConfig(_Strict):
     shortfall_usd_per_mwh: float = Field(100_000.0, ge=0)
 
 
+class PlacementConfig(_Strict):
+    """Placing queued batch jobs across sites (`fleet/placement.py`): their data's move is a cost."""
+
+    data_usd_per_gb: float = Field(DATA_USD_PER_GB, ge=0, description="cost of moving one GB of a job's data "
+                                                                      "to another site (default: AWS inter-region)")
+    data_gb: float = Field(DATA_GB, ge=0, description="data a batch job moves with it (datasets, checkpoints)")
+
+
 class FleetConfig(_Strict):
     interval_s: float = Field(5.0, gt=0, description="seconds between ticks: poll, decide, one step per backend")
     store_url: str | None = Field(None, description="gridflex store (SQLAlchemy URL; PostgreSQL when shared) keeping "
@@ -82,6 +91,9 @@ class FleetConfig(_Strict):
     costs: CostsConfig = CostsConfig()
     sites: tuple[SiteConfig, ...] = Field(min_length=1)
     models: tuple[ModelConfig, ...] = Field(min_length=1)
+    placement: PlacementConfig | None = Field(None, description="place queued batch jobs across sites (none: each "
+                                              "runs where submitted; `gridflex fleet` advises the moves in its "
+                                              "tick line, nothing moves jobs yet: docs/fleet.md)")
 
     @model_validator(mode="after")
     def _check(self) -> FleetConfig:

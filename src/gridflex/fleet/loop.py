@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -43,6 +44,7 @@ from gridflex.errors import DriverError, InputError
 from gridflex.fleet.config import FleetConfig, ModelConfig
 from gridflex.fleet.coordinator import FleetCosts, FleetDecision, FleetSites, RequestClasses, decide
 from gridflex.fleet.latency import RttTable
+from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place
 from gridflex.store.db import Store
 
 REFERENCE_KEY = "fleet.reference"
@@ -57,6 +59,18 @@ class SiteReport:
     error: str = ""
     carbon_g_per_kwh: float | None = None  # now, where the site knows it (else fleet.yaml's)
     price_usd_per_mwh: float | None = None
+    free_gpus: int | None = None  # GPUs no running job holds (None: not reported)
+    queue: tuple[dict, ...] = ()  # the jobs waiting in its queue (`QueuedJobOut` of the site API)
+
+
+def site_report(body: dict) -> SiteReport:
+    """A site's `GET /api/v1/status` body as the coordinator reads it."""
+    power = body.get("site_power_w")
+    if power is None:
+        return SiteReport(False, error="no reading yet (site_power_w null)")
+    return SiteReport(True, float(power), body.get("target_w"), tuple(body.get("active_events") or ()),
+                      free_gpus=body.get("free_gpus"), queue=tuple(body.get("queue") or ()),
+                      carbon_g_per_kwh=body.get("carbon_g_per_kwh"), price_usd_per_mwh=body.get("price_usd_per_mwh"))
 
 
 async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
@@ -67,13 +81,7 @@ async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
         try:
             r = await client.get(site.api_url.rstrip("/") + "/api/v1/status", headers=headers)
             r.raise_for_status()
-            body = r.json()
-            power = body.get("site_power_w")
-            if power is None:
-                return SiteReport(False, error="no reading yet (site_power_w null)")
-            return SiteReport(True, float(power), body.get("target_w"), tuple(body.get("active_events") or ()),
-                              carbon_g_per_kwh=body.get("carbon_g_per_kwh"),
-                              price_usd_per_mwh=body.get("price_usd_per_mwh"))
+            return site_report(r.json())
         except (httpx.HTTPError, ValueError, TypeError, AttributeError) as e:
             return SiteReport(False, error=f"{type(e).__name__}: {e}")
 
@@ -127,9 +135,44 @@ class FleetCoordinator:
             out["models"][model.name] = {"ok": decision.ok, "note": decision.note,
                                          "rates_rps": dict(zip(classes.names, np.round(classes.rate_rps, 2).tolist())),
                                          **self._step(model, names, decision, current), "router": seen}
+        if self.cfg.placement is not None:
+            out["batch"] = self._place(reports)
         if self.store_error:
             out["store_error"] = self.store_error
         return out
+
+    def _place(self, reports: dict[str, SiteReport]) -> list[dict]:
+        """Where the jobs waiting in the reachable sites' queues should run (`fleet/placement.py`):
+        the moves advised. Nothing moves a job between clusters yet (docs/fleet.md), so this is
+        advice in the tick's line. A site with an event in force takes no new batch (the API gives
+        no times for upcoming events); one that does not report its free GPUs takes nothing new."""
+        names = [s.name for s in self.cfg.sites]
+        rows = sorted(((i, q) for i, n in enumerate(names) if reports[n].reachable for q in reports[n].queue
+                       if q.get("power_w") is not None and q.get("work_s")), key=lambda r: r[1].get("submit_s") or 0)
+        if not rows:
+            return []
+        jobs = BatchJobs(ids=tuple(q["id"] for _, q in rows), origin=np.array([i for i, _ in rows]),
+                         gpus=np.array([q["gpus"] for _, q in rows]), power_w=np.array([q["power_w"] for _, q in rows]),
+                         run_s=np.array([q["work_s"] for _, q in rows]),
+                         data_gb=np.full(len(rows), self.cfg.placement.data_gb))
+        rep = [reports[n] for n in names]
+        limit = [r.target_w if r.target_w is not None else s.limit_w for s, r in zip(self.cfg.sites, rep)]
+        sites = PlacementSites(
+            names=tuple(names), reachable=np.array([r.reachable for r in rep]),
+            free_gpus=np.array([np.nan if r.free_gpus is None else max(r.free_gpus - sum(q["gpus"] for q in r.queue), 0)
+                                for r in rep], float),
+            headroom_w=np.array([np.inf if lim is None or not r.reachable else lim - r.site_power_w
+                                 for lim, r in zip(limit, rep)], float),
+            carbon_g_per_kwh=np.array([_finite(r.carbon_g_per_kwh, s.carbon_g_per_kwh) for s, r in
+                                       zip(self.cfg.sites, rep)]),
+            price_usd_per_mwh=np.array([_finite(r.price_usd_per_mwh, s.price_usd_per_mwh) for s, r in
+                                        zip(self.cfg.sites, rep)]),
+            event_windows_s=tuple(np.array([[-np.inf, np.inf]] if r.active_events else np.zeros((0, 2))) for r in rep),
+            pue=np.ones(len(names)))  # a queued job's power_w is site power already
+        placement = place(jobs, sites, time.time(), PlacementCosts(self.costs.carbon_usd_per_t,
+                                                                   self.cfg.placement.data_usd_per_gb))
+        return [{"job": jobs.ids[k], "from": names[jobs.origin[k]], "to": names[placement.site[k]],
+                 "why": placement.why[k]} for k in np.flatnonzero(placement.moved)]
 
     def _set_reference(self, model: str, share: np.ndarray, power_w: dict[str, float]) -> None:
         self.reference[model] = (share, power_w)

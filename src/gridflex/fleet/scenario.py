@@ -9,6 +9,7 @@ real trace their rate follows (`sim/load_trace.py`) at what peak rate, and its l
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from gridflex.fleet.config import (
     CostsConfig,
     FleetConfig,
     ModelConfig,
+    PlacementConfig,
     RouterConfig,
     SiteConfig,
     _Strict,
@@ -78,6 +80,7 @@ class FleetScenario(_Strict):
     model: str = Field(pattern=_NAME)
     sites: tuple[FleetSiteSpec, ...] = Field(min_length=2)
     classes: tuple[RequestClassSpec, ...] = Field(min_length=1)
+    placement: PlacementConfig | None = Field(None, description="place the sites' queued batch jobs across the fleet")
 
     @model_validator(mode="after")
     def _check(self) -> FleetScenario:
@@ -116,10 +119,28 @@ class LoadedFleet:
             if s.prices is not None:
                 raw = load_prices(s.prices.series, s.prices.column, base_dir)
                 self.prices[s.name] = StepSignal(raw.times_s + 86400.0 * s.prices.shift_days, raw.values, raw.name)
+        self._share_batch()
         intervals = {ls.scenario.control.interval_s for ls in self.sites.values()}
         if len(intervals) != 1 or spec.interval_s % next(iter(intervals)):
             raise InputError(f"interval_s: {spec.interval_s}; the sites' control.interval_s {sorted(intervals)} must be "
                              "one value dividing it")
+
+    def _share_batch(self) -> None:
+        """Every site's scenario also lists the other sites' queued jobs, so that a job placed
+        elsewhere runs there as any new job; `batch_home` says where each was submitted (the
+        fleet run withdraws every job from the sites it was not submitted at before it starts)."""
+        own = dict(self.sites)
+        self.batch_home = {j.id: name for name, ls in own.items() for j in ls.scenario.jobs if j.queued}
+        for name, ls in own.items():
+            foreign = tuple(j for other, o in own.items() if other != name for j in o.scenario.jobs if j.queued)
+            clash = sorted({j.id for j in foreign} & {j.id for j in ls.scenario.jobs})
+            if clash:
+                raise InputError(f"sites: job id(s) {clash[:5]} of {name} also at another site; queued jobs need ids "
+                                 "unique across the fleet")
+            missing = sorted({j.workload for j in foreign} - set(ls.curves))
+            curves = ls.curves.merged(o.curves[w] for o in own.values() for w in missing if w in o.curves)
+            self.sites[name] = dataclasses.replace(
+                ls, scenario=ls.scenario.model_copy(update={"jobs": ls.scenario.jobs + foreign}), curves=curves)
 
     @property
     def name(self) -> str:
@@ -148,7 +169,7 @@ class LoadedFleet:
                                       latency_budget_ms=c.latency_budget_ms) for c in spec.classes))
         return FleetConfig(interval_s=spec.interval_s, rtt_file=self.base_dir / spec.rtt_file,
                            router=RouterConfig(socket=TWIN_ROUTER, max_step=spec.max_step), costs=spec.costs,
-                           sites=sites, models=(model,))
+                           sites=sites, models=(model,), placement=spec.placement)
 
 
 def is_fleet_scenario(name_or_path: str) -> bool:

@@ -12,9 +12,11 @@ from gridflex.report.render import dates, page, png, table
 from gridflex.sim.fleet_run import FleetRun
 
 TOTALS = ("weighted_performance", "events_met", "events", "work_gpu_h", "energy_kwh", "carbon_kg", "carbon_g_per_kwh",
-          "placement_carbon_kg", "energy_cost_usd", "requests", "requests_moved", "requests_failed", "budgets_kept")
+          "carbon_g_per_gpu_h", "placement_carbon_kg", "energy_cost_usd", "requests", "requests_moved", "requests_failed",
+          "budgets_kept", "batch_moved", "batch_moved_work_gpu_h", "batch_data_cost_usd")
 SITE_COLUMNS = ("weighted_performance", "sla_violations", "work_gpu_h", "energy_kwh", "carbon_kg",
-                "energy_cost_usd", "requests", "requests_failed", "traffic_share_mean")
+                "energy_cost_usd", "requests", "requests_failed", "traffic_share_mean", "batch_placed_in",
+                "batch_placed_out")
 
 
 def share_plot(run: FleetRun) -> str:

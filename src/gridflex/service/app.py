@@ -197,6 +197,8 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
             held_jobs=list(s.held_jobs),
             carbon_g_per_kwh=s.carbon_g_per_kwh,
             price_usd_per_mwh=s.price_usd_per_mwh,
+            queue=[QueuedJobOut(**q) for q in s.queue],
+            free_gpus=s.free_gpus,
         )
 
     @app.get("/api/v1/telemetry", dependencies=read, tags=["site"], responses=read_answers | _answers(422))

@@ -71,6 +71,8 @@ class Status:
     miners: tuple[dict, ...] = ()  # each miner: id, power_w, target_w, mode, responding
     queued_jobs: int = 0
     held_jobs: tuple[str, ...] = ()
+    queue: tuple[dict, ...] = ()  # each queued job: id, gpus, workload, submit_s, work_s, power_w
+    free_gpus: int | None = None
     site_power_source: str = "drivers"  # what the site power is read from: the site meter or the drivers
     carbon_g_per_kwh: float | None = None  # the time-shifting signal now, as known now (None: none, or unreadable)
     price_usd_per_mwh: float | None = None
@@ -330,9 +332,7 @@ class LiveService:
             self._jobs_view = self._job_rows()
             row = next((r for r in self._jobs_view if r["id"] == job_id), None)
             if row is None:
-                queued = c.as_set(job)
-                row = {"id": job_id, "workload": queued.workload, "gpus": queued.gpus, "flex_tier": queued.flex_tier,
-                       "deadline": queued.deadline, "begin": queued.begin}
+                row = self._queued(c.as_set(job))
         log.info("job %s: %s", job_id, ", ".join(f"{k} set to {v}" for k, v in
                                                  ({"flex_tier": flex_tier} | times).items() if v is not None))
         return row
@@ -382,6 +382,20 @@ class LiveService:
         c = self.controller
         return list(self._job_states(c).values()), dict(c.baselines_w)
 
+    def _queued(self, job: Job) -> dict:
+        """A queued job as the API shows it (and the fleet coordinator places it: `fleet/placement.py`)."""
+        curve, site = self.spec.curves.get(job.workload), self.spec.site
+        return {"id": job.id, "gpus": job.gpus, "workload": job.workload, "flex_tier": job.flex_tier,
+                "deadline": job.deadline, "begin": job.begin,
+                "submit_s": job.submit.timestamp() if job.submit else None, "work_s": job.duration_s,
+                "power_w": job.gpus * (curve.full_power_w - curve.idle_w) * site.pue if curve else None}
+
+    def _free_gpus(self) -> int | None:
+        pools = self.spec.site.gpu_pools
+        if not pools:
+            return None
+        return sum(p.gpus for p in pools.values()) - sum(j.gpus for j in self.controller.jobs)
+
     def _miners_w(self) -> float:
         m = self.miners.last if self.miners is not None else None
         return 0.0 if m is None else float(m.total_w)
@@ -419,7 +433,7 @@ class LiveService:
                 for i, p, t, mode, ok in zip(m.unit_ids, m.power_w, m.target_w, self.miners.fleet.mode(m.target_w),
                                              m.responding)
             )
-        queued = len(self.driver.queue())
+        queued = len(self.controller.queued)  # the plant's queue as this tick read it
         self.metrics.observe_queue(queued, len(d.held))
         if self.meter is not None:
             self.unmetered_w = max(0.0, d.site_power_w - tel.site_power_w - self._miners_w())
@@ -440,6 +454,8 @@ class LiveService:
             queued_jobs=queued,
             held_jobs=tuple(sorted(d.held)),
             **self._grid_signal(d.t_s),
+            queue=tuple(self._queued(job) for job in self.controller.queued),
+            free_gpus=self._free_gpus(),
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
 

@@ -25,6 +25,22 @@ class MinerOut(BaseModel):
     responding: bool
 
 
+class QueuedJobOut(BaseModel):
+    """A job waiting in the plant's queue: what time shifting holds and the fleet coordinator places."""
+
+    id: str
+    workload: str
+    gpus: int
+    flex_tier: int
+    queued: bool = Field(True, description="waiting in the plant's queue (time shifting may hold it)")
+    deadline: datetime | None = None
+    begin: datetime | None = None
+    submit_s: float | None = Field(None, description="when it entered the queue (epoch s)")
+    work_s: float | None = Field(None, description="its work at full speed, seconds: its expected run")
+    power_w: float | None = Field(None, description="site power it adds at full speed (its GPUs above idle, with the"
+                                  " PUE; null: no curve for its workload)")
+
+
 class StatusOut(BaseModel):
     t_s: float | None = Field(description="epoch seconds of the latest tick (null before the first)")
     site_power_w: float | None
@@ -50,6 +66,9 @@ class StatusOut(BaseModel):
     carbon_g_per_kwh: float | None = Field(None, description="grid carbon intensity now, from the site's time-shifting"
                                            " signal as known now (null: the site has none, or cannot read it)")
     price_usd_per_mwh: float | None = Field(None, description="energy price now, likewise (null: none)")
+    queue: list[QueuedJobOut] = Field(default_factory=list, description="the jobs waiting in the plant's queue, "
+                                      "oldest first (what the fleet coordinator places across sites)")
+    free_gpus: int | None = Field(None, description="GPUs no running job holds (null: the site has no GPU pools)")
 
 
 class EventOut(BaseModel):
@@ -81,16 +100,6 @@ class JobOut(BaseModel):
     controllable: bool
     deadline: datetime | None = Field(None, description="latest finish (the plant's, or as set through the API)")
     begin: datetime | None = Field(None, description="earliest start (the plant's, or as set through the API)")
-
-
-class QueuedJobOut(BaseModel):
-    id: str
-    workload: str
-    gpus: int
-    flex_tier: int
-    queued: bool = Field(True, description="waiting in the plant's queue (time shifting may hold it)")
-    deadline: datetime | None
-    begin: datetime | None
 
 
 class JobChange(BaseModel):

@@ -28,6 +28,7 @@ from gridflex.assembly import Site
 from gridflex.drivers.router_twin import TwinRouter
 from gridflex.fleet.latency import RttTable
 from gridflex.fleet.loop import FleetCoordinator, SiteReport
+from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place
 from gridflex.fleet.scenario import LoadedFleet
 from gridflex.report.metrics import weighted_performance
 from gridflex.report.summary import job_performance, summarize
@@ -93,6 +94,68 @@ class _ServingJournal(TraceJournal):
         super().telemetry(tel)
 
 
+class BatchPlacer:
+    """The coordinator's placement of queued batch jobs in the twin of a fleet: each job, as it
+    is submitted at its site, goes to the site `fleet.placement.place` chooses (before it can
+    start there: the twin starts a job one scheduling pass after it is listed). A job moved is
+    withdrawn from its site's queue and submitted to the chosen site's plant, where it is a new
+    job like any other. The sites report as their API would: free GPUs less their queue's, power
+    headroom under their target, events known now, and carbon and price now (persistence: the
+    forecast of the job's whole run is the value now)."""
+
+    def __init__(self, fleet: LoadedFleet, sites: dict[str, tuple[Site, _ServingJournal]], costs: PlacementCosts,
+                 data_gb: float):
+        self.fleet, self.sites, self.costs = fleet, sites, costs
+        self.names = list(sites)
+        self.jobs = jobs = sorted({j.id: j for ls in fleet.sites.values() for j in ls.scenario.jobs
+                                   if j.queued}.values(), key=lambda j: j.submit)
+        self.origin = np.array([self.names.index(fleet.batch_home[j.id]) for j in jobs], dtype=np.int64)
+        self.submit_s = np.array([j.submit.timestamp() for j in jobs])
+        curves = [fleet.sites[fleet.batch_home[j.id]].curves[j.workload] for j in jobs]
+        self.power_w = np.array([j.gpus * (c.full_power_w - c.idle_w) for j, c in zip(jobs, curves)])
+        self.data_gb = np.full(len(jobs), data_gb)
+        self.pue = np.array([fleet.sites[n].scenario.site.pue for n in self.names])
+        self.moves: list[dict] = []
+
+    def place(self, t0_s: float, t_s: float, decisions: dict) -> None:
+        """Place the jobs submitted in (t0_s, t_s]."""
+        due = np.flatnonzero((self.submit_s > t0_s) & (self.submit_s <= t_s))
+        if not len(due):
+            return
+        jobs = BatchJobs(ids=tuple(self.jobs[i].id for i in due), origin=self.origin[due],
+                         gpus=np.array([self.jobs[i].gpus for i in due]), power_w=self.power_w[due],
+                         run_s=np.array([self.jobs[i].duration_s for i in due]), data_gb=self.data_gb[due])
+        placement = place(jobs, self._report(t_s, decisions), t_s, self.costs)
+        for k in np.flatnonzero(placement.moved):
+            i, to = due[k], self.names[placement.site[k]]
+            frm = self.names[self.origin[i]]
+            self.sites[frm][0].driver.withdraw(jobs.ids[k])
+            self.sites[to][0].driver.submit(jobs.ids[k], float(self.submit_s[i]))
+            self.moves.append({"t_s": t_s, "job": jobs.ids[k], "from": frm, "to": to, "gpus": int(jobs.gpus[k]),
+                               "work_gpu_h": float(jobs.gpus[k] * jobs.run_s[k] / 3600),
+                               "data_gb": float(jobs.data_gb[k]), "why": placement.why[k]})
+
+    def _report(self, t_s: float, decisions: dict) -> PlacementSites:
+        free, headroom, windows = [], [], []
+        for name in self.names:
+            site = self.sites[name][0]
+            twin, ctl = site.driver, site.controller
+            free.append(max(0, int(twin.pool_gpus.sum() - twin.pool_used.sum()) - sum(j.gpus for j in twin.queue())))
+            d = decisions.get(name)
+            headroom.append(d.target_w - d.site_power_w if d is not None and np.isfinite(d.target_w) else np.inf)
+            st = ctl.settings
+            windows.append(np.array([[ev.start.timestamp() - st.baseline_window_s,
+                                      ev.end.timestamp() + st.snapback_guard_s]
+                                     for ev, known_s in ctl.events().values() if known_s <= t_s]).reshape(-1, 2))
+        price = [float(p.at(t_s)) if p is not None else s.price_usd_per_mwh
+                 for s, p in ((s, self.fleet.prices[s.name]) for s in self.fleet.spec.sites)]
+        return PlacementSites(
+            names=tuple(self.names), reachable=np.ones(len(self.names), bool), free_gpus=np.array(free),
+            headroom_w=np.array(headroom, float),
+            carbon_g_per_kwh=np.array([float(self.fleet.carbon[n].at(t_s)) for n in self.names]),
+            price_usd_per_mwh=np.array(price), event_windows_s=tuple(windows), pue=self.pue)
+
+
 @dataclass
 class FleetRun:
     fleet: LoadedFleet
@@ -107,6 +170,7 @@ class FleetRun:
     work_gpu_h: dict[str, float]  # per site: work done by its other jobs, GPU-hours at full speed
     placement_carbon_kg: float  # carbon of serving requests where they were served, less at their origin
     coordinator_lines: list[dict] = field(default_factory=list)
+    batch_moves: list[dict] = field(default_factory=list)  # queued jobs placed at another site than their own
 
 
 def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode: str = "fleet",
@@ -126,6 +190,11 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
     for i, s in enumerate(spec.sites):
         journal = _ServingJournal(s.serves, fleet.sites[s.name])
         sites[s.name] = start_site(fleet.sites[s.name], planner, seed + i, journal, traffic.utilization(fleet, i))
+        for job_id, home in fleet.batch_home.items():  # each site's queue is its own jobs until one is placed there
+            if home != s.name:
+                sites[s.name][0].driver.withdraw(job_id)
+    placer = (BatchPlacer(fleet, sites, PlacementCosts(cfg.costs.carbon_usd_per_t, cfg.placement.data_usd_per_gb),
+                          cfg.placement.data_gb) if mode == "fleet" and cfg.placement is not None else None)
     interval_s = next(iter(fleet.sites.values())).scenario.control.interval_s
     start_s, end_s = spec.start.timestamp(), spec.end.timestamp()
     ticks = np.arange(start_s, end_s, interval_s)
@@ -138,6 +207,8 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
     decisions = {}
     for k, t in enumerate(ticks):
         t = float(t)
+        if placer is not None and (coordinator_stops_s is None or t - start_s < coordinator_stops_s):
+            placer.place(float(ticks[k - 1]) if k else -np.inf, t, decisions)
         for name, (site, _) in sites.items():
             decisions[name] = site.tick(t)
         rates = traffic.rates_rps(t)[0]
@@ -173,7 +244,7 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
     if progress:
         progress(1.0)
     return FleetRun(fleet, mode, results, rtt_ms, requests, failed, np.array(series_t), np.array(series_share),
-                    np.array(series_rates), work_gpu_h, placement_g / 1e3, lines)
+                    np.array(series_rates), work_gpu_h, placement_g / 1e3, lines, placer.moves if placer else [])
 
 
 def _report(decision, fleet: LoadedFleet, name: str, t_s: float) -> SiteReport:
@@ -214,6 +285,8 @@ def fleet_summary(run: FleetRun) -> dict:
             "requests": _r(run.requests[:, i].sum()), "requests_failed": _r(run.failed[:, i].sum()),
             "traffic_share_mean": _r(run.requests[:, i].sum() / run.requests.sum()),
             "traffic_share_range": [_r(run.share[:, i].min()), _r(run.share[:, i].max())],
+            "batch_placed_in": sum(m["to"] == s.name for m in run.batch_moves),
+            "batch_placed_out": sum(m["from"] == s.name for m in run.batch_moves),
         }
     home = FleetTraffic(run.fleet).home > 0
     classes = {}
@@ -231,6 +304,7 @@ def fleet_summary(run: FleetRun) -> dict:
         "mode": run.mode,
         "sites": sites,
         "classes": classes,
+        "batch_moves": [{**m, "t_s": _r(m["t_s"]), "work_gpu_h": _r(m["work_gpu_h"])} for m in run.batch_moves],
         "total": {
             "energy_kwh": _r(sum(s["energy_kwh"] for s in sites.values())),
             "carbon_kg": _r(sum(s["carbon_kg"] for s in sites.values())),
@@ -238,6 +312,12 @@ def fleet_summary(run: FleetRun) -> dict:
                                    / sum(s["energy_kwh"] for s in sites.values())),
             "placement_carbon_kg": _r(run.placement_carbon_kg),
             "work_gpu_h": _r(sum(run.work_gpu_h.values())),
+            "carbon_g_per_gpu_h": _r(sum(s["carbon_kg"] for s in sites.values()) * 1e3 / sum(run.work_gpu_h.values())),
+            "batch_moved": len(run.batch_moves),
+            "batch_moved_work_gpu_h": _r(sum(m["work_gpu_h"] for m in run.batch_moves)),
+            "batch_data_moved_gb": _r(sum(m["data_gb"] for m in run.batch_moves)),
+            "batch_data_cost_usd": _r(sum(m["data_gb"] for m in run.batch_moves)
+                                      * (spec.placement.data_usd_per_gb if spec.placement else 0.0)),
             "energy_cost_usd": _r(sum(s["energy_cost_usd"] for s in sites.values())),
             "weighted_performance": _r(weighted_performance(np.concatenate(perf), np.concatenate(tiers))),
             "requests": _r(run.requests.sum()), "requests_moved": _r(sum(c["moved"] for c in classes.values())),
@@ -269,6 +349,8 @@ def compare_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0,
             "carbon_kg": [f["total"]["carbon_kg"], a["total"]["carbon_kg"]],
             "energy_kwh": [f["total"]["energy_kwh"], a["total"]["energy_kwh"]],
             "work_gpu_h": [f["total"]["work_gpu_h"], a["total"]["work_gpu_h"]],
+            "carbon_g_per_gpu_h": [f["total"]["carbon_g_per_gpu_h"], a["total"]["carbon_g_per_gpu_h"]],
+            "batch_moved": f["total"]["batch_moved"],
             "placement_carbon_kg": f["total"]["placement_carbon_kg"],
             "requests_failed": [f["total"]["requests_failed"], a["total"]["requests_failed"]],
             "budgets_kept": f["total"]["budgets_kept"],
