@@ -14,7 +14,10 @@ H = 3600.0
 def test_gb_week_has_the_forecasts_actually_issued():
     gb = recorded.builtin("gb-carbon-week")
     f = gb.forecast
-    assert len(f.issue_times_s) == 11
+    assert len(f.issue_times_s) == 111  # hourly where the archive has a snapshot, see the data NOTICE
+    gaps_h = np.diff(f.issue_times_s) / H
+    assert gaps_h.max() == pytest.approx(34.5)  # the archive has nothing from 03-19 20:31 to 03-21 07:01 UTC
+    assert np.sort(gaps_h)[-2] <= 2.5
     assert f.lead_times_s().min() >= -H and f.lead_times_s().max() <= 48 * H
     # every vintage is 48 h of half-hours; its errors against the actuals are real, not zero
     errs = []

@@ -4,7 +4,7 @@ Each loader returns a `Recorded`: the actuals as a `StepSignal` and a `Forecast`
 read. Sources (see shared/data/*/SOURCE.txt; bundled slices in gridflex/data/signals/NOTICE.md):
 
 - GB national carbon intensity (NESO Carbon Intensity API, average gCO2/kWh, half-hourly):
-  the bundled week has the 48-h forecasts as actually issued (twice a day); the full-year
+  the bundled week has the 48-h forecasts as actually issued (hourly, with gaps); the full-year
   file has only the API's last forecast per period, so for it the forecast is
   same-half-hour-yesterday persistence from the actuals.
 - WattTime MOER, CAISO_NORTH (marginal gCO2/kWh, 5-min): the 65-min-ahead forecasts actually
@@ -107,9 +107,9 @@ def gb_carbon(path: Path | None = None) -> Recorded:
 
 
 def gb_carbon_week() -> Recorded:
-    """A bundled week of GB carbon intensity (actuals 2023-03-14 to 03-23 UTC) with eleven 48-h
-    forecasts the NESO API actually issued between 2023-03-14 12:31 and 03-19 12:31 UTC
-    (about twice a day; the archive that recorded them has gaps, see the data NOTICE)."""
+    """A bundled week of GB carbon intensity (actuals 2023-03-14 to 03-23 UTC) with 111 48-h
+    forecasts the NESO API actually issued between 2023-03-14 12:01 and 03-21 10:01 UTC
+    (hourly where the archive that recorded them has a snapshot; its gaps are in the data NOTICE)."""
     base = resources.files("gridflex.data").joinpath("signals")
     act = list(csv.DictReader(base.joinpath("gb-carbon-2023-03-14-actual.csv").read_text().splitlines()))
     actual = _step(epoch_s([r["from_utc"] for r in act]), _floats([r["actual_g_per_kwh"] for r in act]),
