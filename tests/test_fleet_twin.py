@@ -3,6 +3,7 @@ run with the coordinator of `gridflex fleet`, alone, and with the coordinator go
 
 from __future__ import annotations
 
+import csv
 import json
 from importlib import resources
 from pathlib import Path
@@ -191,3 +192,30 @@ def test_geo_fleet_march_is_geo_fleet_on_the_day_of_the_largest_carbon_gap():
     j_kwh = march.energy_per_request_j(march.spec.sites[0]) / 3.6e6
     costs = march.fleet_config().costs
     assert gap.min() > 0.031 * costs.latency_usd_per_request_s / (j_kwh * costs.carbon_usd_per_t / 1e6)
+
+
+SHARED_CARBON = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "carbon-us-iso-2023"
+
+
+@pytest.mark.skipif(not SHARED_CARBON.is_dir(), reason="../shared/data is not beside the checkout")
+@pytest.mark.parametrize("day", ["2023-08-20", "2023-03-15"])
+def test_fleet_carbon_files_are_rows_of_the_electricity_maps_year(day):
+    """The bundled carbon series are the direct intensities of Electricity Maps' 2023 files, unchanged."""
+    with open(BUILTIN.parent / "signals" / f"us-iso-carbon-{day}.csv") as f:
+        bundled = list(csv.DictReader(f))
+    for zone in ("US-TEX-ERCO", "US-MIDA-PJM"):
+        with open(SHARED_CARBON / f"{zone}_2023_hourly.csv", encoding="utf-8") as f:
+            year = {r["Datetime (UTC)"]: r["Carbon Intensity gCO₂eq/kWh (direct)"] for r in csv.DictReader(f)}
+        hours = [r["datetime_utc"].replace("T", " ").removesuffix("Z") for r in bundled]
+        assert [year[h] for h in hours] == [r[zone] for r in bundled]
+
+
+@pytest.mark.skipif(not SHARED_CARBON.is_dir(), reason="../shared/data is not beside the checkout")
+def test_geo_fleet_march_is_the_day_of_2023_with_the_largest_mean_pjm_ercot_gap():
+    direct = {}
+    for zone in ("US-TEX-ERCO", "US-MIDA-PJM"):
+        with open(SHARED_CARBON / f"{zone}_2023_hourly.csv", encoding="utf-8") as f:
+            direct[zone] = np.array([float(r["Carbon Intensity gCO₂eq/kWh (direct)"]) for r in csv.DictReader(f)])
+    daily_gap = (direct["US-MIDA-PJM"] - direct["US-TEX-ERCO"]).reshape(365, 24).mean(axis=1)  # UTC days, no gaps
+    day = np.datetime64("2023-01-01") + int(daily_gap.argmax())
+    assert day == np.datetime64(load_fleet("geo-fleet-march").spec.start.date())
