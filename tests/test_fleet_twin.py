@@ -3,6 +3,7 @@ run with the coordinator of `gridflex fleet`, alone, and with the coordinator go
 
 from __future__ import annotations
 
+import csv
 import json
 from importlib import resources
 from pathlib import Path
@@ -169,3 +170,52 @@ def test_queued_batch_jobs_are_placed_across_sites_and_each_runs_once(runs, plac
         assert m["from"] == home[m["job"]] and ran.get(m["job"], [m["to"]]) == [m["to"]]
         assert (m["from"], m["to"]) == ("pjm", "ercot"), "to the cheaper site; PJM around its event gets none"
     assert any(closed[0] < m["t_s"] < closed[1] for m in fleet.batch_moves), "out of PJM during its event too"
+
+
+def test_geo_fleet_march_is_geo_fleet_on_the_day_of_the_largest_carbon_gap():
+    """geo-fleet-march: geo-fleet's sites, jobs and events at the same local hours on 2023-03-15, its
+    hourly carbon covering the run, PJM's grid dirtier than ERCOT's by more than the gap at which its
+    costs move a conversation request (184 J) 31 ms: 0.031 s × 1e-5 USD / (184 J × 100 USD/t) = 61 g/kWh."""
+    march, august = load_fleet("geo-fleet-march"), load_fleet("geo-fleet")
+    start_s, end_s = march.spec.start.timestamp(), march.spec.end.timestamp()
+    assert march.spec.start.date().isoformat() == "2023-03-15"
+    for site in march.spec.sites:
+        times_s = march.carbon[site.name].times_s
+        assert times_s[0] <= start_s and end_s <= times_s[-1] + 3600
+        m, a = march.sites[site.name].scenario, august.sites[site.name].scenario
+        assert [(j.id, j.gpus, j.workload, j.submit - m.start if j.submit else None) for j in m.jobs] == \
+            [(j.id, j.gpus, j.workload, j.submit - a.start if j.submit else None) for j in a.jobs]
+        assert [(e.start.timetz(), e.end.timetz(), e.target) for e in m.events] == \
+            [(e.start.timetz(), e.end.timetz(), e.target) for e in a.events]
+    t_s = np.arange(start_s, end_s, 60.0)
+    gap = march.carbon["pjm"].at(t_s) - march.carbon["ercot"].at(t_s)
+    j_kwh = march.energy_per_request_j(march.spec.sites[0]) / 3.6e6
+    costs = march.fleet_config().costs
+    assert gap.min() > 0.031 * costs.latency_usd_per_request_s / (j_kwh * costs.carbon_usd_per_t / 1e6)
+
+
+SHARED_CARBON = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "carbon-us-iso-2023"
+
+
+@pytest.mark.skipif(not SHARED_CARBON.is_dir(), reason="../shared/data is not beside the checkout")
+@pytest.mark.parametrize("day", ["2023-08-20", "2023-03-15"])
+def test_fleet_carbon_files_are_rows_of_the_electricity_maps_year(day):
+    """The bundled carbon series are the direct intensities of Electricity Maps' 2023 files, unchanged."""
+    with open(BUILTIN.parent / "signals" / f"us-iso-carbon-{day}.csv") as f:
+        bundled = list(csv.DictReader(f))
+    for zone in ("US-TEX-ERCO", "US-MIDA-PJM"):
+        with open(SHARED_CARBON / f"{zone}_2023_hourly.csv", encoding="utf-8") as f:
+            year = {r["Datetime (UTC)"]: r["Carbon Intensity gCO₂eq/kWh (direct)"] for r in csv.DictReader(f)}
+        hours = [r["datetime_utc"].replace("T", " ").removesuffix("Z") for r in bundled]
+        assert [year[h] for h in hours] == [r[zone] for r in bundled]
+
+
+@pytest.mark.skipif(not SHARED_CARBON.is_dir(), reason="../shared/data is not beside the checkout")
+def test_geo_fleet_march_is_the_day_of_2023_with_the_largest_mean_pjm_ercot_gap():
+    direct = {}
+    for zone in ("US-TEX-ERCO", "US-MIDA-PJM"):
+        with open(SHARED_CARBON / f"{zone}_2023_hourly.csv", encoding="utf-8") as f:
+            direct[zone] = np.array([float(r["Carbon Intensity gCO₂eq/kWh (direct)"]) for r in csv.DictReader(f)])
+    daily_gap = (direct["US-MIDA-PJM"] - direct["US-TEX-ERCO"]).reshape(365, 24).mean(axis=1)  # UTC days, no gaps
+    day = np.datetime64("2023-01-01") + int(daily_gap.argmax())
+    assert day == np.datetime64(load_fleet("geo-fleet-march").spec.start.date())
