@@ -79,6 +79,17 @@ def test_capacity_and_headroom_are_hard_limits(rtt, limit, moved_rps):
     assert np.isclose(d.power_change_w[1], moved_rps * J)
 
 
+def test_load_above_what_a_site_can_serve_now_moves_where_budgets_allow(rtt):
+    """A's serving job slowed to 150 requests/s it can serve, 200 routed to it: batch (200 ms
+    budget) takes the excess to B; chat (25 ms) cannot go, and stays (it is never made worse)."""
+    d = decide(fleet(capacity_rps=[150.0, 300.0]), CLASSES, AT_A, rtt)
+    assert np.isclose(d.rps[1, 1], 50.0) and np.isclose(d.rps[0, 0], 100.0)
+    d = decide(fleet(capacity_rps=[50.0, 300.0]), CLASSES, AT_A, rtt)  # more excess than batch can carry away
+    assert np.isclose(d.rps[1, 1], 100.0) and np.isclose(d.rps[0, 0], 100.0) and d.ok
+    d = decide(fleet(capacity_rps=[150.0, 300.0], headroom_w=[1e6, 0.0]), CLASSES, AT_A, rtt)  # B has no power
+    assert np.allclose(d.rps[:, 0], [100.0, 100.0])
+
+
 def test_unreachable_site_keeps_its_share_and_gets_nothing_new(rtt):
     batch = RequestClasses(("batch",), ("Washington DC",), np.array([100.0]), np.array([200.0]))
     now = np.array([[0.6, 0.2, 0.2]])

@@ -17,7 +17,7 @@ RTT = resources.files("gridflex.data").joinpath("fleet-rtt-us.csv")
 REPORTS = {"dc": SiteReport(True, 100e3), "dallas": SiteReport(True, 50e3)}
 
 
-def config(measured: bool, backends=("llm",)) -> FleetConfig:
+def config(measured: bool, backends=("llm",), margin: float = 0.0) -> FleetConfig:
     classes = [{"name": f"chat{i}", "backend": b, "origin": "Washington DC", "rate_rps": 50, "latency_budget_ms": 200}
                for i, b in enumerate(backends)]
     return FleetConfig.model_validate({
@@ -27,7 +27,7 @@ def config(measured: bool, backends=("llm",)) -> FleetConfig:
                    "carbon_g_per_kwh": 600},
                   {"name": "dallas", "region": "Dallas", "api_url": "http://127.0.0.1:2", "limit_w": 1e6,
                    "carbon_g_per_kwh": 100}],
-        "models": [{"name": "llama", "servers": {"dc": "a", "dallas": "b"}, "capacity_rps": {"dc": 300, "dallas": 100},
+        "models": [{"name": "llama", "servers": {"dc": "a", "dallas": "b"}, "capacity_rps": {"dc": 300, "dallas": 100}, "capacity_margin": margin,
                     "energy_per_request_j": {"dc": 500, "dallas": 500}, "classes": classes}]})
 
 
@@ -64,3 +64,19 @@ def test_a_counter_reset_falls_back_to_the_configured_rate():
 def test_measured_rates_need_a_backend_per_class():
     with pytest.raises(ValidationError, match="router.measured_rates: classes share a backend"):
         config(True, backends=("llm", "llm"))
+
+
+def test_a_site_serving_less_now_gets_no_more_than_it_can_serve():
+    """Dallas's serving job slowed to half speed (its own event): the clean site takes only the
+    50 requests/s it can serve now, the rest stays home."""
+    router = TwinRouter({"llm": {"a": 1, "b": 0}})
+    coordinator = FleetCoordinator(config(False), router)
+    slowed = {**REPORTS, "dallas": SiteReport(True, 50e3, serving_share=0.5)}
+    router.count("llm", np.zeros(2), np.zeros(2))
+    split = coordinator.tick_with(slowed)["models"]["llama"]["split"]["chat0"]
+    assert split == pytest.approx({"dc": 0.0, "dallas": 1.0}, abs=1e-4)  # 50 rps: all fit at half speed
+    split = coordinator.tick_with(slowed, {"chat0": 80.0})["models"]["llama"]["split"]["chat0"]
+    assert split == pytest.approx({"dc": 30 / 80, "dallas": 50 / 80}, abs=1e-4)
+    kept_free = FleetCoordinator(config(False, margin=0.2), router)  # a fifth left free for bursts
+    split = kept_free.tick_with(slowed, {"chat0": 80.0})["models"]["llama"]["split"]["chat0"]
+    assert split == pytest.approx({"dc": 40 / 80, "dallas": 40 / 80}, abs=1e-4)

@@ -52,6 +52,8 @@ class ModelConfig(_Strict):
     name: str = Field(pattern=_NAME)
     servers: dict[str, str] = Field(description="site -> HAProxy server name in each class's backend")
     capacity_rps: dict[str, float] = Field(description="site -> requests/s it can serve")
+    capacity_margin: float = Field(0.05, ge=0, lt=1, description="share of each site's capacity left free for "
+                                   "bursts between ticks (the split is decided on the rest)")
     energy_per_request_j: dict[str, float] = Field(description="site -> marginal energy per request")
     classes: tuple[ClassConfig, ...] = Field(min_length=1)
 
@@ -71,6 +73,7 @@ class CostsConfig(_Strict):
     carbon_usd_per_t: float = Field(100.0, ge=0)
     latency_usd_per_request_s: float = Field(0.001, ge=0, description="cost of one second added to one request")
     shortfall_usd_per_mwh: float = Field(100_000.0, ge=0)
+    failed_usd_per_request: float = Field(0.01, ge=0, description="cost of a request sent where it cannot be served")
 
 
 class PlacementConfig(_Strict):

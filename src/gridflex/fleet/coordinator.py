@@ -2,16 +2,19 @@
 
 A pure function of what the sites report, solved as one small linear programme (SciPy's
 HiGHS). Variables: `x[c, s]` requests/s of class c served at site s, `y[s]` watts site s sheds
-in place by slowing its own work, `z[s]` watts of an event's cut that cannot be met.
+in place by slowing its own work, `z[s]` watts of an event's cut that cannot be met, `o[s]`
+requests/s above what site s can serve now (they would fail).
 
     minimise   Σ_cs x·J_s·e_s                                      energy and carbon where served
              + Σ_cs x·3.6·rtt_ms(origin_c, s)·latency_usd_per_request_s     latency added
              + Σ_s y·max(slow_usd_per_mwh_s / 1e6 − e_s, 0)          work lost, less energy saved
-             + Σ_s z·shortfall_usd_per_mwh / 1e6                     (all USD per hour)
+             + Σ_s z·shortfall_usd_per_mwh / 1e6
+             + Σ_s o·3600·failed_usd_per_request                    (all USD per hour)
     with e_s = (price_s + carbon_s·carbon_usd_per_t / 1000) / 1e6, USD per watt-hour
     s.t.       Σ_s x[c, s] = rate_c                                    every request is served
                x[c, s] = 0 where rtt(origin_c, s) > budget_c           latency budget, per request
-               Σ_c x[c, s] ≤ capacity_s and ≤ now_s + headroom_s / J_s  hard limits of the site
+               Σ_c x[c, s] − o_s ≤ capacity_s                           what it can serve now
+               Σ_c x[c, s] ≤ max(capacity_s, now_s), now_s + headroom_s / J_s   hard limits of the site
                J_s·(now_s − Σ_c x[c, s]) + y_s + z_s ≥ cut_s            an event's cut at s
                0 ≤ y_s ≤ flex_s;  x[c, u] = now[c, u] at unreachable u   (its share is left alone)
 
@@ -21,8 +24,10 @@ the latency added to every moved request; slowing in place costs `slow_usd_per_m
 value of the work the site would give up per MWh shed (from its own merit order), less the
 energy and carbon it saves. A split that
 was already outside a budget is moved back within it; a site whose current load is above its
-capacity keeps it (never asked to take more). When no split meets every hard limit the
-decision keeps the current split and says why (`ok` False).
+capacity (e.g. its serving job slowed by its own event) is never asked to take more, and its
+excess moves to sites with room where the budgets allow (else it stays, and fails there as it
+would anyway). When no split meets every hard limit the decision keeps the current split and
+says why (`ok` False).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ class FleetSites:
     names: tuple[str, ...]
     regions: tuple[str, ...]
     headroom_w: np.ndarray  # more power the site may draw now within its own limits (< 0: none; inf: no limit)
-    capacity_rps: np.ndarray  # inference requests/s of this model the site can serve
+    capacity_rps: np.ndarray  # inference requests/s of this model the site can serve now
     energy_per_request_j: np.ndarray  # marginal site energy per request (W per request/s)
     carbon_g_per_kwh: np.ndarray
     price_usd_per_mwh: np.ndarray
@@ -69,6 +74,7 @@ class FleetCosts:
     carbon_usd_per_t: float = 100.0
     latency_usd_per_request_s: float = 0.001
     shortfall_usd_per_mwh: float = 100_000.0
+    failed_usd_per_request: float = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,18 +119,21 @@ def decide(sites: FleetSites, classes: RequestClasses, current_share: np.ndarray
 
     n_x = n_c * n_s
     per_site = np.kron(np.ones(n_c), np.eye(n_s))  # (S, C·S): Σ_c x[c, s]
-    a_cap = np.hstack([per_site[reach], np.zeros((reach.sum(), 2 * n_s))])
-    a_evt = np.hstack([per_site[event] * j[event, None], -np.eye(n_s)[event], -np.eye(n_s)[event]])
-    a_ub = np.vstack([a_cap, a_evt])
-    b_ub = np.concatenate([cap[reach], j[event] * now_site[event] - sites.event_cut_w[event]])
-    a_eq = np.hstack([np.kron(np.eye(n_c), np.ones(n_s)), np.zeros((n_c, 2 * n_s))])
+    eye = np.eye(n_s)
+    a_cap = np.hstack([per_site[reach], np.zeros((reach.sum(), 3 * n_s))])
+    a_over = np.hstack([per_site[reach], np.zeros((reach.sum(), 2 * n_s)), -eye[reach]])
+    a_evt = np.hstack([per_site[event] * j[event, None], -eye[event], -eye[event], np.zeros((event.sum(), n_s))])
+    a_ub = np.vstack([a_cap, a_over, a_evt])
+    b_ub = np.concatenate([cap[reach], sites.capacity_rps[reach], j[event] * now_site[event] - sites.event_cut_w[event]])
+    a_eq = np.hstack([np.kron(np.eye(n_c), np.ones(n_s)), np.zeros((n_c, 3 * n_s))])
 
     usd_per_w = (sites.price_usd_per_mwh + sites.carbon_g_per_kwh * costs.carbon_usd_per_t / 1e3) / 1e6
     c_x = j[None, :] * usd_per_w[None, :] + 3.6 * rtt_ms * costs.latency_usd_per_request_s
     c_y = np.maximum(sites.slow_usd_per_mwh / 1e6 - usd_per_w, 0.0)
-    c = np.concatenate([c_x.ravel(), c_y, np.full(n_s, costs.shortfall_usd_per_mwh / 1e6)])
-    bounds = np.column_stack([np.concatenate([x_lo.ravel(), np.zeros(2 * n_s)]),
-                              np.concatenate([x_hi.ravel(), y_hi, np.where(event, np.inf, 0.0)])])
+    c = np.concatenate([c_x.ravel(), c_y, np.full(n_s, costs.shortfall_usd_per_mwh / 1e6),
+                        np.full(n_s, 3600 * costs.failed_usd_per_request)])
+    bounds = np.column_stack([np.concatenate([x_lo.ravel(), np.zeros(3 * n_s)]),
+                              np.concatenate([x_hi.ravel(), y_hi, np.where(event, np.inf, 0.0), np.full(n_s, np.inf)])])
     res = linprog(c, A_ub=a_ub if len(b_ub) else None, b_ub=b_ub if len(b_ub) else None, A_eq=a_eq, b_eq=rate,
                   bounds=bounds, method="highs")
     if res.status != 0:
@@ -134,7 +143,7 @@ def decide(sites: FleetSites, classes: RequestClasses, current_share: np.ndarray
         return _decision(False, f"no split meets every hard limit ({why}); current split kept", now, now, j,
                          np.zeros(n_s), np.zeros(n_s), rtt_ms, rate, current_share)
     x = np.clip(res.x[:n_x].reshape(n_c, n_s), x_lo, x_hi)
-    z = np.where(event, res.x[n_x + n_s:], 0.0)
+    z = np.where(event, res.x[n_x + n_s:n_x + 2 * n_s], 0.0)
     # slowing that costs nothing beyond the energy it saves is free to the LP: report only what the cut needs
     needed = np.where(event, np.maximum(sites.event_cut_w + j * (x.sum(axis=0) - now_site) - z, 0.0), 0.0)
     y = np.minimum(res.x[n_x:n_x + n_s], needed)

@@ -61,6 +61,7 @@ class SiteReport:
     price_usd_per_mwh: float | None = None
     free_gpus: int | None = None  # GPUs no running job holds (None: not reported)
     queue: tuple[dict, ...] = ()  # the jobs waiting in its queue (`QueuedJobOut` of the site API)
+    serving_share: float = 1.0  # share of its inference capacity it can serve now (its serving job's throughput)
 
 
 def site_report(body: dict) -> SiteReport:
@@ -243,7 +244,8 @@ class FleetCoordinator:
                if r.reachable and r.active_events and r.target_w is not None else 0.0 for n, r in zip(names, rep)]
         return FleetSites(
             names=tuple(names), regions=tuple(s.region for s in sites), headroom_w=arr(headroom),
-            capacity_rps=arr(model.capacity_rps[n] for n in names),
+            capacity_rps=arr(model.capacity_rps[n] * r.serving_share * (1 - model.capacity_margin)
+                             for n, r in zip(names, rep)),
             energy_per_request_j=arr(model.energy_per_request_j[n] for n in names),
             carbon_g_per_kwh=arr(_finite(r.carbon_g_per_kwh, s.carbon_g_per_kwh) for s, r in zip(sites, rep)),
             price_usd_per_mwh=arr(_finite(r.price_usd_per_mwh, s.price_usd_per_mwh) for s, r in zip(sites, rep)),

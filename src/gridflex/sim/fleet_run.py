@@ -80,11 +80,18 @@ class FleetTraffic:
 
 
 class _ServingJournal(TraceJournal):
-    """The site's journal, also keeping its serving job's last throughput (its capacity now)."""
+    """The site's journal, also keeping its serving job's last throughput (its capacity now) and
+    the share of its capacity the site vouches for: what its own controller may slow the job to
+    before the coordinator's next tick, its tier's floor (lower while it runs slower now)."""
 
     def __init__(self, serves: str, loaded):
         super().__init__(loaded.scenario.jobs, loaded.curves)
         self.serves, self.serving_throughput = serves, 1.0
+        self.floor = next(j.flex_factor for j in loaded.scenario.jobs if j.id == serves)
+
+    @property
+    def serving_share(self) -> float:
+        return min(self.serving_throughput, self.floor)
 
     def telemetry(self, tel) -> None:
         if self.serves in tel.job_ids:
@@ -226,7 +233,8 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
         if k % every == 0:
             if coordinator is not None and (coordinator_stops_s is None or t - start_s < coordinator_stops_s):
                 router.t_s = t
-                reports = {name: _report(decisions[name], fleet, name, t) for name in sites}
+                reports = {name: _report(decisions[name], fleet, name, t, journal.serving_share)
+                           for name, (_, journal) in sites.items()}
                 lines.append({"t_s": t, **coordinator.tick_with(reports, dict(zip(traffic.names, rates.tolist())))})
                 traffic.share = np.array([router.read(c).shares for c in traffic.names])
             series_t.append(t)
@@ -247,14 +255,15 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
                     np.array(series_rates), work_gpu_h, placement_g / 1e3, lines, placer.moves if placer else [])
 
 
-def _report(decision, fleet: LoadedFleet, name: str, t_s: float) -> SiteReport:
-    """What the site's API would say now (`/api/v1/status`), with its carbon and price now."""
+def _report(decision, fleet: LoadedFleet, name: str, t_s: float, serving_share: float) -> SiteReport:
+    """What the site's API would say now (`/api/v1/status`), with its carbon and price now and
+    the share of its inference capacity it vouches for (`_ServingJournal.serving_share`)."""
     prices = fleet.prices[name]
     return SiteReport(
         reachable=True, site_power_w=decision.site_power_w,
         target_w=decision.target_w if np.isfinite(decision.target_w) else None,
         active_events=decision.active_events, carbon_g_per_kwh=float(fleet.carbon[name].at(t_s)),
-        price_usd_per_mwh=float(prices.at(t_s)) if prices is not None else None)
+        price_usd_per_mwh=float(prices.at(t_s)) if prices is not None else None, serving_share=serving_share)
 
 
 def fleet_summary(run: FleetRun) -> dict:
