@@ -21,10 +21,11 @@ EVENT_START = "2023-08-20T15:30:00-04:00"
 STOP_S = 33 * 60  # the coordinator is gone 3 minutes into the event's 10-minute ramp, the shift under way
 
 
-def short_fleet(tmp_path: Path, hours: int = 2, **fleet_changes) -> Path:
-    """geo-fleet from 15:00 EDT for `hours` with a 25 % event at PJM 15:30-16:40, ERCOT without events."""
-    window = {"pjm": ("2023-08-20T15:00:00-04:00", f"2023-08-20T{15 + hours}:00:00-04:00"),
-              "ercot": ("2023-08-20T14:00:00-05:00", f"2023-08-20T{14 + hours}:00:00-05:00")}
+def short_fleet(tmp_path: Path, minutes: int = 120, **fleet_changes) -> Path:
+    """geo-fleet from 15:00 EDT for `minutes` with a 25 % event at PJM 15:30-16:40, ERCOT without events."""
+    end = f"{15 + minutes // 60}:{minutes % 60:02d}:00"
+    window = {"pjm": ("2023-08-20T15:00:00-04:00", f"2023-08-20T{end}-04:00"),
+              "ercot": ("2023-08-20T14:00:00-05:00", f"2023-08-20T{int(end[:2]) - 1}{end[2:]}-05:00")}
     for name, (start, end) in window.items():
         sc = yaml.safe_load((BUILTIN / f"geo-fleet-{name}.yaml").read_text())
         sc.update(start=start, end=end, job_trace={"file": str(BUILTIN / sc["job_trace"]["file"])})
@@ -120,7 +121,7 @@ def test_simulate_runs_a_fleet_scenario_and_reports_the_sites_side_by_side(tmp_p
 
     from gridflex.cli import app
 
-    fleet = short_fleet(tmp_path, hours=1)  # into the event's ramp: traffic has begun to move
+    fleet = short_fleet(tmp_path, minutes=40)  # into the event's ramp: traffic has begun to move
     out = CliRunner().invoke(app, ["simulate", str(fleet), "--json", str(tmp_path / "s.json"),
                                    "--report", str(tmp_path / "r.html")])
     assert out.exit_code == 0, out.output

@@ -1,6 +1,6 @@
 """`gridflex settle` on the store of the live service after it met an OpenADR event from a real
-openleadr VTN: the `serve` runtime (twin plant, simulated clock) with its OpenADR client, on a
-SQLite file and on PostgreSQL. The statement is produced from the store alone by the CLI, settling
+openleadr VTN: the `serve` runtime (twin plant, simulated clock) with its OpenADR client, on
+PostgreSQL (settling from a SQLite store: tests/test_programs_month.py). The statement is produced from the store alone by the CLI, settling
 again gives the same digest, and a changed record changes it."""
 
 import asyncio
@@ -48,10 +48,9 @@ def _settle(url: str, programs, month: str, out) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_settle_a_served_openadr_event_from_a_real_vtn(tmp_path, backend):
+def test_settle_a_served_openadr_event_from_a_real_vtn(tmp_path):
     vtn_port = free_port()
-    with store_url(backend, tmp_path) as url:
+    with store_url("postgresql", tmp_path) as url:
         clock = FakeClock(time.time() - 1200)
         svc = make_service(url, clock, control={"interval_s": 10}, programs=PROGRAMS["programs"],
                            openadr={"enabled": True, "vtn_url": f"http://127.0.0.1:{vtn_port}/OpenADR2/Simple/2.0b",

@@ -1,5 +1,5 @@
-"""The return after a 30 % event on real Slurm with a site ramp limit of 15 % of the baseline per
-minute (two minutes of rise, each at the limit): `gridflex serve` resumes the suspended jobs staggered, and the site power (what the Modbus
+"""The return after a 30 % event on real Slurm with a site ramp limit of 20 % of the baseline per
+minute: `gridflex serve` resumes the suspended jobs staggered, and the site power (what the Modbus
 meter reads: the Slurm jobs' power plus a load no job draws) rises no faster than the limit in
 1-minute means. The same in simulation: tests/test_ramp_limit.py."""
 
@@ -46,7 +46,7 @@ def test_the_return_after_an_event_on_slurm_rises_no_faster_than_the_ramp_limit(
     plant = SlurmSitePower(SITE, SlurmRules(), OTHER_W)
     meter = LiveMeter(plant)
     full_w = plant()
-    limit_w = 0.15 * full_w  # per minute: 15 % of the baseline (the site at full power, as before the event)
+    limit_w = 0.20 * full_w  # per minute: 20 % of the baseline (the site at full power, as before the event)
     base, proc = _serve(
         tmp_path,
         site=SITE.model_dump(),
