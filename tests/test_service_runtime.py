@@ -99,6 +99,20 @@ def test_tier_change_keeps_the_budget_account_and_survives_restart(url):
     assert make_service(url, clock).jobs()[0]["flex_tier"] == 0
 
 
+def test_deadline_and_begin_set_by_the_operator_survive_restart(url):
+    clock = FakeClock(T0)
+    svc = make_service(url, clock)
+    run_ticks(svc, clock, 2)
+    job_id = svc.jobs()[0]["id"]
+    deadline = datetime.fromtimestamp(T0 + 86400, timezone.utc)
+    svc.change_job(job_id, deadline=deadline)
+    svc.change_job(job_id, begin=datetime.fromtimestamp(T0 - 60, timezone.utc))  # the deadline is kept
+    again = make_service(url, clock)
+    run_ticks(again, clock, 1)
+    row = next(j for j in again.jobs() if j["id"] == job_id)
+    assert row["deadline"] == deadline and row["begin"].timestamp() == T0 - 60
+
+
 def test_budget_window_rolls_over(tmp_path):
     clock = FakeClock(T0)
     svc = make_service(f"sqlite:///{tmp_path}/roll.db", clock, budget_window_s=20.0)

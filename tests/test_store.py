@@ -58,7 +58,7 @@ def test_schema_matches_models_after_migration(store):
 def test_migrate_is_idempotent(store):
     store.migrate()
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 
 
 def test_event_round_trip_and_status(store):

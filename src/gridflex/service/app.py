@@ -237,8 +237,8 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
     @app.patch("/api/v1/jobs/{job_id}", dependencies=write, tags=["jobs"], responses=_answers(400, 401, 403, 404, 422))
     def change_job(job_id: str, change: JobChange) -> JobOut | QueuedJobOut:
         """Change a running job's flex tier (its account over the current window carries on) and/or
-        a running or queued job's deadline and earliest start (time shifting keeps them; they last
-        until the service restarts). All are checked before any is applied."""
+        a running or queued job's deadline and earliest start (time shifting keeps them; stored,
+        they outlast a restart). All are checked before any is applied."""
         try:
             row = service.change_job(job_id, change.flex_tier, change.deadline, change.begin)
         except KeyError:

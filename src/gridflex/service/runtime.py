@@ -119,6 +119,7 @@ class LiveService:
         if config.shifting is not None:
             c.shifting = _live_shifter(config, spec, self.control.release_stagger_s, clock)
         c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
+        c.times.update(store.job_times())
         c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
         for rec in store.events(status="active"):
             c.add_event(rec.event, rec.known_from_s)
@@ -302,7 +303,7 @@ class LiveService:
                    begin: datetime | None = None) -> dict:
         """Change a running job's flex tier (its budget account over the current window carries
         on) and/or a running or queued job's deadline and earliest start (time shifting reads them
-        from the next tick; they last until the service restarts). Everything is checked before
+        from the next tick; stored, they outlast a restart). Everything is checked before
         anything is applied. Returns the job's row (`jobs()`), or a queued job's. KeyError: no such job."""
         if flex_tier is not None and flex_tier not in FLEX_FACTOR:
             raise InputError(f"flex_tier: {flex_tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
@@ -328,6 +329,7 @@ class LiveService:
                 self.store.save_job_states(list(states.values()))
                 c.set_tier(job_id, flex_tier)
             if times:
+                self.store.save_job_times(job_id, times)
                 c.set_times(job_id, times)
             self._jobs_view = self._job_rows()
             row = next((r for r in self._jobs_view if r["id"] == job_id), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import resources
 
 from alembic import command
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridflex.errors import InputError
 from gridflex.model.events import GridEvent
-from gridflex.store.models import DecisionRow, EventRow, JobStateRow, MetaRow, PriceRow, TelemetryRow
+from gridflex.store.models import DecisionRow, EventRow, JobStateRow, JobTimesRow, MetaRow, PriceRow, TelemetryRow
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,22 @@ class Store:
                 r.job_id: JobState(r.job_id, r.flex_tier, r.window_start_s, r.window_end_s, r.delivered_s, r.elapsed_s)
                 for r in s.scalars(select(JobStateRow))
             }
+
+    def save_job_times(self, job_id: str, times: dict[str, datetime]) -> None:
+        """Record a job's `deadline` and/or `begin` as the operator set them (others kept)."""
+        with self._session.begin() as s:
+            row = s.get(JobTimesRow, job_id) or JobTimesRow(job_id=job_id)
+            for name, t in times.items():
+                setattr(row, f"{name}_s", t.timestamp())
+            row.updated_s = time.time()
+            s.merge(row)
+
+    def job_times(self) -> dict[str, dict[str, datetime]]:
+        """job id -> the `deadline` and `begin` the operator set (UTC)."""
+        with self._session() as s:
+            return {r.job_id: {name: datetime.fromtimestamp(t_s, timezone.utc) for name, t_s in
+                               (("deadline", r.deadline_s), ("begin", r.begin_s)) if t_s is not None}
+                    for r in s.scalars(select(JobTimesRow))}
 
     # --- prices and settings ------------------------------------------------------------------
     def add_price(self, event_id: str, start_s: float, end_s: float, price: float, source: str) -> None:

@@ -73,6 +73,17 @@ class JobStateRow(Base):
     updated_s: Mapped[float] = mapped_column(Float)
 
 
+class JobTimesRow(Base):
+    """A job's deadline and earliest start as the operator set them (`PATCH /api/v1/jobs/{id}`)."""
+
+    __tablename__ = "job_times"
+
+    job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    deadline_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    begin_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_s: Mapped[float] = mapped_column(Float)
+
+
 class PriceRow(Base):
     """A price signal (OpenADR ELECTRICITY_PRICE), recorded, not acted on."""
 
