@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/gridflex simulate phoenix-srp --json out/phoenix-srp.json --report out/phoenix-srp.html
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -43,6 +43,14 @@ def small() -> LoadedScenario:
 from tests.slurm_cluster import require_slurm, slurm_cluster  # noqa: F401  (session fixture)
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) the Slurm tests share one worker,
+    hence one cluster (a session fixture), while the other worker runs the rest beside them."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Slurm tests may not be skipped under CI; what each test printed (pytest's captured stdout and

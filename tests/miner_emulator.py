@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import re
 import threading
 import time
@@ -122,9 +123,13 @@ class EmulatedAvalon:
 
 
 class MinerEmulator:
-    """Emulated miners on 127.0.0.2, 127.0.0.3, ... port 4028, served from a background thread."""
+    """Emulated miners on 127.0.0.2, 127.0.0.3, ... port 4028 (pyasic's fixed port), served from a
+    background thread. Under pytest-xdist each worker takes its own block of loopback addresses."""
 
-    def __init__(self, count: int, first_host: int = 2, level: int | None = None):
+    def __init__(self, count: int, first_host: int | None = None, level: int | None = None):
+        if first_host is None:
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+            first_host = 2 + 40 * int(worker.removeprefix("gw") or 0)
         recorded = json.loads(FIXTURE.read_text())
         self.miners = [EmulatedAvalon(f"127.0.0.{first_host + i}", recorded, level) for i in range(count)]
         self._loop = asyncio.new_event_loop()
