@@ -114,7 +114,7 @@ def test_the_service_shifts_by_a_live_forecast_and_stops_shifting_when_it_goes_s
 
     clock = FakeClock(at("2023-03-21T12:40:00+00:00"))
     client = replay({"/intensity/": "carbonintensity_fw48h.json"})  # 98 g/kWh now, 87 at 14:30, 97 at 16:00
-    monkeypatch.setattr(runtime, "live_source", lambda spec, clk: live_source(spec, clk, client=client))
+    monkeypatch.setattr(runtime, "live_source", lambda spec, clk, settings=None: live_source(spec, clk, client=client, settings=settings))
     now = datetime.fromtimestamp(clock.t_s, timezone.utc)
     waiting = Job(id="w", workload="pt_mpt_7b_fast", gpus=8, flex_tier=2, submit=now, duration_s=H,
                   deadline=now + timedelta(hours=5))

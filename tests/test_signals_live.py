@@ -111,3 +111,26 @@ def test_polled_signal_wraps_an_adapter_and_stops_when_stale():
     now[0] += 3 * 3600  # the API keeps answering with the old forecast: refused, then no data at all
     with pytest.raises(GridflexError, match="no usable data"):
         sig.at(now[0])
+
+
+def test_a_live_source_is_corrected_and_blended_as_in_simulation():
+    """carbon-week-gb's settings on the live NESO API: the forecast (93 g/kWh at 14:00) plus the
+    last observed error (12:00: 85 measured, 98 forecast) fading over 3 h, blended half and half
+    with the same time yesterday (2023-03-20 14:00: 197, from the past day the API publishes)."""
+    import math
+
+    from gridflex.model.shifting import LiveSignal, ShiftSettings
+    from gridflex.signals.live import live_source
+
+    now = at("2023-03-21T12:40:00+00:00")
+    client = replay({"/intensity/2023-03-21T12:40Z/fw48h": "carbonintensity_fw48h.json",
+                     "/intensity/2023-03-21T12:40Z/pt24h": "carbonintensity_pt24h_day.json"})
+    spec = LiveSignal(kind="gb-carbon")
+    settings = ShiftSettings(live=spec, corrected_tau_s=10800, persistence_weight=0.5)
+    sig = live_source(spec, lambda: now, client, settings)
+    corrected = 93 + (85 - 98) * math.exp(-2 / 3)
+    assert sig.at(at("2023-03-21T14:10:00+00:00")) == pytest.approx(0.5 * corrected + 0.5 * 197)
+    assert live_source(spec, lambda: now, client).at(at("2023-03-21T14:10:00+00:00")) == 93  # as published
+    watttime = LiveSignal(kind="watttime", secrets_env={"username": "HOME", "password": "HOME"})
+    with pytest.raises(GridflexError, match="shifting.corrected_tau_s/persistence_weight: the watttime source"):
+        live_source(watttime, lambda: now, client, ShiftSettings(live=watttime, corrected_tau_s=3600))

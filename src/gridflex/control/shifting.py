@@ -50,7 +50,7 @@ from gridflex.plan.base import first_cap_vertex_w
 from gridflex.plan.horizon import HorizonInput, JobDemand, classify, dispatch, slot_ceilings_w, slot_means, solve
 from gridflex.plan.start_times import StartInput, solve_starts
 from gridflex.plan.targets import TargetTimeline
-from gridflex.signals.forecast import BlendedForecast, CorrectedForecast, persistence_forecast
+from gridflex.signals.forecast import as_known
 from gridflex.signals.prices import Signal, StepSignal
 from gridflex.signals.recorded import Recorded, builtin
 
@@ -73,20 +73,12 @@ def latest_finish_s(job: Job) -> float:
 
 
 def signal_known(settings: ShiftSettings, recorded: Recorded) -> Callable[[float], StepSignal]:
-    """The signal as a policy may know it at time t: the forecast issued by t (corrected by its
-    last observed error if `corrected_tau_s`; blended with same-time-yesterday persistence of the
-    actuals observed by t if `persistence_weight`), or the actuals when `forecast` is 'actual'."""
+    """The signal as a policy may know it at time t: the forecast issued by t as `as_known` makes
+    it from the actuals observed by t, or the actuals when `forecast` is 'actual'."""
     if settings.forecast == "actual":
         return lambda t_s: recorded.actual
-    forecast = recorded.forecast
-    if settings.corrected_tau_s is not None:
-        forecast = CorrectedForecast(forecast, recorded.actual, settings.corrected_tau_s)
-    if settings.persistence_weight > 0:
-        actual, step_s = recorded.actual, float(np.median(np.diff(recorded.actual.times_s)))
-        issues = np.arange(actual.times_s[0] + step_s, actual.times_s[-1], step_s)
-        yesterday = persistence_forecast(actual, issues, settings.horizon_s, step_s, "yesterday", report_delay_s=step_s)
-        forecast = BlendedForecast(forecast, yesterday, 1 - settings.persistence_weight)
-    return forecast.forecast_at
+    return as_known(recorded.forecast, recorded.actual, settings.corrected_tau_s, settings.persistence_weight,
+                    settings.horizon_s).forecast_at
 
 
 class Shifter:

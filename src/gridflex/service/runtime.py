@@ -534,5 +534,5 @@ def _live_shifter(config: ServiceConfig, spec: SiteSpec, stagger_s: float, clock
     if config.shifting.live is None:
         raise InputError("shifting.live: the service reads its signal from a live source (kind: gb-carbon, watttime,"
                          " electricity-maps or ercot); `signal` names recorded weeks, for simulation")
-    source = live_source(config.shifting.live, clock)
+    source = live_source(config.shifting.live, clock, settings=config.shifting)
     return Shifter(config.shifting, spec.site, spec.curves, stagger_s, known=lambda t_s: source)

@@ -151,3 +151,20 @@ class BlendedForecast:
         a, b = self.first.forecast_at(issued_s), self.second.forecast_at(issued_s)
         t = np.union1d(a.times_s, b.times_s)
         return StepSignal(t, self.weight * a.at(t) + (1 - self.weight) * b.at(t), f"{a.name} + {b.name}")
+
+
+def as_known(forecast: Forecast, actual: StepSignal, corrected_tau_s: float | None = None,
+             persistence_weight: float = 0.0, horizon_s: float = 172800.0) -> Forecast | CorrectedForecast | BlendedForecast:
+    """What a planner may know of `forecast` given the `actual` series observed so far: corrected by
+    its last observed error if `corrected_tau_s`; blended with same-time-yesterday persistence of the
+    actuals (each counted as observed one step after its start) if `persistence_weight`. The same
+    for recorded weeks and for a live source (whose actuals are the past day it publishes)."""
+    known: Forecast | CorrectedForecast | BlendedForecast = forecast
+    if corrected_tau_s is not None:
+        known = CorrectedForecast(forecast, actual, corrected_tau_s)
+    if persistence_weight > 0:
+        step_s = float(np.median(np.diff(actual.times_s))) if len(actual.times_s) > 1 else 1800.0
+        issues = np.arange(actual.times_s[0] + step_s, actual.times_s[-1] + 1.5 * step_s, step_s)  # each step observed
+        yesterday = persistence_forecast(actual, issues, horizon_s, step_s, "yesterday", report_delay_s=step_s)
+        known = BlendedForecast(known, yesterday, 1 - persistence_weight)
+    return known

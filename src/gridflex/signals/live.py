@@ -25,8 +25,8 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import numpy as np
 
-from gridflex.errors import GridflexError
-from gridflex.signals.forecast import Forecast
+from gridflex.errors import GridflexError, InputError
+from gridflex.signals.forecast import Forecast, as_known
 from gridflex.signals.prices import PolledSignal, StepSignal
 from gridflex.signals.recorded import ERCOT_TZ, ercot_da_forecast
 
@@ -241,9 +241,12 @@ BASE_URLS = {"gb-carbon": "https://api.carbonintensity.org.uk", "watttime": "htt
              "ercot": "https://api.ercot.com/api/public-reports"}
 
 
-def live_source(spec, clock: Callable[[], float] = time.time, client: httpx.Client | None = None) -> PolledSignal:
+def live_source(spec, clock: Callable[[], float] = time.time, client: httpx.Client | None = None,
+                settings=None) -> PolledSignal:
     """The forecast of a configured live source (`model.shifting.LiveSignal`) as a refreshing
-    `at(t)` signal; credentials come from the environment variables `spec.secrets_env` names."""
+    `at(t)` signal; credentials come from the environment variables `spec.secrets_env` names.
+    With `settings` (`model.shifting.ShiftSettings`) asking for it, each fetch also reads the
+    source's actuals and corrects and blends the forecast as simulation does (`as_known`)."""
     import os
 
     def secret(name: str) -> str:
@@ -262,4 +265,13 @@ def live_source(spec, clock: Callable[[], float] = time.time, client: httpx.Clie
         adapter = ElectricityMaps(client, secret("token"), spec.area or "GB", clock)
     else:
         adapter = ErcotPrices(client, secret("subscription_key"), secret("id_token"), spec.area or "HB_SOUTH", clock)
-    return polled(adapter.forecast, spec.refresh_s, spec.max_age_s, clock)
+    fetch = adapter.forecast
+    if settings is not None and (settings.corrected_tau_s is not None or settings.persistence_weight > 0):
+        if not hasattr(adapter, "actuals"):
+            raise InputError(f"shifting.corrected_tau_s/persistence_weight: the {spec.kind} source publishes no"
+                             " actuals to correct or blend with; leave both unset")
+
+        def fetch() -> StepSignal:
+            return as_known(adapter.forecast(), adapter.actuals(), settings.corrected_tau_s,
+                            settings.persistence_weight, settings.horizon_s).forecast_at(clock())
+    return polled(fetch, spec.refresh_s, spec.max_age_s, clock)
