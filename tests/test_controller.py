@@ -74,3 +74,53 @@ def test_caps_make_up_for_a_checkpoint_save_under_way():
     spec.loader.exec_module(bench)
     run = run_scenario(bench.busy_cluster(0.3, PauseMode.checkpoint), "optimal", 0)
     assert bench.response_s(run) is not None and bench.response_s(run) <= 10
+
+
+def test_a_load_floor_keeps_a_serving_job_up_and_the_site_sheds_other_work(small):
+    """A Flex-1 serving job may be slowed below what its load needs for a while (its budget
+    spans its window); with a load floor (the traffic routed to it) it keeps the floor through
+    the event, other work is slowed instead, and the event's target is still kept. (Training is
+    Flex 0 here, so that the event reaches the serving job.)"""
+    sc = small.scenario
+    tiers = {"serve": 1, "train": 0, "tune": 3}
+    jobs = tuple(j.model_copy(update={"flex_tier": tiers.get(j.id, j.flex_tier)}) for j in sc.jobs)
+    ev = sc.events[0].model_copy(update={"target": Target(reduction=0.06)})
+    sc = sc.model_copy(update={"events": (ev,)})
+    hold = np.arange(ev.start.timestamp() + ev.ramp_s + 60, ev.end.timestamp() - ev.ramp_s, 2.0)
+
+    def in_the_hold(load_floor: float) -> tuple[float, float, float]:
+        """The serving job's least planned throughput, the other jobs' mean, and the site's
+        mean power over its target (a share of it)."""
+        site = simulated(small.__class__(sc.model_copy(update={"jobs": jobs}), small.curves))
+        site.controller.set_load_floor("serve", load_floor)
+        t = sc.start.timestamp()
+        while t < hold[0]:
+            site.tick(t)
+            t += 2.0
+        planned, over = [], []
+        for t in hold:
+            d = site.tick(t)
+            planned.append(site.controller.fleet.throughput_at_cap(d.plan.cap_w) * d.plan.active)
+            over.append((d.site_power_w - d.target_w) / d.target_w)
+        serve = np.array(d.job_ids) == "serve"
+        planned = np.array(planned)
+        return float(planned[:, serve].min()), float(planned[:, ~serve].mean()), float(np.mean(over))
+
+    serve_none, others_none, over_none = in_the_hold(0.0)
+    serve_kept, others_kept, over_kept = in_the_hold(0.95)
+    assert serve_none < 0.94, "without a load floor the tier lets the job run below what its load needs"
+    assert serve_kept >= 0.95 - 1e-9 and others_kept < others_none - 0.02
+    assert over_none < 0 and over_kept < 0, "the target is kept either way"
+
+
+def test_a_load_floor_out_of_range_names_the_field(small):
+    import pytest
+
+    from gridflex.errors import InputError
+
+    ctl, _ = controller_for(small)
+    with pytest.raises(InputError, match="load_floor"):
+        ctl.set_load_floor("serve", 1.5)
+    ctl.set_load_floor("serve", 0.5)
+    ctl.set_load_floor("serve", 0.0)
+    assert ctl.load_floors == {}

@@ -37,6 +37,7 @@ class StubSite:
         self.status = {"t_s": 1.0, "site_power_w": 100e3, "target_w": None, "active_events": [], "jobs": [],
                        "known_events": [], "interval_s": 2.0, "degraded": False, "degraded_reasons": [],
                        "stale_after_s": 10.0, **status}
+        self.patches: list[tuple[str, dict]] = []  # (path, body) of each PATCH (a job's change)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +49,13 @@ class StubSite:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_PATCH(self):  # noqa: N802
+                stub.patches.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
 
             def log_message(self, *args):
                 pass
@@ -138,6 +146,30 @@ def test_event_at_one_site_moves_traffic_out_and_back(at_home):
     run_until(coordinator, router, HOME)
 
 
+def test_each_site_serving_job_gets_the_load_floor_of_the_traffic_routed_to_it(at_home):
+    """With the serving jobs named (`models[].jobs`), every tick sets each job's load floor
+    through its site's API: the requests/s routed there before and after the step, over its
+    capacity less the margin for bursts (300 × 0.95 requests/s)."""
+    router, coordinator, sites = at_home
+    model = coordinator.cfg.models[0].model_copy(update={"jobs": {"dc": "serve-dc", "dallas": "serve-dallas"}})
+    coordinator.cfg = coordinator.cfg.model_copy(update={"models": (model,)})
+    line = coordinator.tick()
+    assert line["models"]["llama"]["load_floor"] == {"dc": round(100 / 285, 4), "dallas": 0.0}
+    assert sites["dc"].patches[-1] == ("/api/v1/jobs/serve-dc", {"load_floor": round(100 / 285, 4)})
+    assert sites["dallas"].patches[-1] == ("/api/v1/jobs/serve-dallas", {"load_floor": 0.0})
+    sites["dc"].status.update(active_events=["e1"], target_w=80e3)  # 40 requests/s leave for Dallas
+    floor = coordinator.tick()["models"]["llama"]["load_floor"]  # the first step, up to 0.1 of the way:
+    assert floor["dc"] == round(100 / 285, 4) and 9 / 285 < floor["dallas"] <= 10 / 285  # Dallas holds what it gets
+    run_until(coordinator, router, [0.6, 0.4])
+    for name, rps in (("dc", 60), ("dallas", 40)):  # within the router's weights (1/256) of the split
+        path, body = sites[name].patches[-1]
+        assert path == f"/api/v1/jobs/serve-{name}" and body["load_floor"] == pytest.approx(rps / 285, abs=0.005)
+    sites["dallas"].stop()
+    line = coordinator.tick()
+    assert "load_floor_errors" not in line, "an unreachable site is not written to"
+    sites["dc"].status.update(active_events=[], target_w=None)
+
+
 def test_unreachable_site_keeps_its_share_and_the_event_site_slows_for_the_rest(at_home):
     router, coordinator, sites = at_home
     sites["dc"].status.update(active_events=["e1"], target_w=80e3)
@@ -215,3 +247,26 @@ def test_sigterm_mid_shift_restores_and_sigkill_leaves_a_valid_split(setup, rig)
         else:  # killed outright: the last step stays, a valid split; the ledger still knows the original
             assert left.serving.any() and left.shares[0] > 0.6 and len(HAProxyDriver(rig.socket, path.parent
                                                                                      / "ledger.json").ledger) == 2
+
+
+def test_a_load_floor_covers_the_planned_rate_when_the_rate_now_is_lower():
+    """A rate measured now can double before the next tick: the floor takes the class at its
+    configured rate (`rate_rps`, what the coordinator plans with) unless the rate now is higher."""
+    from gridflex.drivers.router_twin import TwinRouter
+    from gridflex.fleet.config import FleetConfig
+    from gridflex.fleet.loop import SiteReport
+
+    cfg = FleetConfig.model_validate({
+        "rtt_file": str(RTT_CSV), "router": {"socket": "twin-router"},
+        "sites": [{"name": "dc", "region": "Washington DC", "api_url": "http://dc.invalid"},
+                  {"name": "dallas", "region": "Dallas", "api_url": "http://dallas.invalid"}],
+        "models": [{"name": "m", "servers": {"dc": "dc", "dallas": "dallas"}, "capacity_rps": {"dc": 300, "dallas": 300},
+                    "energy_per_request_j": {"dc": 500, "dallas": 500}, "jobs": {"dc": "serve"},
+                    "classes": [{"name": "c", "backend": "c", "origin": "Washington DC", "rate_rps": 100,
+                                 "latency_budget_ms": 10}]}]})
+    coordinator = FleetCoordinator(cfg, TwinRouter({"c": {"dc": 1, "dallas": 0}}))
+    reports = {"dc": SiteReport(True, 100e3), "dallas": SiteReport(True, 50e3)}
+    for now_rps, floor in ((20.0, 100 / 285), (200.0, 200 / 285), (400.0, 1.0)):
+        line = coordinator.tick_with(reports, {"c": now_rps})
+        assert line["models"]["m"]["load_floor"] == {"dc": round(floor, 4), "dallas": 0.0}
+        assert coordinator.load_floors(line, reports) == {("dc", "serve"): round(floor, 4)}, "dallas names no job"

@@ -19,11 +19,13 @@ HOUR = 3600.0
 
 
 def sites(**changes) -> PlacementSites:
-    """Two sites, `a` and `b`, alike: 64 free GPUs, no power limit, 400 g/kWh, 50 USD/MWh, no events."""
+    """Two sites, `a` and `b`, alike: 64 free GPUs, no power limit, 400 g/kWh, 50 USD/MWh, no events,
+    work shed in place valued at 1,000 USD/MWh."""
     base = dict(names=("a", "b"), reachable=np.array([True, True]), free_gpus=np.array([64, 64]),
                 headroom_w=np.array([np.inf, np.inf]), carbon_g_per_kwh=np.array([400.0, 400.0]),
                 price_usd_per_mwh=np.array([50.0, 50.0]), event_windows_s=(np.zeros((0, 2)), np.zeros((0, 2))),
-                pue=np.array([1.2, 1.2]))
+                pue=np.array([1.2, 1.2]), cut_windows_s=(np.zeros((0, 2)), np.zeros((0, 2))),
+                slow_usd_per_mwh=np.array([1000.0, 1000.0]))
     return PlacementSites(**{**base, **changes})
 
 
@@ -100,11 +102,30 @@ def test_an_event_site_gets_no_new_batch():
     assert place(jobs(), sites(event_windows_s=at_home, **cleaner), NOW).site.tolist() == [1]
 
 
+def test_the_work_an_event_would_cut_at_home_moves_a_long_job_out_and_leaves_a_short_one():
+    # a cuts from NOW + 1 h to NOW + 3 h; both sites alike otherwise; data 10 GB = 0.20 USD
+    cut = dict(event_windows_s=(np.array([[NOW - HOUR, NOW + 3 * HOUR]]), np.zeros((0, 2))),
+               cut_windows_s=(np.array([[NOW + HOUR, NOW + 3 * HOUR]]), np.zeros((0, 2))))
+    p = place(jobs(run_h=4.0), sites(**cut), NOW)
+    # 2 h of 8 × 300 W × 1.2 in the cut = 5.76 kWh of work given up at 1,000 USD/MWh
+    assert p.site.tolist() == [1] and p.cost_usd[0, 0] == pytest.approx(11.52 * 0.09 + 5.76)
+    # a 10-min job ends before the cut: moving its data gains nothing
+    assert place(jobs(run_h=1 / 6), sites(**cut), NOW).site.tolist() == [0]
+    # 1 min in the cut (0.05 kWh, 0.05 USD) is worth less than moving the data
+    assert place(jobs(run_h=61 / 60), sites(**cut), NOW).site.tolist() == [0]
+    # work shed in place valued at nothing: the job stays
+    assert place(jobs(), sites(**cut, slow_usd_per_mwh=np.array([0.0, 0.0])), NOW).site.tolist() == [0]
+
+
 def test_bad_input_names_the_field():
     with pytest.raises(InputError, match="sites.free_gpus"):
         place(jobs(), sites(free_gpus=np.array([1, 2, 3])), NOW)
     with pytest.raises(InputError, match="sites.event_windows_s"):
         place(jobs(), sites(event_windows_s=(np.zeros((0, 2)),)), NOW)
+    with pytest.raises(InputError, match="sites.cut_windows_s"):
+        place(jobs(), sites(cut_windows_s=(np.zeros((0, 2)), np.zeros(3))), NOW)
+    with pytest.raises(InputError, match="sites.slow_usd_per_mwh"):
+        place(jobs(), sites(slow_usd_per_mwh=np.array([1.0, -1.0])), NOW)
     with pytest.raises(InputError, match="jobs.origin"):
         place(jobs(origin=2), sites(), NOW)
     with pytest.raises(InputError, match="sites.carbon_g_per_kwh"):

@@ -129,3 +129,23 @@ def test_resizable_job_keeps_whole_gpus(curves):
     plan = OptimalPlanner().plan(plan_input(fleet, full * 0.5))
     assert 0 < plan.active[0] < 1 and (plan.active[0] * 8) == pytest.approx(round(plan.active[0] * 8))
     assert plan.it_power_w <= full * 0.5 + 1e-6
+
+
+def test_a_lightly_loaded_server_is_modelled_as_saving_little_and_slowed_last(curves):
+    """`JobFleet.under_load`: power above idle in proportion to the load, throughput unchanged.
+    At full load the planner slows a Flex-1 server for part of a cut beside a Flex-3 trainer; at
+    10 % load slowing it saves a tenth as much, and the cut comes from the trainer alone."""
+    jobs = [Job(id="serve", workload="infer_llama_8b", gpus=16, flex_tier=1),
+            Job(id="train", workload="pt_mpt_7b_fast", gpus=16, flex_tier=3)]
+    fleet = JobFleet.build(jobs, curves)
+    light = fleet.under_load(np.array([0.1, 1.0]))
+    idle = fleet.idle_w[:, None]
+    assert np.allclose(light.hull_w[0] - idle[0], 0.1 * (fleet.hull_w[0] - idle[0]))
+    assert np.array_equal(light.hull_w[1], fleet.hull_w[1]) and np.array_equal(light.throughput, fleet.throughput)
+    cut = 0.15 * float((fleet.gpus * (fleet.full_w - fleet.idle_w)).sum())
+
+    def serve_throughput(f):
+        plan = OptimalPlanner().plan(plan_input(f, float((f.gpus * f.full_w).sum()) - cut, floor=np.full(2, 0.5)))
+        return float(f.throughput_at_cap(plan.cap_w)[0] * plan.active[0])
+
+    assert serve_throughput(light) == pytest.approx(1.0) and serve_throughput(fleet) < 1.0

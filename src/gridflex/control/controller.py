@@ -104,6 +104,7 @@ class Controller:
         self.deferral = Deferral(settings)
         self.tiers: dict[str, int] = {}  # flex tiers set by the operator, over what the plant says
         self.times: dict[str, dict[str, datetime]] = {}  # deadline / begin set by the operator, likewise
+        self.load_floors: dict[str, float] = {}  # job id -> least throughput the load it serves needs
         self.queued: Sequence[Job] = ()  # the plant's queue at the last tick (with what the operator set)
         # budget accounts from before a restart: job id -> (window start, end, delivered s, elapsed s)
         self.carried: dict[str, tuple[float, float, float, float]] = {}
@@ -121,6 +122,7 @@ class Controller:
         self._applied: tuple | None = None  # last actions sent to the driver
         self._ramp_w = np.inf  # the ramp limit's site power ceiling now
         self._resolved_cache: dict[str, ResolvedEvent] = {}
+        self._loaded: tuple[JobFleet, dict[str, float], JobFleet, np.ndarray] | None = None  # (fleet, floors, ...)
 
     @property
     def win_start_s(self) -> np.ndarray:
@@ -147,6 +149,31 @@ class Controller:
         self.times = {**self.times, job_id: {**self.times.get(job_id, {}), **times}}
         if self._seen is not None:
             self._fit(self._seen, self._last_t_s)
+
+    def set_load_floor(self, job_id: str, throughput: float) -> None:
+        """The least throughput (normal = 1) job `job_id` must keep for the load it serves, e.g. the
+        requests a fleet coordinator routes to an inference job; 0 clears it. Each tick's floor is
+        the higher of this and the job's flex-budget floor; only meeting a grid target goes below it
+        (`site.priority: grid`). The job is also modelled as carrying that load (`JobFleet.under_load`:
+        power above idle in proportion), so that the planner sees how little slowing a lightly
+        loaded server saves. Safe from another thread, as `add_event`."""
+        if not 0.0 <= throughput <= 1.0:
+            raise InputError(f"load_floor: {throughput}; allowed: 0 to 1 (throughput, normal = 1)")
+        self.load_floors = {**{k: v for k, v in self.load_floors.items() if k != job_id},
+                            **({job_id: float(throughput)} if throughput > 0 else {})}
+
+    def loaded_fleet(self) -> tuple[JobFleet, np.ndarray]:
+        """The fleet as the planner models it, and each job's load floor (0: none): a job with one
+        draws power above idle in proportion to it, the others as their curves (load 1)."""
+        fleet, floors = self.fleet, self.load_floors
+        if self._loaded is None or self._loaded[0] is not fleet or self._loaded[1] is not floors:
+            least = np.zeros(len(fleet))
+            for job_id, floor in floors.items():
+                if job_id in self._by_id:
+                    least[fleet.ids.index(job_id)] = floor
+            loaded = fleet.under_load(np.where(least > 0, least, 1.0)) if least.any() else fleet
+            self._loaded = (fleet, floors, loaded, least)
+        return self._loaded[2], self._loaded[3]
 
     def as_set(self, job: Job) -> Job:
         """The job with the tier and times the operator set, where they differ from the plant's."""
@@ -322,6 +349,8 @@ class Controller:
             floors = self.budget.floor(np.maximum(self._constrained_left_s(t_s, timeline), self.settings.interval_s))
         else:
             floors = np.ones(len(self.fleet))
+        fleet, least = self.loaded_fleet()
+        floors = np.maximum(floors, least)
         soon = [e.end_s for e in timeline.events if e.start_s - self.settings.defer_lookahead_s <= t_s <= e.end_s]
         queued = self.driver.queue()
         self.queued = queued = list(map(self.as_set, queued)) if self.tiers or self.times else queued
@@ -334,12 +363,14 @@ class Controller:
             self.shifting.observe(t_s, self.jobs, self.fleet, done, dt_s)
             held = held | self.shifting.decide(t_s, self.jobs, queued, timeline)
             upper_level_w = self.shifting.upper_level_w(t_s, self.fleet)
+            if fleet is not self.fleet:  # as `fleet` models it
+                upper_level_w = fleet.idle_w + np.where(least > 0, least, 1.0) * (upper_level_w - fleet.idle_w)
         miner_in = None
         if self.miners:
             miner_in = self.miners.input(t_s, target_w * (1 - self.site.margin), self.site, self.fleet, tel)
         plan = self.planner.plan(
             PlanInput(
-                t_s, self.fleet, self.site, timeline, it_ceiling_w, floors, self.budget.window_s, miner_in,
+                t_s, fleet, self.site, timeline, it_ceiling_w, floors, self.budget.window_s, miner_in,
                 upper_level_w,
             )
         )
@@ -418,13 +449,13 @@ class Controller:
         in a second, make up for it."""
         if not under_way.any():
             return 0.0
-        paused_w = self.fleet.job_power_w(tel.cap_w, self._applied[1]) * self.model_ratio
+        paused_w = self.loaded_fleet()[0].job_power_w(tel.cap_w, self._applied[1]) * self.model_ratio
         return float(np.maximum(tel.job_power_w - paused_w, 0.0)[under_way].sum())
 
     def _update_model_ratio(self, tel: Telemetry, settled: np.ndarray) -> None:
         """Follow measured / modelled power of the `settled` jobs (a job still pausing reports
         itself active while it saves)."""
-        modelled = float(self.fleet.job_power_w(tel.cap_w, tel.active)[settled].sum())
+        modelled = float(self.loaded_fleet()[0].job_power_w(tel.cap_w, tel.active)[settled].sum())
         measured = float(np.sum(tel.job_power_w[settled]))
         if modelled <= 0 or measured <= 0:
             return

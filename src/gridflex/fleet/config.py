@@ -32,7 +32,8 @@ class SiteConfig(_Strict):
     name: str = Field(pattern=_NAME)
     region: str = Field(description="region name as in the RTT table (e.g. 'Washington DC')")
     api_url: str = Field(pattern=r"^https?://", description="the site's gridflex API, e.g. http://10.0.0.5:8080")
-    token_env: str | None = Field(None, description="environment variable with the bearer token for reads")
+    token_env: str | None = Field(None, description="environment variable with the site API's bearer token "
+                                                    "(reads; and writes where `models[].jobs` sets load floors)")
     limit_w: float | None = Field(None, gt=0, description="power limit when the site reports no target")
     carbon_g_per_kwh: float = Field(400.0, ge=0)
     price_usd_per_mwh: float = Field(50.0, ge=0)
@@ -55,11 +56,16 @@ class ModelConfig(_Strict):
     capacity_margin: float = Field(0.05, ge=0, lt=1, description="share of each site's capacity left free for "
                                    "bursts between ticks (the split is decided on the rest)")
     energy_per_request_j: dict[str, float] = Field(description="site -> marginal energy per request")
+    jobs: dict[str, str] = Field(default_factory=dict, description="site -> id of the job serving the model there: "
+                                 "each tick the coordinator sets its load floor (the least throughput the traffic "
+                                 "routed there needs) through the site's API; a site not named gets none")
     classes: tuple[ClassConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         sites = set(self.servers)
+        if set(self.jobs) - sites:
+            raise ValueError(f"jobs: sites {sorted(set(self.jobs) - sites)} are not among the servers {sorted(sites)}")
         for field in ("capacity_rps", "energy_per_request_j"):
             given = getattr(self, field)
             if set(given) != sites:

@@ -91,6 +91,28 @@ async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
     return {s.name: r for s, r in zip(cfg.sites, reports)}
 
 
+async def post_load_floors(cfg: FleetConfig, floors: dict[tuple[str, str], float]) -> dict[str, str]:
+    """`PATCH /api/v1/jobs/{job}` with each load floor, concurrently; site -> error for those that
+    failed (the site keeps its last floor)."""
+    sites = {s.name: s for s in cfg.sites}
+
+    async def one(client: httpx.AsyncClient, site: str, job: str, floor: float) -> str:
+        s = sites[site]
+        token = os.environ.get(s.token_env) if s.token_env else None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            r = await client.patch(f"{s.api_url.rstrip('/')}/api/v1/jobs/{job}", json={"load_floor": floor},
+                                   headers=headers)
+            r.raise_for_status()
+            return ""
+        except httpx.HTTPError as e:
+            return f"{type(e).__name__}: {e}"
+
+    async with httpx.AsyncClient(timeout=cfg.timeout_s) as client:
+        errors = await asyncio.gather(*(one(client, site, job, f) for (site, job), f in floors.items()))
+    return {site: e for (site, _), e in zip(floors, errors) if e}
+
+
 class FleetCoordinator:
     def __init__(self, cfg: FleetConfig, router: RouterDriver, rtt: RttTable | None = None, store: Store | None = None):
         self.cfg, self.router, self.store = cfg, router, store
@@ -110,8 +132,28 @@ class FleetCoordinator:
             self.rtt.between([c.origin for c in m.classes], [self._site(s).region for s in m.servers])
 
     def tick(self) -> dict:
-        """Poll, decide and take one step per backend; returns what happened (one JSON line)."""
-        return self.tick_with(asyncio.run(poll_sites(self.cfg)))
+        """Poll, decide and take one step per backend, and give each site's serving job its load
+        floor; returns what happened (one JSON line)."""
+        reports = asyncio.run(poll_sites(self.cfg))
+        out = self.tick_with(reports)
+        floors = self.load_floors(out, reports)
+        if floors:
+            errors = asyncio.run(post_load_floors(self.cfg, floors))
+            if errors:
+                out["load_floor_errors"] = errors
+        return out
+
+    def load_floors(self, out: dict, reports: dict[str, SiteReport]) -> dict[tuple[str, str], float]:
+        """(site, job id) -> the load floor of a tick's line (`tick_with`), for the reachable sites
+        whose serving job the config names (`models[].jobs`); a job serving several models keeps
+        the sum of their floors (at most 1)."""
+        floors: dict[tuple[str, str], float] = {}
+        for model in self.cfg.models:
+            for site, floor in out["models"].get(model.name, {}).get("load_floor", {}).items():
+                job = model.jobs.get(site)
+                if job is not None and reports[site].reachable:
+                    floors[site, job] = min(1.0, floors.get((site, job), 0.0) + floor)
+        return floors
 
     def tick_with(self, reports: dict[str, SiteReport], rates_rps: dict[str, float] | None = None) -> dict:
         """Decide from the sites' reports and take one step per backend. `rates_rps` (class ->
@@ -146,7 +188,8 @@ class FleetCoordinator:
         """Where the jobs waiting in the reachable sites' queues should run (`fleet/placement.py`):
         the moves advised. Nothing moves a job between clusters yet (docs/fleet.md), so this is
         advice in the tick's line. A site with an event in force takes no new batch (the API gives
-        no times for upcoming events); one that does not report its free GPUs takes nothing new."""
+        no times for upcoming events), and the event is taken to cut the whole run of a job that
+        stays there; one that does not report its free GPUs takes nothing new."""
         names = [s.name for s in self.cfg.sites]
         rows = sorted(((i, q) for i, n in enumerate(names) if reports[n].reachable for q in reports[n].queue
                        if q.get("power_w") is not None and q.get("work_s")), key=lambda r: r[1].get("submit_s") or 0)
@@ -158,6 +201,7 @@ class FleetCoordinator:
                          data_gb=np.full(len(rows), self.cfg.placement.data_gb))
         rep = [reports[n] for n in names]
         limit = [r.target_w if r.target_w is not None else s.limit_w for s, r in zip(self.cfg.sites, rep)]
+        events = tuple(np.array([[-np.inf, np.inf]] if r.active_events else np.zeros((0, 2))) for r in rep)
         sites = PlacementSites(
             names=tuple(names), reachable=np.array([r.reachable for r in rep]),
             free_gpus=np.array([np.nan if r.free_gpus is None else max(r.free_gpus - sum(q["gpus"] for q in r.queue), 0)
@@ -168,8 +212,9 @@ class FleetCoordinator:
                                        zip(self.cfg.sites, rep)]),
             price_usd_per_mwh=np.array([_finite(r.price_usd_per_mwh, s.price_usd_per_mwh) for s, r in
                                         zip(self.cfg.sites, rep)]),
-            event_windows_s=tuple(np.array([[-np.inf, np.inf]] if r.active_events else np.zeros((0, 2))) for r in rep),
-            pue=np.ones(len(names)))  # a queued job's power_w is site power already
+            event_windows_s=events, cut_windows_s=events,
+            pue=np.ones(len(names)),  # a queued job's power_w is site power already
+            slow_usd_per_mwh=np.array([s.slow_usd_per_mwh for s in self.cfg.sites]))
         placement = place(jobs, sites, time.time(), PlacementCosts(self.costs.carbon_usd_per_t,
                                                                    self.cfg.placement.data_usd_per_gb))
         return [{"job": jobs.ids[k], "from": names[jobs.origin[k]], "to": names[placement.site[k]],
@@ -213,6 +258,14 @@ class FleetCoordinator:
         reach = self.cfg.router.max_step - 1 / self.router.max_weight  # as in shift_traffic
         gap = float(np.abs(d.share - current).max())
         step = d.share if gap <= reach else current + (d.share - current) * reach / gap
+        # the least throughput each site's serving job needs for what it gets before and after the
+        # step until the next tick (what the site is asked to hold: `load_floor`): each class at its
+        # rate now or the rate the config plans with (`rate_rps`, e.g. its peak), whichever is higher
+        # (a rate measured now can double within a tick), with the split's margin for bursts
+        rate = np.maximum(d.rps.sum(axis=1), [c.rate_rps for c in model.classes])
+        routed = np.maximum(rate @ current, rate @ step)
+        full = np.array([model.capacity_rps[n] for n in names]) * (1 - model.capacity_margin)
+        floor = np.clip(np.divide(routed, full, out=np.zeros_like(routed), where=full > 0), 0.0, 1.0)
         split, errors = {}, {}
         for c, cls in enumerate(model.classes):
             target = {model.servers[s]: float(step[c, i]) for i, s in enumerate(names)}
@@ -225,6 +278,7 @@ class FleetCoordinator:
                 "slow_in_place_w": dict(zip(names, np.round(d.slow_in_place_w).tolist())),
                 "added_latency_ms": dict(zip([c.name for c in model.classes],
                                              np.round(d.added_latency_ms, 1).tolist())),
+                "load_floor": dict(zip(names, np.round(floor, 4).tolist())),
                 **({"errors": errors} if errors else {})}
 
     def _site(self, name: str):

@@ -7,6 +7,14 @@ the value now), plus the cost of moving its data when s is not where it was subm
 
     cost[j, s] = kWh[j, s] · (price_s / 1000 + carbon_s · carbon_usd_per_t / 1e6)
                + data_gb_j · data_usd_per_gb · (s ≠ origin_j)
+               + kWh_cut[j, s] · slow_usd_per_mwh_s / 1000
+
+where kWh_cut is the energy of the job's expected run that falls in an event's cut at s (the
+caller's cut windows: from the event's start to its end). A site held at an event's target must
+shed whatever a job adds there, by holding or slowing it or its other work: that costs the work
+it gives up, valued as the coordinator values slowing in place (`slow_usd_per_mwh`). So a job
+submitted at a site whose event will cut its run moves to a site with room when the work it
+would cost there outweighs moving its data; a short one stays.
 
 **Hard limits** (never traded against cost): a site that is unreachable gets nothing; a site
 takes a job only if its free GPUs (less what its own queue already waits for) hold it; another
@@ -49,6 +57,8 @@ class PlacementSites:
     price_usd_per_mwh: np.ndarray
     event_windows_s: tuple[np.ndarray, ...]  # per site: (k, 2) [start, end) of known events (epoch s)
     pue: np.ndarray
+    cut_windows_s: tuple[np.ndarray, ...]  # per site: (k, 2) [start, end) in which an event cuts its power
+    slow_usd_per_mwh: np.ndarray  # value of the work the site gives up per MWh it sheds in place
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,12 +98,19 @@ def place(jobs: BatchJobs, sites: PlacementSites, now_s: float, costs: Placement
     kwh = jobs.power_w[:, None] * sites.pue[None, :] * jobs.run_s[:, None] / 3.6e6
     usd_per_kwh = (sites.price_usd_per_mwh + sites.carbon_g_per_kwh * costs.carbon_usd_per_t / 1e3) / 1e3
     moving = np.arange(n_s)[None, :] != jobs.origin[:, None]
-    cost = kwh * usd_per_kwh[None, :] + moving * (jobs.data_gb * costs.data_usd_per_gb)[:, None]
     end_s = now_s + jobs.run_s
     event = np.zeros((n_j, n_s), dtype=bool)
     for s, w in enumerate(sites.event_windows_s):
         if len(w):
             event[:, s] = ((w[None, :, 0] < end_s[:, None]) & (w[None, :, 1] > now_s)).any(axis=1)
+    cut_s = np.zeros((n_j, n_s))
+    for s, w in enumerate(sites.cut_windows_s):
+        if len(w):
+            overlap = np.minimum(w[None, :, 1], end_s[:, None]) - np.maximum(w[None, :, 0], now_s)
+            cut_s[:, s] = np.clip(overlap, 0.0, None).sum(axis=1)
+    cut_kwh = jobs.power_w[:, None] * sites.pue[None, :] * cut_s / 3.6e6
+    cost = (kwh * usd_per_kwh[None, :] + moving * (jobs.data_gb * costs.data_usd_per_gb)[:, None]
+            + cut_kwh * sites.slow_usd_per_mwh[None, :] / 1e3)
     reach = sites.reachable.astype(bool)
     free, headroom = sites.free_gpus.astype(float).copy(), sites.headroom_w.astype(float).copy()
     site, why, out = jobs.origin.copy(), [], np.full((n_j, n_s), np.inf)
@@ -124,16 +141,19 @@ def _validate(jobs: BatchJobs, sites: PlacementSites) -> None:
     n_s, n_j = len(sites.names), len(jobs.ids)
     if n_s == 0:
         raise InputError("placement: needs at least one site")
-    for name in ("reachable", "free_gpus", "headroom_w", "carbon_g_per_kwh", "price_usd_per_mwh", "pue"):
+    for name in ("reachable", "free_gpus", "headroom_w", "carbon_g_per_kwh", "price_usd_per_mwh", "pue",
+                 "slow_usd_per_mwh"):
         v = np.asarray(getattr(sites, name))
         if v.shape != (n_s,):
             raise InputError(f"sites.{name}: shape {v.shape}; allowed: one value per site ({n_s})")
         if name == "free_gpus" and (np.isinf(v).any() or (v < 0).any()):
             raise InputError(f"sites.free_gpus: {v.tolist()}; allowed: GPUs >= 0 (NaN: not reported)")
-        if name in ("carbon_g_per_kwh", "price_usd_per_mwh", "pue") and (not np.isfinite(v).all() or (v < 0).any()):
+        if name in ("carbon_g_per_kwh", "price_usd_per_mwh", "pue", "slow_usd_per_mwh") and (not np.isfinite(v).all() or (v < 0).any()):
             raise InputError(f"sites.{name}: {v.tolist()}; allowed: finite numbers >= 0")
-    if len(sites.event_windows_s) != n_s or any(np.shape(w)[1:] != (2,) for w in sites.event_windows_s if len(w)):
-        raise InputError(f"sites.event_windows_s: one (k, 2) array of [start, end) per site ({n_s})")
+    for name in ("event_windows_s", "cut_windows_s"):
+        windows = getattr(sites, name)
+        if len(windows) != n_s or any(np.shape(w)[1:] != (2,) for w in windows if len(w)):
+            raise InputError(f"sites.{name}: one (k, 2) array of [start, end) per site ({n_s})")
     for name in ("origin", "gpus", "power_w", "run_s", "data_gb"):
         v = np.asarray(getattr(jobs, name))
         if v.shape != (n_j,) or not np.isfinite(v).all() or (v < 0).any():

@@ -165,6 +165,7 @@ class LoadedFleet:
             name=spec.model, servers={s.name: s.name for s in spec.sites},
             capacity_rps={s.name: s.capacity_rps for s in spec.sites},
             energy_per_request_j={s.name: self.energy_per_request_j(s) for s in spec.sites},
+            jobs={s.name: s.serves for s in spec.sites},
             classes=tuple(ClassConfig(name=c.name, backend=c.name, origin=c.origin, rate_rps=c.peak_rps,
                                       latency_budget_ms=c.latency_budget_ms) for c in spec.classes))
         return FleetConfig(interval_s=spec.interval_s, rtt_file=self.base_dir / spec.rtt_file,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 
 import numpy as np
@@ -76,6 +76,18 @@ class JobFleet:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def under_load(self, load: np.ndarray) -> JobFleet:
+        """The fleet with each job's power above idle scaled by its load [J] (the share of its
+        full-speed capacity its work uses; 1: the curve as measured, flat out), as a server whose
+        power follows its load draws it; throughput at each cap is unchanged."""
+        load = np.asarray(load, float)
+
+        def loaded(power_w: np.ndarray) -> np.ndarray:
+            idle = self.idle_w.reshape(-1, *([1] * (power_w.ndim - 1)))
+            return idle + load.reshape(idle.shape) * (power_w - idle)
+
+        return replace(self, power_w=loaded(self.power_w), hull_w=loaded(self.hull_w), paused_w=loaded(self.paused_w))
 
     @property
     def full_w(self) -> np.ndarray:

@@ -300,13 +300,16 @@ class LiveService:
         ]
 
     def change_job(self, job_id: str, flex_tier: int | None = None, deadline: datetime | None = None,
-                   begin: datetime | None = None) -> dict:
+                   begin: datetime | None = None, load_floor: float | None = None) -> dict:
         """Change a running job's flex tier (its budget account over the current window carries
-        on) and/or a running or queued job's deadline and earliest start (time shifting reads them
-        from the next tick; stored, they outlast a restart). Everything is checked before
+        on) and load floor (`Controller.set_load_floor`; the coordinator sends it every tick, not
+        stored), and/or a running or queued job's deadline and earliest start (time shifting reads
+        them from the next tick; stored, they outlast a restart). Everything is checked before
         anything is applied. Returns the job's row (`jobs()`), or a queued job's. KeyError: no such job."""
         if flex_tier is not None and flex_tier not in FLEX_FACTOR:
             raise InputError(f"flex_tier: {flex_tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
+        if load_floor is not None and not 0.0 <= load_floor <= 1.0:
+            raise InputError(f"load_floor: {load_floor}; allowed: 0 to 1 (throughput, normal = 1)")
         times = {k: v for k, v in (("deadline", deadline), ("begin", begin)) if v is not None}
         if deadline is not None and deadline.timestamp() <= self.clock():
             raise InputError(f"deadline: {deadline.isoformat()} has passed")
@@ -318,6 +321,8 @@ class LiveService:
                 raise KeyError(job_id)
             if flex_tier is not None and not running:
                 raise InputError(f"flex_tier: job {job_id!r} is queued; its tier can be set once it runs")
+            if load_floor is not None and not running:
+                raise InputError(f"load_floor: job {job_id!r} is queued; its load floor can be set once it runs")
             if times:
                 try:
                     Job.model_validate({**job.model_dump(), **times})
@@ -331,12 +336,15 @@ class LiveService:
             if times:
                 self.store.save_job_times(job_id, times)
                 c.set_times(job_id, times)
+            if load_floor is not None:
+                c.set_load_floor(job_id, load_floor)
             self._jobs_view = self._job_rows()
             row = next((r for r in self._jobs_view if r["id"] == job_id), None)
             if row is None:
                 row = self._queued(c.as_set(job))
         log.info("job %s: %s", job_id, ", ".join(f"{k} set to {v}" for k, v in
-                                                 ({"flex_tier": flex_tier} | times).items() if v is not None))
+                                                 ({"flex_tier": flex_tier, "load_floor": load_floor} | times).items()
+                                                 if v is not None))
         return row
 
     # --- internals ----------------------------------------------------------------------------

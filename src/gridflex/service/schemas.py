@@ -103,7 +103,7 @@ class JobOut(BaseModel):
 
 
 class JobChange(BaseModel):
-    """Any of: a running job's flex tier, a running or queued job's deadline and earliest start.
+    """Any of: a running job's flex tier and load floor, a running or queued job's deadline and earliest start.
     All are checked before any is applied; a field left out (or null) stays as it is."""
 
     model_config = ConfigDict(extra="forbid")
@@ -113,11 +113,14 @@ class JobChange(BaseModel):
     deadline: AwareDatetime | None = Field(None, description="latest finish, ISO 8601 with a UTC offset, e.g."
                                            " 2026-05-04T06:00:00+01:00; time shifting keeps it")
     begin: AwareDatetime | None = Field(None, description="earliest start, ISO 8601 with a UTC offset")
+    load_floor: float | None = Field(None, ge=0, le=1, description="least throughput (normal = 1) a running job must"
+                                     " keep for the load it serves, e.g. set by the fleet coordinator for the"
+                                     " requests it routes to an inference job; 0 clears it")
 
     @model_validator(mode="after")
     def _some_and_ordered(self) -> JobChange:
-        if self.flex_tier is None and self.deadline is None and self.begin is None:
-            raise ValueError("give at least one of flex_tier, deadline, begin")
+        if self.flex_tier is None and self.deadline is None and self.begin is None and self.load_floor is None:
+            raise ValueError("give at least one of flex_tier, deadline, begin, load_floor")
         if self.deadline is not None and self.begin is not None and self.deadline <= self.begin:
             raise ValueError(f"deadline ({self.deadline.isoformat()}) must be after begin ({self.begin.isoformat()})")
         return self

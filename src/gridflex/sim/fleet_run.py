@@ -6,7 +6,8 @@ the router sends it (`FleetTraffic`), so its inference power follows the traffic
 The coordinator is the one of `gridflex fleet` (`FleetCoordinator.tick_with`: the same
 decision and the same bounded steps through a router driver); it reads the sites as it would
 read their API (`/api/v1/status`: measured power, target, active events) plus their carbon and
-price now, and steps a `TwinRouter` instead of HAProxy.
+price now, and steps a `TwinRouter` instead of HAProxy; the load floor it gives each site's
+serving job (`PATCH /api/v1/jobs/{id}` live) goes straight to that site's controller.
 
 Requests: each class's rate is its peak times the real trace's load (`sim/load_trace.py`);
 requests a site cannot serve, because its serving job is slowed below the load it gets, count as
@@ -143,7 +144,7 @@ class BatchPlacer:
                                "data_gb": float(jobs.data_gb[k]), "why": placement.why[k]})
 
     def _report(self, t_s: float, decisions: dict) -> PlacementSites:
-        free, headroom, windows = [], [], []
+        free, headroom, windows, cuts = [], [], [], []
         for name in self.names:
             site = self.sites[name][0]
             twin, ctl = site.driver, site.controller
@@ -151,16 +152,18 @@ class BatchPlacer:
             d = decisions.get(name)
             headroom.append(d.target_w - d.site_power_w if d is not None and np.isfinite(d.target_w) else np.inf)
             st = ctl.settings
-            windows.append(np.array([[ev.start.timestamp() - st.baseline_window_s,
-                                      ev.end.timestamp() + st.snapback_guard_s]
-                                     for ev, known_s in ctl.events().values() if known_s <= t_s]).reshape(-1, 2))
+            known = [ev for ev, known_s in ctl.events().values() if known_s <= t_s]
+            windows.append(np.array([[ev.start.timestamp() - st.baseline_window_s, ev.end.timestamp()
+                                      + st.snapback_guard_s] for ev in known]).reshape(-1, 2))
+            cuts.append(np.array([[ev.start.timestamp(), ev.end.timestamp()] for ev in known]).reshape(-1, 2))
         price = [float(p.at(t_s)) if p is not None else s.price_usd_per_mwh
                  for s, p in ((s, self.fleet.prices[s.name]) for s in self.fleet.spec.sites)]
         return PlacementSites(
             names=tuple(self.names), reachable=np.ones(len(self.names), bool), free_gpus=np.array(free),
             headroom_w=np.array(headroom, float),
             carbon_g_per_kwh=np.array([float(self.fleet.carbon[n].at(t_s)) for n in self.names]),
-            price_usd_per_mwh=np.array(price), event_windows_s=tuple(windows), pue=self.pue)
+            price_usd_per_mwh=np.array(price), event_windows_s=tuple(windows), pue=self.pue,
+            cut_windows_s=tuple(cuts), slow_usd_per_mwh=np.array([s.slow_usd_per_mwh for s in self.fleet.spec.sites]))
 
 
 @dataclass
@@ -235,7 +238,10 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
                 router.t_s = t
                 reports = {name: _report(decisions[name], fleet, name, t, journal.serving_share)
                            for name, (_, journal) in sites.items()}
-                lines.append({"t_s": t, **coordinator.tick_with(reports, dict(zip(traffic.names, rates.tolist())))})
+                line = coordinator.tick_with(reports, dict(zip(traffic.names, rates.tolist())))
+                for (name, job), floor in coordinator.load_floors(line, reports).items():  # as PATCH /jobs/{id}
+                    sites[name][0].controller.set_load_floor(job, floor)
+                lines.append({"t_s": t, **line})
                 traffic.share = np.array([router.read(c).shares for c in traffic.names])
             series_t.append(t)
             series_share.append(rates @ traffic.share / max(rates.sum(), 1e-12))
