@@ -165,7 +165,7 @@ def test_a_site_reports_its_queue_and_free_gpus_and_the_coordinator_reads_them(t
 
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     clock = FakeClock(1_777_777_777.0)  # 2026: the scenario's 51 batch jobs (2023) are all submitted
-    svc = make_service(f"sqlite:///{tmp_path}/s.db", clock, scenario="geo-fleet-pjm")
+    svc = make_service(f"sqlite:///{tmp_path}/s.db", clock, scenario="geo-fleet-august-pjm")
     with TestClient(create_app(svc, svc.config, run_loop=False)) as client:
         run_ticks(svc, clock, 2)
         body = client.get("/api/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()

@@ -13,7 +13,7 @@ from gridflex.fleet.scenario import load_fleet
 from gridflex.store.db import Store
 from tests.service_support import store_url
 
-CFG = load_fleet("geo-fleet").fleet_config()  # pjm (Washington DC) and ercot (Dallas), four classes
+CFG = load_fleet("geo-fleet-august").fleet_config()  # pjm (Washington DC) and ercot (Dallas), four classes
 RATES = {"chat-dc": 150.0, "code-dc": 50.0, "chat-dallas": 100.0, "code-dallas": 50.0}
 CALM = {"pjm": SiteReport(True, 100e3), "ercot": SiteReport(True, 100e3)}
 # during the event pjm's own controller holds it at its target, by slowing what traffic does not relieve

@@ -1,4 +1,4 @@
-"""The twin of a fleet: the geo-fleet sites, shortened to two hours around an event at PJM,
+"""The twin of a fleet: the geo-fleet-august sites, shortened to two hours around an event at PJM,
 run with the coordinator of `gridflex fleet`, alone, and with the coordinator gone mid-shift."""
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ STOP_S = 33 * 60  # the coordinator is gone 3 minutes into the event's 10-minute
 
 
 def short_fleet(tmp_path: Path, minutes: int = 120, **fleet_changes) -> Path:
-    """geo-fleet from 15:00 EDT for `minutes` with a 25 % event at PJM 15:30-16:40, ERCOT without events."""
+    """geo-fleet-august from 15:00 EDT for `minutes` with a 25 % event at PJM 15:30-16:40, ERCOT without events."""
     end = f"{15 + minutes // 60}:{minutes % 60:02d}:00"
     window = {"pjm": ("2023-08-20T15:00:00-04:00", f"2023-08-20T{end}-04:00"),
               "ercot": ("2023-08-20T14:00:00-05:00", f"2023-08-20T{int(end[:2]) - 1}{end[2:]}-05:00")}
     for name, (start, end) in window.items():
-        sc = yaml.safe_load((BUILTIN / f"geo-fleet-{name}.yaml").read_text())
+        sc = yaml.safe_load((BUILTIN / f"geo-fleet-august-{name}.yaml").read_text())
         sc.update(start=start, end=end, job_trace={"file": str(BUILTIN / sc["job_trace"]["file"])})
         sc["control"]["baseline_window_s"] = 1200
         sc["events"] = [{"id": "pjm-peak", "start": EVENT_START, "end": "2023-08-20T16:40:00-04:00", "ramp_s": 600,
                          "notice_s": 86400, "target": {"reduction": 0.25}}] if name == "pjm" else []
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(sc))
-    fl = yaml.safe_load((BUILTIN / "geo-fleet.yaml").read_text())
+    fl = yaml.safe_load((BUILTIN / "geo-fleet-august.yaml").read_text())
     fl.update(start=window["pjm"][0], end=window["pjm"][1], rtt_file=str(BUILTIN / fl["rtt_file"]), **fleet_changes)
     for s in fl["sites"]:
         s["scenario"] = f"{s['name']}.yaml"
@@ -176,11 +176,11 @@ def test_queued_batch_jobs_are_placed_across_sites_and_each_runs_once(runs, plac
     assert any(closed[0] < m["t_s"] < closed[1] for m in fleet.batch_moves), "out of PJM during its event too"
 
 
-def test_geo_fleet_march_is_geo_fleet_on_the_day_of_the_largest_carbon_gap():
-    """geo-fleet-march: geo-fleet's sites, jobs and events at the same local hours on 2023-03-15, its
+def test_geo_fleet_is_geo_fleet_august_on_the_day_of_the_largest_carbon_gap():
+    """geo-fleet: geo-fleet-august's sites, jobs and events at the same local hours on 2023-03-15, its
     hourly carbon covering the run, PJM's grid dirtier than ERCOT's by more than the gap at which its
     costs move a conversation request (184 J) 31 ms: 0.031 s × 1e-5 USD / (184 J × 100 USD/t) = 61 g/kWh."""
-    march, august = load_fleet("geo-fleet-march"), load_fleet("geo-fleet")
+    march, august = load_fleet("geo-fleet"), load_fleet("geo-fleet-august")
     start_s, end_s = march.spec.start.timestamp(), march.spec.end.timestamp()
     assert march.spec.start.date().isoformat() == "2023-03-15"
     for site in march.spec.sites:
@@ -215,11 +215,11 @@ def test_fleet_carbon_files_are_rows_of_the_electricity_maps_year(day):
 
 
 @pytest.mark.skipif(not SHARED_CARBON.is_dir(), reason="../shared/data is not beside the checkout")
-def test_geo_fleet_march_is_the_day_of_2023_with_the_largest_mean_pjm_ercot_gap():
+def test_geo_fleet_is_the_day_of_2023_with_the_largest_mean_pjm_ercot_gap():
     direct = {}
     for zone in ("US-TEX-ERCO", "US-MIDA-PJM"):
         with open(SHARED_CARBON / f"{zone}_2023_hourly.csv", encoding="utf-8") as f:
             direct[zone] = np.array([float(r["Carbon Intensity gCO₂eq/kWh (direct)"]) for r in csv.DictReader(f)])
     daily_gap = (direct["US-MIDA-PJM"] - direct["US-TEX-ERCO"]).reshape(365, 24).mean(axis=1)  # UTC days, no gaps
     day = np.datetime64("2023-01-01") + int(daily_gap.argmax())
-    assert day == np.datetime64(load_fleet("geo-fleet-march").spec.start.date())
+    assert day == np.datetime64(load_fleet("geo-fleet").spec.start.date())
