@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from gridflex.drivers.router_twin import TwinRouter
 from gridflex.fleet.config import FleetConfig
-from gridflex.fleet.loop import FleetCoordinator, SiteReport
+from gridflex.fleet.loop import FleetCoordinator, SiteReport, site_report
 
 RTT = resources.files("gridflex.data").joinpath("fleet-rtt-us.csv")
 REPORTS = {"dc": SiteReport(True, 100e3), "dallas": SiteReport(True, 50e3)}
@@ -28,7 +28,8 @@ def config(measured: bool, backends=("llm",), margin: float = 0.0) -> FleetConfi
                   {"name": "dallas", "region": "Dallas", "api_url": "http://127.0.0.1:2", "limit_w": 1e6,
                    "carbon_g_per_kwh": 100}],
         "models": [{"name": "llama", "servers": {"dc": "a", "dallas": "b"}, "capacity_rps": {"dc": 300, "dallas": 100}, "capacity_margin": margin,
-                    "energy_per_request_j": {"dc": 500, "dallas": 500}, "classes": classes}]})
+                    "energy_per_request_j": {"dc": 500, "dallas": 500}, "jobs": {"dc": "serve", "dallas": "serve"},
+                    "classes": classes}]})
 
 
 def tick(coordinator: FleetCoordinator, router: TwinRouter, t_s: float, answered: list[float]) -> dict:
@@ -71,7 +72,9 @@ def test_a_site_serving_less_now_gets_no_more_than_it_can_serve():
     50 requests/s it can serve now, the rest stays home."""
     router = TwinRouter({"llm": {"a": 1, "b": 0}})
     coordinator = FleetCoordinator(config(False), router)
-    slowed = {**REPORTS, "dallas": SiteReport(True, 50e3, serving_share=0.5)}
+    slowed = {**REPORTS, "dallas": site_report({"site_power_w": 50e3, "jobs": [  # as its /api/v1/status says
+        {"id": "serve", "flex_tier": 1, "throughput": 0.5}, {"id": "train", "flex_tier": 3, "throughput": 1.0}]})}
+    assert slowed["dallas"].serving_share == {"serve": 0.5, "train": 0.5}
     router.count("llm", np.zeros(2), np.zeros(2))
     split = coordinator.tick_with(slowed)["models"]["llama"]["split"]["chat0"]
     assert split == pytest.approx({"dc": 0.0, "dallas": 1.0}, abs=1e-4)  # 50 rps: all fit at half speed
@@ -80,3 +83,11 @@ def test_a_site_serving_less_now_gets_no_more_than_it_can_serve():
     kept_free = FleetCoordinator(config(False, margin=0.2), router)  # a fifth left free for bursts
     split = kept_free.tick_with(slowed, {"chat0": 80.0})["models"]["llama"]["split"]["chat0"]
     assert split == pytest.approx({"dc": 40 / 80, "dallas": 40 / 80}, abs=1e-4)
+
+
+def test_a_site_counts_for_its_serving_jobs_throughput_and_no_more_than_its_tiers_floor():
+    report = site_report({"site_power_w": 1e5, "jobs": [
+        {"id": "fast", "flex_tier": 1, "throughput": 1.0}, {"id": "flex0", "flex_tier": 0, "throughput": 0.97},
+        {"id": "unknown", "flex_tier": 1, "throughput": None}]})
+    assert report.serving_share == {"fast": 0.9, "flex0": 0.97}  # a Flex 1 job may be slowed to 0.9 any time
+    assert site_report({"site_power_w": 1e5}).serving_share == {}  # an older site: taken at full capacity

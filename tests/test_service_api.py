@@ -36,6 +36,11 @@ def test_status_has_the_fixed_fields(env):
     body = client.get("/api/v1/status").json()
     assert body["site_power_w"] > 50e3 and body["target_w"] is None and body["active_events"] == []
     assert {j["id"] for j in body["jobs"]} == set(svc.fleet.ids)
+    from gridflex.fleet.loop import site_report  # what a fleet coordinator counts each serving job for
+
+    shares = site_report(body).serving_share
+    assert set(shares) == set(svc.fleet.ids) and all(0 < v <= 1 for v in shares.values())
+    assert {j["id"]: j["flex_tier"] for j in body["jobs"]} == dict(zip(svc.fleet.ids, svc.fleet.flex_tier.tolist()))
 
 
 @pytest.mark.parametrize(

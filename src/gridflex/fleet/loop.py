@@ -33,7 +33,7 @@ import asyncio
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
@@ -45,6 +45,7 @@ from gridflex.fleet.config import FleetConfig, ModelConfig
 from gridflex.fleet.coordinator import FleetCosts, FleetDecision, FleetSites, RequestClasses, decide
 from gridflex.fleet.latency import RttTable
 from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place
+from gridflex.model.site import FLEX_FACTOR
 from gridflex.store.db import Store
 
 REFERENCE_KEY = "fleet.reference"
@@ -61,7 +62,13 @@ class SiteReport:
     price_usd_per_mwh: float | None = None
     free_gpus: int | None = None  # GPUs no running job holds (None: not reported)
     queue: tuple[dict, ...] = ()  # the jobs waiting in its queue (`QueuedJobOut` of the site API)
-    serving_share: float = 1.0  # share of its inference capacity it can serve now (its serving job's throughput)
+    serving_share: dict[str, float] = field(default_factory=dict)  # job id -> `serving_share` (reported jobs)
+
+
+def serving_share(throughput: float, flex_tier: int) -> float:
+    """The share of a serving job's capacity a coordinator may count on now: its throughput, and
+    no more than its tier's floor (its site may slow it that far at any time)."""
+    return min(throughput, FLEX_FACTOR[flex_tier])
 
 
 def site_report(body: dict) -> SiteReport:
@@ -69,9 +76,12 @@ def site_report(body: dict) -> SiteReport:
     power = body.get("site_power_w")
     if power is None:
         return SiteReport(False, error="no reading yet (site_power_w null)")
+    shares = {j["id"]: serving_share(float(j["throughput"]), int(j["flex_tier"])) for j in body.get("jobs") or ()
+              if j.get("throughput") is not None and j.get("flex_tier") in FLEX_FACTOR}
     return SiteReport(True, float(power), body.get("target_w"), tuple(body.get("active_events") or ()),
                       free_gpus=body.get("free_gpus"), queue=tuple(body.get("queue") or ()),
-                      carbon_g_per_kwh=body.get("carbon_g_per_kwh"), price_usd_per_mwh=body.get("price_usd_per_mwh"))
+                      carbon_g_per_kwh=body.get("carbon_g_per_kwh"), price_usd_per_mwh=body.get("price_usd_per_mwh"),
+                      serving_share=shares)
 
 
 async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
@@ -298,7 +308,8 @@ class FleetCoordinator:
                if r.reachable and r.active_events and r.target_w is not None else 0.0 for n, r in zip(names, rep)]
         return FleetSites(
             names=tuple(names), regions=tuple(s.region for s in sites), headroom_w=arr(headroom),
-            capacity_rps=arr(model.capacity_rps[n] * r.serving_share * (1 - model.capacity_margin)
+            capacity_rps=arr(model.capacity_rps[n] * r.serving_share.get(model.jobs.get(n, ""), 1.0)
+                             * (1 - model.capacity_margin)
                              for n, r in zip(names, rep)),
             energy_per_request_j=arr(model.energy_per_request_j[n] for n in names),
             carbon_g_per_kwh=arr(_finite(r.carbon_g_per_kwh, s.carbon_g_per_kwh) for s, r in zip(sites, rep)),

@@ -429,6 +429,8 @@ class LiveService:
                 "active": float(d.plan.active[i]),
                 "power_w": float(tel.job_power_w[i]),
                 "flex_budget_used": float(used[i]),
+                "flex_tier": int(self.fleet.flex_tier[i]),
+                "throughput": float(tel.throughput[i]) if np.isfinite(tel.throughput[i]) else None,
             }
             for i, job_id in enumerate(d.job_ids)
         )

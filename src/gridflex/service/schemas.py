@@ -15,6 +15,9 @@ class JobPlan(BaseModel):
     active: float = Field(description="fraction of the job's GPUs working (0: paused)")
     power_w: float = Field(description="measured job power, mean since the previous tick")
     flex_budget_used: float = Field(description="share of the tier's slowdown allowance spent in the window")
+    flex_tier: int = Field(description="its flex tier now (0..3)")
+    throughput: float | None = Field(None, description="share of normal throughput, mean since the previous tick"
+                                     " (null: not known); a fleet coordinator counts a serving job's capacity by it")
 
 
 class MinerOut(BaseModel):

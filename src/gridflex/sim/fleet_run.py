@@ -28,7 +28,7 @@ import numpy as np
 from gridflex.assembly import Site
 from gridflex.drivers.router_twin import TwinRouter
 from gridflex.fleet.latency import RttTable
-from gridflex.fleet.loop import FleetCoordinator, SiteReport
+from gridflex.fleet.loop import FleetCoordinator, SiteReport, serving_share
 from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place
 from gridflex.fleet.scenario import LoadedFleet
 from gridflex.report.metrics import weighted_performance
@@ -88,11 +88,12 @@ class _ServingJournal(TraceJournal):
     def __init__(self, serves: str, loaded):
         super().__init__(loaded.scenario.jobs, loaded.curves)
         self.serves, self.serving_throughput = serves, 1.0
-        self.floor = next(j.flex_factor for j in loaded.scenario.jobs if j.id == serves)
+        self.tier = next(j.flex_tier for j in loaded.scenario.jobs if j.id == serves)
 
     @property
-    def serving_share(self) -> float:
-        return min(self.serving_throughput, self.floor)
+    def shares(self) -> dict[str, float]:
+        """As a site's status reports it (`fleet.loop.site_report`)."""
+        return {self.serves: serving_share(self.serving_throughput, self.tier)}
 
     def telemetry(self, tel) -> None:
         if self.serves in tel.job_ids:
@@ -236,7 +237,7 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
         if k % every == 0:
             if coordinator is not None and (coordinator_stops_s is None or t - start_s < coordinator_stops_s):
                 router.t_s = t
-                reports = {name: _report(decisions[name], fleet, name, t, journal.serving_share)
+                reports = {name: _report(decisions[name], fleet, name, t, journal.shares)
                            for name, (_, journal) in sites.items()}
                 line = coordinator.tick_with(reports, dict(zip(traffic.names, rates.tolist())))
                 for (name, job), floor in coordinator.load_floors(line, reports).items():  # as PATCH /jobs/{id}
@@ -261,15 +262,15 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
                     np.array(series_rates), work_gpu_h, placement_g / 1e3, lines, placer.moves if placer else [])
 
 
-def _report(decision, fleet: LoadedFleet, name: str, t_s: float, serving_share: float) -> SiteReport:
+def _report(decision, fleet: LoadedFleet, name: str, t_s: float, shares: dict[str, float]) -> SiteReport:
     """What the site's API would say now (`/api/v1/status`), with its carbon and price now and
-    the share of its inference capacity it vouches for (`_ServingJournal.serving_share`)."""
+    the share of its inference capacity it vouches for (`_ServingJournal.shares`)."""
     prices = fleet.prices[name]
     return SiteReport(
         reachable=True, site_power_w=decision.site_power_w,
         target_w=decision.target_w if np.isfinite(decision.target_w) else None,
         active_events=decision.active_events, carbon_g_per_kwh=float(fleet.carbon[name].at(t_s)),
-        price_usd_per_mwh=float(prices.at(t_s)) if prices is not None else None, serving_share=serving_share)
+        price_usd_per_mwh=float(prices.at(t_s)) if prices is not None else None, serving_share=shares)
 
 
 def fleet_summary(run: FleetRun) -> dict:
