@@ -170,6 +170,7 @@ def test_a_site_reports_its_queue_and_free_gpus_and_the_coordinator_reads_them(t
         run_ticks(svc, clock, 2)
         body = client.get("/api/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     running = sum(j.gpus for j in svc.controller.jobs)
+    assert body["event_windows"] == []
     assert body["free_gpus"] == 512 - running
     assert len(body["queue"]) == body["queued_jobs"] > 0
     q = body["queue"][0]
@@ -192,7 +193,7 @@ def test_the_coordinator_advises_where_queued_jobs_run(tmp_path):
                     "energy_per_request_j": {"dc": 500, "dallas": 500},
                     "classes": [{"name": "c", "backend": "c", "origin": "Washington DC", "rate_rps": 1,
                                  "latency_budget_ms": 10}]}]})
-    coordinator = FleetCoordinator(cfg, TwinRouter({"c": {"dc": 1, "dallas": 0}}))
+    coordinator = FleetCoordinator(cfg, TwinRouter({"c": {"dc": 1, "dallas": 0}}), clock=lambda: NOW)
     job = {"id": "j0", "gpus": 8, "workload": "pt", "submit_s": NOW, "work_s": 4 * HOUR, "power_w": 2_880.0}
 
     def batch(**dallas) -> list[dict]:
@@ -205,3 +206,9 @@ def test_the_coordinator_advises_where_queued_jobs_run(tmp_path):
     assert batch(active_events=("e1",), target_w=40e3) == [], "an event site gets no new batch"
     assert batch(free_gpus=None) == [], "a site that does not report its GPUs takes nothing new"
     assert batch(free_gpus=4) == []
+    ahead = {"id": "e2", "start_s": NOW + 2 * HOUR, "end_s": NOW + 3 * HOUR, "quiet_from_s": NOW + HOUR,
+             "quiet_until_s": NOW + 3.5 * HOUR}
+    assert batch(event_windows=(ahead,)) == [], "an event known to come within the job's run keeps it out"
+    later = {**ahead, "quiet_from_s": NOW + 5 * HOUR, "start_s": NOW + 6 * HOUR, "end_s": NOW + 7 * HOUR,
+             "quiet_until_s": NOW + 8 * HOUR}
+    assert [m["to"] for m in batch(event_windows=(later,))] == ["dallas"], "one after it does not"

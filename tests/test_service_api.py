@@ -61,6 +61,9 @@ def test_event_create_list_cancel(env):
     run_ticks(svc, clock, 10)
     status = client.get("/api/v1/status").json()
     assert status["active_events"] == ["dispatch-1"] and status["target_w"] < 100e3
+    window = status["event_windows"][0]  # with its times, for a fleet coordinator placing batch jobs
+    assert window["id"] == "dispatch-1" and window["start_s"] == T0.timestamp()
+    assert window["quiet_from_s"] < window["start_s"] < window["end_s"] < window["quiet_until_s"]
     assert [e["id"] for e in client.get("/api/v1/events").json()] == ["dispatch-1"]
     assert client.post("/api/v1/events", json=_body(), headers=AUTH).status_code == 400  # duplicate id
     r = client.delete("/api/v1/events/dispatch-1", headers=AUTH)

@@ -269,6 +269,16 @@ class Controller:
         """The events taken and not cancelled: id -> (event, known from [epoch s]); a snapshot."""
         return self._events
 
+    def event_windows(self, t_s: float) -> list[dict]:
+        """The events known by `t_s`: each one's cut [start_s, end_s) and the quiet window around it
+        in which new load is unwelcome (its baseline window before, its snap-back guard after), as
+        the site's status gives them to a fleet coordinator placing batch jobs."""
+        st = self.settings
+        return [{"id": ev.id, "start_s": ev.start.timestamp(), "end_s": ev.end.timestamp(),
+                 "quiet_from_s": ev.start.timestamp() - st.baseline_window_s,
+                 "quiet_until_s": ev.end.timestamp() + st.snapback_guard_s}
+                for ev, known_s in self.events().values() if known_s <= t_s]
+
     def timeline(self, t_s: float) -> TargetTimeline:
         """Targets as known at `t_s`."""
         resolved = [

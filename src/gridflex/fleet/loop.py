@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -44,7 +45,7 @@ from gridflex.errors import DriverError, InputError
 from gridflex.fleet.config import FleetConfig, ModelConfig
 from gridflex.fleet.coordinator import FleetCosts, FleetDecision, FleetSites, RequestClasses, decide
 from gridflex.fleet.latency import RttTable
-from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place
+from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place, windows_of
 from gridflex.model.site import FLEX_FACTOR
 from gridflex.store.db import Store
 
@@ -63,6 +64,7 @@ class SiteReport:
     free_gpus: int | None = None  # GPUs no running job holds (None: not reported)
     queue: tuple[dict, ...] = ()  # the jobs waiting in its queue (`QueuedJobOut` of the site API)
     serving_share: dict[str, float] = field(default_factory=dict)  # job id -> `serving_share` (reported jobs)
+    event_windows: tuple[dict, ...] | None = None  # known events with their times (None: not reported)
 
 
 def serving_share(throughput: float, flex_tier: int) -> float:
@@ -81,7 +83,8 @@ def site_report(body: dict) -> SiteReport:
     return SiteReport(True, float(power), body.get("target_w"), tuple(body.get("active_events") or ()),
                       free_gpus=body.get("free_gpus"), queue=tuple(body.get("queue") or ()),
                       carbon_g_per_kwh=body.get("carbon_g_per_kwh"), price_usd_per_mwh=body.get("price_usd_per_mwh"),
-                      serving_share=shares)
+                      serving_share=shares, event_windows=None if body.get("event_windows") is None
+                      else tuple(body["event_windows"]))
 
 
 async def poll_sites(cfg: FleetConfig) -> dict[str, SiteReport]:
@@ -124,8 +127,9 @@ async def post_load_floors(cfg: FleetConfig, floors: dict[tuple[str, str], float
 
 
 class FleetCoordinator:
-    def __init__(self, cfg: FleetConfig, router: RouterDriver, rtt: RttTable | None = None, store: Store | None = None):
-        self.cfg, self.router, self.store = cfg, router, store
+    def __init__(self, cfg: FleetConfig, router: RouterDriver, rtt: RttTable | None = None, store: Store | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.cfg, self.router, self.store, self.clock = cfg, router, store, clock
         self.store_error = ""
         self.rtt = rtt or RttTable.from_csv(cfg.rtt_file)
         self.costs = FleetCosts(**cfg.costs.model_dump())
@@ -197,9 +201,10 @@ class FleetCoordinator:
     def _place(self, reports: dict[str, SiteReport]) -> list[dict]:
         """Where the jobs waiting in the reachable sites' queues should run (`fleet/placement.py`):
         the moves advised. Nothing moves a job between clusters yet (docs/fleet.md), so this is
-        advice in the tick's line. A site with an event in force takes no new batch (the API gives
-        no times for upcoming events), and the event is taken to cut the whole run of a job that
-        stays there; one that does not report its free GPUs takes nothing new."""
+        advice in the tick's line. The events each site reports (`event_windows`) keep new batch
+        out of their quiet windows and price the work their cuts would take (a site that does not
+        report them: an event in force keeps all new batch out and cuts a whole run there); a site
+        that does not report its free GPUs takes nothing new."""
         names = [s.name for s in self.cfg.sites]
         rows = sorted(((i, q) for i, n in enumerate(names) if reports[n].reachable for q in reports[n].queue
                        if q.get("power_w") is not None and q.get("work_s")), key=lambda r: r[1].get("submit_s") or 0)
@@ -211,7 +216,8 @@ class FleetCoordinator:
                          data_gb=np.full(len(rows), self.cfg.placement.data_gb))
         rep = [reports[n] for n in names]
         limit = [r.target_w if r.target_w is not None else s.limit_w for s, r in zip(self.cfg.sites, rep)]
-        events = tuple(np.array([[-np.inf, np.inf]] if r.active_events else np.zeros((0, 2))) for r in rep)
+        events = [windows_of(r.event_windows) if r.event_windows is not None else
+                  (np.array([[-np.inf, np.inf]] if r.active_events else np.zeros((0, 2))),) * 2 for r in rep]
         sites = PlacementSites(
             names=tuple(names), reachable=np.array([r.reachable for r in rep]),
             free_gpus=np.array([np.nan if r.free_gpus is None else max(r.free_gpus - sum(q["gpus"] for q in r.queue), 0)
@@ -222,10 +228,10 @@ class FleetCoordinator:
                                        zip(self.cfg.sites, rep)]),
             price_usd_per_mwh=np.array([_finite(r.price_usd_per_mwh, s.price_usd_per_mwh) for s, r in
                                         zip(self.cfg.sites, rep)]),
-            event_windows_s=events, cut_windows_s=events,
+            event_windows_s=tuple(q for q, _ in events), cut_windows_s=tuple(c for _, c in events),
             pue=np.ones(len(names)),  # a queued job's power_w is site power already
             slow_usd_per_mwh=np.array([s.slow_usd_per_mwh for s in self.cfg.sites]))
-        placement = place(jobs, sites, time.time(), PlacementCosts(self.costs.carbon_usd_per_t,
+        placement = place(jobs, sites, self.clock(), PlacementCosts(self.costs.carbon_usd_per_t,
                                                                    self.cfg.placement.data_usd_per_gb))
         return [{"job": jobs.ids[k], "from": names[jobs.origin[k]], "to": names[placement.site[k]],
                  "why": placement.why[k]} for k in np.flatnonzero(placement.moved)]

@@ -35,6 +35,7 @@ first-in-first-out when it does. It is what a scheduler does at submission, one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,14 @@ class PlacementSites:
     pue: np.ndarray
     cut_windows_s: tuple[np.ndarray, ...]  # per site: (k, 2) [start, end) in which an event cuts its power
     slow_usd_per_mwh: np.ndarray  # value of the work the site gives up per MWh it sheds in place
+
+
+def windows_of(events: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """A site's reported events (`Controller.event_windows`) as (quiet, cut) windows, each (k, 2)
+    [start, end) in epoch seconds (`PlacementSites.event_windows_s`, `cut_windows_s`)."""
+    quiet = np.array([[e["quiet_from_s"], e["quiet_until_s"]] for e in events], float).reshape(-1, 2)
+    cut = np.array([[e["start_s"], e["end_s"]] for e in events], float).reshape(-1, 2)
+    return quiet, cut
 
 
 @dataclass(frozen=True, eq=False)

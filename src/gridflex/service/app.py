@@ -24,6 +24,7 @@ from gridflex.service.runtime import LiveService
 from gridflex.service.schemas import (
     DecisionOut,
     EventOut,
+    EventWindowOut,
     JobChange,
     JobOut,
     JobPlan,
@@ -199,6 +200,7 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
             price_usd_per_mwh=s.price_usd_per_mwh,
             queue=[QueuedJobOut(**q) for q in s.queue],
             free_gpus=s.free_gpus,
+            event_windows=[EventWindowOut(**w) for w in s.event_windows],
         )
 
     @app.get("/api/v1/telemetry", dependencies=read, tags=["site"], responses=read_answers | _answers(422))

@@ -76,6 +76,7 @@ class Status:
     site_power_source: str = "drivers"  # what the site power is read from: the site meter or the drivers
     carbon_g_per_kwh: float | None = None  # the time-shifting signal now, as known now (None: none, or unreadable)
     price_usd_per_mwh: float | None = None
+    event_windows: tuple[dict, ...] = ()  # each known event: id, start_s, end_s, quiet_from_s, quiet_until_s
 
 
 class LiveService:
@@ -468,6 +469,7 @@ class LiveService:
             **self._grid_signal(d.t_s),
             queue=tuple(self._queued(job) for job in self.controller.queued),
             free_gpus=self._free_gpus(),
+            event_windows=tuple(self.controller.event_windows(d.t_s)),
         )
         self.metrics.observe(d, tel, self.fleet, used, self.control.tolerance)
 

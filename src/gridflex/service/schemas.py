@@ -44,6 +44,17 @@ class QueuedJobOut(BaseModel):
                                   " PUE; null: no curve for its workload)")
 
 
+class EventWindowOut(BaseModel):
+    """An event the site knows, as a fleet coordinator placing batch jobs reads it."""
+
+    id: str
+    start_s: float = Field(description="the event's start (epoch seconds): its cut runs to `end_s`")
+    end_s: float
+    quiet_from_s: float = Field(description="from here (its baseline window) to `quiet_until_s` (its snap-back guard"
+                                " over) the site wants no new load")
+    quiet_until_s: float
+
+
 class StatusOut(BaseModel):
     t_s: float | None = Field(description="epoch seconds of the latest tick (null before the first)")
     site_power_w: float | None
@@ -72,6 +83,8 @@ class StatusOut(BaseModel):
     queue: list[QueuedJobOut] = Field(default_factory=list, description="the jobs waiting in the plant's queue, "
                                       "oldest first (what the fleet coordinator places across sites)")
     free_gpus: int | None = Field(None, description="GPUs no running job holds (null: the site has no GPU pools)")
+    event_windows: list[EventWindowOut] = Field(default_factory=list, description="the events known now, with their"
+                                                " times (what batch placement across sites avoids)")
 
 
 class EventOut(BaseModel):

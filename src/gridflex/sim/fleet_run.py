@@ -29,7 +29,7 @@ from gridflex.assembly import Site
 from gridflex.drivers.router_twin import TwinRouter
 from gridflex.fleet.latency import RttTable
 from gridflex.fleet.loop import FleetCoordinator, SiteReport, serving_share
-from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place
+from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place, windows_of
 from gridflex.fleet.scenario import LoadedFleet
 from gridflex.report.metrics import weighted_performance
 from gridflex.report.summary import job_performance, summarize
@@ -152,11 +152,9 @@ class BatchPlacer:
             free.append(max(0, int(twin.pool_gpus.sum() - twin.pool_used.sum()) - sum(j.gpus for j in twin.queue())))
             d = decisions.get(name)
             headroom.append(d.target_w - d.site_power_w if d is not None and np.isfinite(d.target_w) else np.inf)
-            st = ctl.settings
-            known = [ev for ev, known_s in ctl.events().values() if known_s <= t_s]
-            windows.append(np.array([[ev.start.timestamp() - st.baseline_window_s, ev.end.timestamp()
-                                      + st.snapback_guard_s] for ev in known]).reshape(-1, 2))
-            cuts.append(np.array([[ev.start.timestamp(), ev.end.timestamp()] for ev in known]).reshape(-1, 2))
+            quiet, cut = windows_of(ctl.event_windows(t_s))  # as its status reports them
+            windows.append(quiet)
+            cuts.append(cut)
         price = [float(p.at(t_s)) if p is not None else s.price_usd_per_mwh
                  for s, p in ((s, self.fleet.prices[s.name]) for s in self.fleet.spec.sites)]
         return PlacementSites(
