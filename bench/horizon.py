@@ -47,9 +47,11 @@ from gridflex.plan.shift_baselines import (
     run_now,
     threshold,
 )
-from gridflex.signals.forecast import CorrectedForecast, Forecast
+from gridflex.signals.forecast import BlendedForecast, CorrectedForecast, Forecast, as_known
 from gridflex.signals.recorded import builtin
 from gridflex.sim.curve_csv import builtin_curves
+from gridflex.sim.scenarios import load_scenario
+from gridflex.sim.shift_compare import shift_model
 
 H = 3600.0
 SLOT_S = 900.0
@@ -99,7 +101,7 @@ class Week:
     t0_s: float
     n_slots: int
     actual: np.ndarray  # [K] g/kWh
-    used: Forecast | CorrectedForecast  # the forecast every policy decides with
+    used: Forecast | CorrectedForecast | BlendedForecast  # the forecast every policy decides with
     other: Forecast | CorrectedForecast  # the alternative, for the horizon planner only
     other_label: str
     problem: ShiftProblem
@@ -141,6 +143,18 @@ def make_week(source: str = "gb-carbon-week", seed: int = 0, pool: int = 2048) -
     return Week(t0, n, actual, corrected, rec.forecast, "issued forecast uncorrected", problem, curves)
 
 
+def scenario_week(name: str) -> Week:
+    """A built-in scenario's queued jobs (`sim.shift_compare.shift_model`: the model of `gridflex
+    compare`'s bounds) with its signal and its forecast as its shifting settings read it
+    (`as_known`: corrected and blended as in the loop); the plain issued forecast as the other."""
+    loaded = load_scenario(name)
+    m, settings = shift_model(loaded), loaded.scenario.shifting
+    rec = builtin(settings.signal)
+    used = as_known(rec.forecast, rec.actual, settings.corrected_tau_s, settings.persistence_weight, settings.horizon_s)
+    return Week(m.t0_s, m.problem.n_slots, m.signal, used, rec.forecast, "issued forecast as published",
+                m.problem, m.curves)
+
+
 def mpc(week: Week, known, power_shaping: bool, replan_slots: int = 4) -> tuple[np.ndarray, int]:
     """Run the horizon planner in closed loop: every `replan_slots` slots plan 48 h ahead for the
     jobs that have arrived, then carry out the plan's first slots. Returns site power and the
@@ -175,8 +189,9 @@ def mpc(week: Week, known, power_shaping: bool, replan_slots: int = 4) -> tuple[
     return site_w, int((finished > p.deadline_k).sum())
 
 
-def week_comparison(source: str = "gb-carbon-week", seed: int = 0) -> dict:
-    w = make_week(source, seed)
+def week_comparison(source: str = "gb-carbon-week", seed: int = 0, scenario: str | None = None) -> dict:
+    w = scenario_week(scenario) if scenario else make_week(source, seed)
+    source = load_scenario(scenario).scenario.shifting.signal if scenario else source
     p = w.problem
     dt_h = SLOT_S / H
     # kg CO2 (g/kWh) or USD (USD/MWh): site kWh x signal / 1000
@@ -219,8 +234,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="job-arrival seeds of the week")
     ap.add_argument("--source", default="gb-carbon-week", choices=["gb-carbon-week", "ercot-price-week"],
                     help="the week's signal: GB carbon (forecasts as issued) or ERCOT prices (day-ahead as forecast)")
+    ap.add_argument("--scenario", help="the week of a built-in scenario instead (carbon-week-gb, price-week-ercot):"
+                    " its own queued jobs and forecast settings, as `gridflex compare` bounds them; --seeds ignored")
     ap.add_argument("--json", help="write the results to this JSON file")
     a = ap.parse_args()
+    if a.scenario:
+        a.seeds = [0]
     out = {}
     if a.part in ("speed", "all"):
         out["speed"] = s = speed()
@@ -229,7 +248,7 @@ def main() -> None:
               f"{s['cpu_s_median']:.2f} s CPU, "
               f"load average {s['load_avg']:.1f}")
     if a.part in ("week", "all"):
-        out["week"] = weeks = {seed: week_comparison(a.source, seed) for seed in a.seeds}
+        out["week"] = weeks = {seed: week_comparison(a.source, seed, a.scenario) for seed in a.seeds}
         for seed, wk in weeks.items():
             mae = wk["forecast_mae_g_per_kwh_48h"]
             print(f"week of {wk['source']}, seed {seed}: {wk['jobs']} jobs on {wk['pool_gpus']} GPUs; "

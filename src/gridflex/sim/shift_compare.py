@@ -85,14 +85,27 @@ def shift_comparison(loaded, seed: int = 0, progress: Callable[[float], None] | 
             "model": {k: round(v, 3) for k, v in model.items()}, "policies": rows}
 
 
-def bound_totals(loaded, true_full_w: dict[str, float] | None = None, slot_s: float = 900.0) -> dict[str, float]:
-    """Totals of the scenario's queued jobs in the LP's model under run-now and the three
-    perfect-foresight bounds: shift only, whole jobs (each runs to its end at full power once
-    started, as the twin and Slurm run them: `plan.start_times` over the whole scenario); shift
-    only, interruptible (the class LP of `plan.horizon` at full power: a job may stop and go on in
-    any slots of its window); shift + caps (the same class LP with power-cap operating points).
-    `true_full_w`: job id -> the plant's true per-GPU power at full speed (the twin's, which
-    departs from the measured curve by its seed), so that the bound is of the same plant as the runs."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class ShiftModel:
+    """A scenario's queued jobs in the horizon LP's model, with the true signal per slot."""
+
+    problem: ShiftProblem
+    curves: list
+    t0_s: float
+    signal: np.ndarray  # [K] the true signal, mean over each slot
+    carbon_g_per_kwh: np.ndarray  # [K] the signal where it is carbon, else zeros
+    price_usd_per_mwh: np.ndarray | None  # the signal where it is a price
+    weights: Weights | None
+
+    def perfect_foresight(self, power_shaping: bool):
+        return perfect_foresight(self.problem, self.curves, self.carbon_g_per_kwh, self.price_usd_per_mwh,
+                                 self.weights, power_shaping=power_shaping, t0_s=self.t0_s)
+
+
+def shift_model(loaded, true_full_w: dict[str, float] | None = None, slot_s: float = 900.0) -> ShiftModel:
+    """The scenario's queued jobs as a `ShiftProblem` (each with its curve, scaled to `true_full_w`
+    where given: job id -> the plant's true per-GPU power at full speed), released at submission,
+    due at its deadline (else the scenario's end), on the GPUs the other jobs leave."""
     sc = loaded.scenario
     t0, n = sc.start.timestamp(), int(sc.duration_s // slot_s)
     jobs: list[Job] = [j for j in sc.jobs if j.queued]
@@ -110,16 +123,28 @@ def bound_totals(loaded, true_full_w: dict[str, float] | None = None, slot_s: fl
                      duration, release, np.maximum(deadline, release + duration), pool, idle_w, sc.site.pue)
     actual = builtin(sc.shifting.signal).actual
     per_slot = np.array([actual.at(t0 + slot_s * (k + (np.arange(6) + 0.5) / 6)).mean() for k in range(n)])
-    carbon = per_slot if builtin(sc.shifting.signal).unit == "gCO2/kWh" else np.zeros(n)
-    price = None if carbon.any() else per_slot
-    weights = None if carbon.any() else Weights(0.0, 1.0)
-    bound = perfect_foresight(p, curves, carbon, price, weights, power_shaping=False, t0_s=t0)
-    capped = perfect_foresight(p, curves, carbon, price, weights, power_shaping=True, t0_s=t0)
-    extra_w = p.pue * p.gpus * (p.full_w - idle_w)
-    shares = solve_starts(StartInput(per_slot, p.gpus, extra_w, duration, p.deadline_k - duration,
-                                     np.full(n, float(pool)), earliest_start=release))
-    whole_w = p.pue * idle_w * pool + occupancy(shares, duration, extra_w)
+    is_carbon = builtin(sc.shifting.signal).unit == "gCO2/kWh"
+    return ShiftModel(p, curves, t0, per_slot, per_slot if is_carbon else np.zeros(n),
+                      None if is_carbon else per_slot, None if is_carbon else Weights(0.0, 1.0))
+
+
+def bound_totals(loaded, true_full_w: dict[str, float] | None = None, slot_s: float = 900.0) -> dict[str, float]:
+    """Totals of the scenario's queued jobs in the LP's model (`shift_model`) under run-now and the
+    three perfect-foresight bounds: shift only, whole jobs (each runs to its end at full power once
+    started, as the twin and Slurm run them: `plan.start_times` over the whole scenario); shift
+    only, interruptible (the class LP of `plan.horizon` at full power: a job may stop and go on in
+    any slots of its window); shift + caps (the same class LP with power-cap operating points).
+    `true_full_w` makes the bound of the same plant as the runs (the twin's true power departs
+    from the measured curve by its seed)."""
+    m = shift_model(loaded, true_full_w, slot_s)
+    p, n, t0 = m.problem, m.problem.n_slots, m.t0_s
+    extra_w = p.pue * p.gpus * (p.full_w - p.idle_w)
+    shares = solve_starts(StartInput(m.signal, p.gpus, extra_w, p.duration_slots, p.deadline_k - p.duration_slots,
+                                     np.full(n, float(p.pool_gpus)), earliest_start=p.release_k))
+    whole_w = p.pue * p.idle_w * p.pool_gpus + occupancy(shares, p.duration_slots, extra_w)
     times = t0 + slot_s * np.arange(1, n + 1)
-    total = (lambda site_w: signal_total(times, site_w, slot_s, sc.shifting.signal)[1])
+    signal = loaded.scenario.shifting.signal
+    total = (lambda site_w: signal_total(times, site_w, slot_s, signal)[1])
     return {"run_now": total(p.site_power_w(run_now(p))), "whole_jobs": total(whole_w),
-            "interruptible": total(bound.site_power_w), "shift_caps": total(capped.site_power_w)}
+            "interruptible": total(m.perfect_foresight(False).site_power_w),
+            "shift_caps": total(m.perfect_foresight(True).site_power_w)}
