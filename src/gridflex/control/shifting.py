@@ -20,16 +20,17 @@ job once started) are also capped. `horizon`: at each solve the class LP of `pla
 before each must finish, and the share of full throughput it gives each in the first slot
 becomes the job's upper power level until the next solve, never below its most efficient cap;
 the queued jobs' start LP then sees the GPUs and power that plan leaves. With `shaping_pauses`
-(off by default: docs/benchmarks.md measures it) a job that may pause is paused instead where the plan gives it (about) no work:
-under half its most efficient cap's throughput in the first slot, and no more for at least its
-pause's stall (pause and resume latency: a suspend, or a checkpoint and a restart) /
-`PAUSE_STALL_SHARE` and one slot ahead; its slack must also cover the stall. It is resumed when
-the plan gives it work or its slack is down to the stall, and a resumed job runs at least that
-long before shaping pauses it again (no flapping between solves). `threshold`: while the signal
-is above the threshold they run at their most efficient cap (no plan ahead: no pauses). The controller passes the bound to the per-tick planner (`PlanInput.upper_level_w`),
-which sheds from it for grid events: shaping only lowers power. A job must finish by its deadline
-and within its tier (its run at most work / flex_factor), less the margin below; a job whose
-slack is gone is not capped.
+(off by default: docs/benchmarks.md measures it) a job that may pause is paused instead where
+the plan gives it (about) no work: under half its most efficient cap's throughput in the first
+slot, and no more for at least one slot and its pause's stall (pause and resume latency: a
+suspend, or a checkpoint and a restart) / `PAUSE_STALL_SHARE` ahead; its slack must also cover
+the stall. It is resumed when the plan gives it work or its slack is down to the stall, and a
+resumed job runs at least that long before shaping pauses it again (no flapping between
+solves). `threshold`: while the signal is above the threshold they run at their most efficient
+cap (no plan ahead: no pauses). The controller passes the bound to the per-tick planner
+(`PlanInput.upper_level_w`), which sheds from it for grid events: shaping only lowers power. A
+job must finish by its deadline and within its tier (its run at most work / flex_factor), less
+the margin below; a job whose slack is gone is not capped.
 
 Hard rules for all: Flex 0 never waits; a job waits at most until its latest start, the time
 at which it must start to finish by its deadline (less a margin for slowing during events and
@@ -332,7 +333,8 @@ class Shifter:
         share = np.where(short, 1.0, np.minimum(share, 1.0))
         self.share = dict(zip((j.id for j in jobs), share.tolist()))
         # each job's leading slots with (about) no work: under half its most efficient cap's share
-        slot_share = plan.work_gpu_h[member] / (np.array([c.gpus for c in classes])[member, None] * s.slot_s / 3600.0)
+        class_gpus = np.array([c.gpus for c in classes])
+        slot_share = plan.work_gpu_h[member] / (class_gpus[member, None] * s.slot_s / 3600.0)
         idle = (slot_share < 0.5 * sh.low_share[left_s > 0, None]) & ~short[:, None]
         lead = np.where(idle.all(axis=1), k_end, np.argmin(idle, axis=1))
         self._idle_until_s = dict(zip((j.id for j in jobs), (t_s + s.slot_s * lead).tolist()))
