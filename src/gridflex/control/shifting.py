@@ -24,7 +24,8 @@ the queued jobs' start LP then sees the GPUs and power that plan leaves. With `s
 the plan gives it (about) no work: under half its most efficient cap's throughput in the first
 slot, and no more for at least one slot and its pause's stall (pause and resume latency: a
 suspend, or a checkpoint and a restart) / `PAUSE_STALL_SHARE` ahead; its slack must also cover
-the stall. It is resumed when the plan gives it work or its slack is down to the stall, and a
+the stall. It is resumed when the plan gives it work, but not before that least pause (the
+stall stays at most that share of it), or at once when its slack is down to the stall; a
 resumed job runs at least that long before shaping pauses it again (no flapping between
 solves). `threshold`: while the signal is above the threshold they run at their most efficient
 cap (no plan ahead: no pauses). The controller passes the bound to the per-tick planner
@@ -130,7 +131,7 @@ class Shifter:
         self.share: dict[str, float] = {}
         self._idle_until_s: dict[str, float] = {}  # from the last solve: until when each shaped job has no work
         self.paused: set[str] = set()  # shaped jobs shaping pauses now
-        self._resumed_s: dict[str, float] = {}  # when shaping last resumed each job
+        self._switched_s: dict[str, float] = {}  # when shaping last paused or resumed each job
         self._planned_shapeable = self._shapeable
         self._bound: tuple | None = None  # (fleet ids, share) the shares of `_planned_share` are for, and them
 
@@ -234,10 +235,12 @@ class Shifter:
         idle_s = np.array([self._idle_until_s.get(i, t_s) for i in ids]) - t_s
         least_s = np.maximum(s.slot_s, sh.stall_s / PAUSE_STALL_SHARE)
         was = np.array([i in self.paused for i in ids], bool)
-        running_s = t_s - np.array([self._resumed_s.get(i, -np.inf) for i in ids])
-        can = sh.may_pause & (slack_s >= sh.stall_s) & (idle_s > 0)
-        now = can & (was | (idle_s >= least_s) & (running_s >= least_s))
-        self._resumed_s.update((i, t_s) for i, w, n in zip(ids, was, now) if w and not n)
+        since_s = t_s - np.array([self._switched_s.get(i, -np.inf) for i in ids])  # in its state since
+        # paused: until the plan gives it work, not before `least_s`; running: not before `least_s`
+        # either, and only for a planned pause at least that long; slack for the stall always
+        now = sh.may_pause & (slack_s >= sh.stall_s) & np.where(
+            was, (idle_s > 0) | (since_s < least_s), (idle_s >= least_s) & (since_s >= least_s))
+        self._switched_s.update((i, t_s) for i, w, n in zip(ids, was, now) if w != n)
         self.paused = {i for i, n in zip(ids, now) if n}
         return now
 
