@@ -24,7 +24,7 @@ the queued jobs' start LP then sees the GPUs and power that plan leaves. With `s
 the plan gives it (about) no work: under half its most efficient cap's throughput in the first
 slot, and no more for at least one slot and its pause's stall (pause and resume latency: a
 suspend, or a checkpoint and a restart) / `PAUSE_STALL_SHARE` ahead; its slack must also cover
-the stall. It is resumed when the plan gives it work, but not before that least pause (the
+that least pause and the stall. It is resumed when the plan gives it work, but not before that least pause (the
 stall stays at most that share of it), or at once when its slack is down to the stall; a
 resumed job runs at least that long before shaping pauses it again (no flapping between
 solves). `threshold`: while the signal is above the threshold they run at their most efficient
@@ -236,10 +236,12 @@ class Shifter:
         least_s = np.maximum(s.slot_s, sh.stall_s / PAUSE_STALL_SHARE)
         was = np.array([i in self.paused for i in ids], bool)
         since_s = t_s - np.array([self._switched_s.get(i, -np.inf) for i in ids])  # in its state since
-        # paused: until the plan gives it work, not before `least_s`; running: not before `least_s`
-        # either, and only for a planned pause at least that long; slack for the stall always
-        now = sh.may_pause & (slack_s >= sh.stall_s) & np.where(
-            was, (idle_s > 0) | (since_s < least_s), (idle_s >= least_s) & (since_s >= least_s))
+        # paused: until the plan gives it work, not before `least_s`, while its slack covers the
+        # stall; running: not before `least_s` either, for a planned pause at least that long that
+        # its slack covers with the stall
+        now = sh.may_pause & np.where(
+            was, (slack_s >= sh.stall_s) & ((idle_s > 0) | (since_s < least_s)),
+            (slack_s >= least_s + sh.stall_s) & (idle_s >= least_s) & (since_s >= least_s))
         self._switched_s.update((i, t_s) for i, w, n in zip(ids, was, now) if w != n)
         self.paused = {i for i, n in zip(ids, now) if n}
         return now
@@ -335,10 +337,12 @@ class Shifter:
         short = plan.shortfall_gpu_h[member] > 1e-6
         share = np.where(short, 1.0, np.minimum(share, 1.0))
         self.share = dict(zip((j.id for j in jobs), share.tolist()))
-        # each job's leading slots with (about) no work: under half its most efficient cap's share
-        class_gpus = np.array([c.gpus for c in classes])
-        slot_share = plan.work_gpu_h[member] / (class_gpus[member, None] * s.slot_s / 3600.0)
-        idle = (slot_share < 0.5 * sh.low_share[left_s > 0, None]) & ~short[:, None]
+        # each job's leading slots with (about) no work: under half what it would do at its most
+        # efficient cap, or of the work it has left if less (a job about to finish is not idle)
+        work_s = plan.work_gpu_h[member] * 3600.0 / np.array([c.gpus for c in classes])[member, None]
+        left_then_s = left_s[left_s > 0, None] - np.cumsum(work_s, axis=1) + work_s
+        least_s = np.minimum(sh.low_share[left_s > 0, None] * s.slot_s, left_then_s)
+        idle = (work_s < 0.5 * least_s) & ~short[:, None]
         lead = np.where(idle.all(axis=1), k_end, np.argmin(idle, axis=1))
         self._idle_until_s = dict(zip((j.id for j in jobs), (t_s + s.slot_s * lead).tolist()))
         k = np.arange(k_end)
