@@ -70,8 +70,8 @@ def test_the_horizon_plan_caps_a_flex2_job_in_a_dirty_slot_not_in_a_clean_one_an
 def test_a_flex3_job_with_slack_runs_at_its_most_efficient_cap_until_the_clean_hours():
     jobs = [running("flex3", 3, hours=2.0, due_h=24.0)]
     fleet, upper = shaped_upper_w(signal([400.0] * 3 + [50.0] * 45), jobs)
-    # Flex 3 may take 4 h for 2 h of work: the plan would pause it in the dirty hours; shaping never
-    # pauses a running job, so it goes to its most efficient cap
+    # Flex 3 may take 4 h for 2 h of work: less the deadline margin, too little to wait the dirty
+    # hours out, so the plan runs it at its most efficient cap (no pause)
     assert upper[0] == first_cap_vertex_w(fleet)[0]
 
 

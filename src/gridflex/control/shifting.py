@@ -15,16 +15,23 @@ deferral holds for grid events (`control/deferral.py`); the twin keeps them queu
 - `run-now`: nothing waits (first in, first out).
 
 Power shaping (`power_shaping`, on by default): running flexible jobs with known work (a queued
-job once started) are also capped, never below their most efficient cap (no pausing: a running
-training job's pause is a checkpoint and a restart). `horizon`: at each solve the class LP of
-`plan/horizon.py` (power-cap operating points) plans their remaining work over the slots before
-each must finish, and the share of full throughput it gives each in the first slot becomes the
-job's upper power level until the next solve; the queued jobs' start LP then sees the GPUs and
-power that plan leaves. `threshold`: while the signal is above the threshold they run at their
-most efficient cap. The controller passes the bound to the per-tick planner (`PlanInput.upper_level_w`),
-which sheds from it for grid events: shaping only lowers power. A job must finish by its deadline
-and within its tier (its run at most work / flex_factor), less the margin below; a job whose
-slack is gone is not capped.
+job once started) are also capped. `horizon`: at each solve the class LP of `plan/horizon.py`
+(power-cap operating points; a GPU may also not work) plans their remaining work over the slots
+before each must finish, and the share of full throughput it gives each in the first slot
+becomes the job's upper power level until the next solve, never below its most efficient cap;
+the queued jobs' start LP then sees the GPUs and power that plan leaves. With `shaping_pauses`
+(off by default: docs/benchmarks.md measures it) a job that may pause is paused instead where
+the plan gives it (about) no work: under half its most efficient cap's throughput in the first
+slot, and no more for at least one slot and its pause's stall (pause and resume latency: a
+suspend, or a checkpoint and a restart) / `PAUSE_STALL_SHARE` ahead; its slack must also cover
+that least pause and the stall. It is resumed when the plan gives it work, but not before that least pause (the
+stall stays at most that share of it), or at once when its slack is down to the stall; a
+resumed job runs at least that long before shaping pauses it again (no flapping between
+solves). `threshold`: while the signal is above the threshold they run at their most efficient
+cap (no plan ahead: no pauses). The controller passes the bound to the per-tick planner
+(`PlanInput.upper_level_w`), which sheds from it for grid events: shaping only lowers power. A
+job must finish by its deadline and within its tier (its run at most work / flex_factor), less
+the margin below; a job whose slack is gone is not capped.
 
 Hard rules for all: Flex 0 never waits; a job waits at most until its latest start, the time
 at which it must start to finish by its deadline (less a margin for slowing during events and
@@ -59,6 +66,9 @@ log = logging.getLogger(__name__)
 #: Share of a job's work kept in hand before its deadline (slowing during a grid event, the
 #: twin's checkpoint stalls), besides one slot.
 DEADLINE_MARGIN = 0.1
+#: Power shaping pauses a job only for a planned pause at least its stall / this long: the work
+#: a pause loses is at most this share of the time it is paused (as DEADLINE_MARGIN, a tenth).
+PAUSE_STALL_SHARE = 0.1
 
 
 def latest_finish_s(job: Job) -> float:
@@ -108,8 +118,12 @@ class Shifter:
         self._jobs: Sequence[Job] = ()
         self._row: dict[str, int] = {}
         self._done_s = np.zeros(0)
-        self._shapeable = _Shapeable((), np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0))
+        self._shapeable = _Shapeable((), np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool),
+                                     np.zeros(0))
         self.share: dict[str, float] = {}
+        self._idle_until_s: dict[str, float] = {}  # from the last solve: until when each shaped job has no work
+        self.paused: set[str] = set()  # shaped jobs shaping pauses now
+        self._switched_s: dict[str, float] = {}  # when shaping last paused or resumed each job
         self._planned_shapeable = self._shapeable
         self._bound: tuple | None = None  # (fleet ids, share) the shares of `_planned_share` are for, and them
 
@@ -180,8 +194,10 @@ class Shifter:
             rows = np.flatnonzero(fleet.may_cap & np.array([j.duration_s is not None for j in jobs], bool))
             picked = tuple(jobs[r] for r in rows)
             low = fleet.hull_throughput[rows, np.where(fleet.may_pause[rows], 1, 0)]
+            stall_s = [j.latency.pause_s(j.pause_mode) + j.latency.unpause_s(j.pause_mode) for j in picked]
             self._shapeable = _Shapeable(picked, rows, np.array([float(j.duration_s) for j in picked]), np.array(
-                [self._finish_s(j) for j in picked]), np.minimum(low, 1.0))
+                [self._finish_s(j) for j in picked]), np.minimum(low, 1.0), fleet.may_pause[rows],
+                np.array(stall_s, float))
         self._done_s += throughput * dt_s
 
     def upper_level_w(self, t_s: float, fleet: JobFleet) -> np.ndarray | None:
@@ -189,6 +205,7 @@ class Shifter:
         None when nothing is shaped. `fleet` is the one last passed to `observe`."""
         s, sh = self.settings, self._shapeable
         if not s.power_shaping or s.policy not in ("horizon", "threshold") or self.signal_error or not len(sh.rows):
+            self.paused = set()
             return None
         share = self._planned_share(fleet) if s.policy == "horizon" else np.where(self._above, sh.low_share, 1.0)
         left_s = self._left_s()
@@ -196,7 +213,30 @@ class Shifter:
         share_all = np.ones(len(fleet))
         share_all[sh.rows] = np.where(slack_s >= 0, share, 1.0)  # a job whose slack is gone runs free
         level = np.maximum(fleet.level_at_throughput(share_all), first_cap_vertex_w(fleet))
+        paused = sh.rows[self._pauses(t_s, slack_s)]
+        level[paused] = fleet.paused_w[paused]
         return np.where(share_all < 1 - 1e-9, level, np.inf)
+
+    def _pauses(self, t_s: float, slack_s: np.ndarray) -> np.ndarray:
+        """[shapeable] the jobs shaping pauses now (module docstring); updates `paused`."""
+        s, sh = self.settings, self._shapeable
+        ids = [j.id for j in sh.jobs]
+        if s.policy != "horizon" or not s.shaping_pauses:
+            self.paused = set()
+            return np.zeros(len(ids), bool)
+        idle_s = np.array([self._idle_until_s.get(i, t_s) for i in ids]) - t_s
+        least_s = np.maximum(s.slot_s, sh.stall_s / PAUSE_STALL_SHARE)
+        was = np.array([i in self.paused for i in ids], bool)
+        since_s = t_s - np.array([self._switched_s.get(i, -np.inf) for i in ids])  # in its state since
+        # paused: until the plan gives it work, not before `least_s`, while its slack covers the
+        # stall; running: not before `least_s` either, for a planned pause at least that long that
+        # its slack covers with the stall
+        now = sh.may_pause & np.where(
+            was, (slack_s >= sh.stall_s) & ((idle_s > 0) | (since_s < least_s)),
+            (slack_s >= least_s + sh.stall_s) & (idle_s >= least_s) & (since_s >= least_s))
+        self._switched_s.update((i, t_s) for i, w, n in zip(ids, was, now) if w != n)
+        self.paused = {i for i, n in zip(ids, now) if n}
+        return now
 
     def _planned_share(self, fleet: JobFleet) -> np.ndarray:
         """[shapeable] each job's share of full throughput in the last solve's first slot (1: none)."""
@@ -286,8 +326,17 @@ class Shifter:
         working, level_w = dispatch(plan, 0, jobs, member)
         share = np.array([w / j.gpus * np.interp(lv, *j.curve.hull(with_pause=False)) if w > 0 else 0.0
                           for j, w, lv in zip(jobs, working, level_w)])
-        share = np.where(plan.shortfall_gpu_h[member] > 1e-6, 1.0, np.minimum(share, 1.0))
+        short = plan.shortfall_gpu_h[member] > 1e-6
+        share = np.where(short, 1.0, np.minimum(share, 1.0))
         self.share = dict(zip((j.id for j in jobs), share.tolist()))
+        # each job's leading slots with (about) no work: under half what it would do at its most
+        # efficient cap, or of the work it has left if less (a job about to finish is not idle)
+        work_s = plan.work_gpu_h[member] * 3600.0 / np.array([c.gpus for c in classes])[member, None]
+        left_then_s = left_s[left_s > 0, None] - np.cumsum(work_s, axis=1) + work_s
+        least_s = np.minimum(sh.low_share[left_s > 0, None] * s.slot_s, left_then_s)
+        idle = (work_s < 0.5 * least_s) & ~short[:, None]
+        lead = np.where(idle.all(axis=1), k_end, np.argmin(idle, axis=1))
+        self._idle_until_s = dict(zip((j.id for j in jobs), (t_s + s.slot_s * lead).tolist()))
         k = np.arange(k_end)
         worked = plan.work_gpu_h > 1e-9
         last = np.where(worked.any(axis=1), k_end - 1 - np.argmax(worked[:, ::-1], axis=1), -1)
@@ -335,3 +384,5 @@ class _Shapeable:
     work_s: np.ndarray  # [S] work at full speed
     finish_s: np.ndarray  # [S] by when each must be done (deadline, tier), before the margin
     low_share: np.ndarray  # [S] share of full throughput at the most efficient cap
+    may_pause: np.ndarray  # [S] bool
+    stall_s: np.ndarray  # [S] work a pause loses: its pause and resume latency

@@ -54,6 +54,10 @@ class ShiftSettings(BaseModel):
         True, description="horizon and threshold policies: also cap running flexible jobs with known work in"
         " dirty or dear hours, within their deadlines and tiers (horizon: by the plan; threshold: at their most"
         " efficient cap while the signal is above the threshold)")
+    shaping_pauses: bool = Field(
+        False, description="horizon policy with power shaping: also pause (suspend or checkpoint) a running job that"
+        " may pause while the plan gives it no work for long enough that its pause's stall is a small share of"
+        " the pause, and its deadline and tier leave room for the stall; resumed when the plan gives it work")
 
     @model_validator(mode="after")
     def _source(self) -> ShiftSettings:

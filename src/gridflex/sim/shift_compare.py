@@ -30,7 +30,8 @@ from gridflex.signals.recorded import builtin
 
 #: (label, shifting settings changed) of the policies compared.
 #: LWA and run-now only choose start times (a started job runs at full power); threshold and
-#: gridflex may also cap running flexible work (`power_shaping`).
+#: gridflex may also cap running flexible work (`power_shaping`); gridflex may also pause it
+#: where its plan gives it no work (`shaping_pauses`).
 POLICIES = (
     ("run-now", {"policy": "run-now"}),
     ("lwa", {"policy": "lwa"}),
@@ -38,8 +39,12 @@ POLICIES = (
     ("threshold + caps", {"policy": "threshold", "power_shaping": True}),
     ("gridflex, shift only", {"policy": "horizon", "power_shaping": False}),
     ("gridflex, shift only, actuals as forecast", {"policy": "horizon", "power_shaping": False, "forecast": "actual"}),
-    ("gridflex, shift + caps", {"policy": "horizon", "power_shaping": True}),
-    ("gridflex, shift + caps, actuals as forecast", {"policy": "horizon", "power_shaping": True, "forecast": "actual"}),
+    ("gridflex, shift + caps", {"policy": "horizon", "power_shaping": True, "shaping_pauses": False}),
+    ("gridflex, shift + caps, actuals as forecast", {"policy": "horizon", "power_shaping": True, "shaping_pauses": False,
+                                                     "forecast": "actual"}),
+    ("gridflex, shift + caps + pauses", {"policy": "horizon", "power_shaping": True, "shaping_pauses": True}),
+    ("gridflex, shift + caps + pauses, actuals as forecast", {"policy": "horizon", "power_shaping": True,
+                                                              "shaping_pauses": True, "forecast": "actual"}),
 )
 BOUNDS = (("perfect-foresight bound, shift only, whole jobs (LP)", "whole_jobs"),
           ("perfect-foresight bound, shift only, interruptible (LP)", "interruptible"),
