@@ -45,10 +45,12 @@ from tests.slurm_cluster import require_slurm, slurm_cluster  # noqa: F401  (ses
 
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) the Slurm tests share one worker,
-    hence one cluster (a session fixture), while the other worker runs the rest beside them."""
+    hence one cluster (a session fixture), while the other worker runs the rest beside them; they
+    go first (they mostly wait on the cluster, minutes of it), so that the rest fills in around them."""
     for item in items:
         if item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable: files keep their order
 
 
 @pytest.hookimpl(hookwrapper=True)
