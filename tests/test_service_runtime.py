@@ -99,7 +99,7 @@ def test_tier_change_keeps_the_budget_account_and_survives_restart(url):
     assert make_service(url, clock).jobs()[0]["flex_tier"] == 0
 
 
-def test_deadline_and_begin_set_by_the_operator_survive_restart(url):
+def test_deadline_begin_and_load_floor_set_through_the_api_survive_restart(url):
     clock = FakeClock(T0)
     svc = make_service(url, clock)
     run_ticks(svc, clock, 2)
@@ -107,7 +107,9 @@ def test_deadline_and_begin_set_by_the_operator_survive_restart(url):
     deadline = datetime.fromtimestamp(T0 + 86400, timezone.utc)
     svc.change_job(job_id, deadline=deadline)
     svc.change_job(job_id, begin=datetime.fromtimestamp(T0 - 60, timezone.utc))  # the deadline is kept
+    svc.change_job(job_id, load_floor=0.6)  # a fleet coordinator's, while it routes traffic here
     again = make_service(url, clock)
+    assert again.controller.load_floors == {job_id: 0.6}
     run_ticks(again, clock, 1)
     row = next(j for j in again.jobs() if j["id"] == job_id)
     assert row["deadline"] == deadline and row["begin"].timestamp() == T0 - 60

@@ -239,9 +239,9 @@ def create_app(service: LiveService, config: ServiceConfig, run_loop: bool = Tru
     @app.patch("/api/v1/jobs/{job_id}", dependencies=write, tags=["jobs"], responses=_answers(400, 401, 403, 404, 422))
     def change_job(job_id: str, change: JobChange) -> JobOut | QueuedJobOut:
         """Change a running job's flex tier (its account over the current window carries on) or load
-        floor (the fleet coordinator's, sent every tick, not stored), and/or a running or queued job's
-        deadline and earliest start (time shifting keeps them; stored, they outlast a restart). All are
-        checked before any is applied."""
+        floor (a fleet coordinator's), and/or a running or queued job's deadline and earliest start
+        (time shifting keeps them). All are checked before any is applied, and stored: they outlast
+        a restart."""
         try:
             row = service.change_job(job_id, change.flex_tier, change.deadline, change.begin, change.load_floor)
         except KeyError:

@@ -120,7 +120,11 @@ class LiveService:
         if config.shifting is not None:
             c.shifting = _live_shifter(config, spec, self.control.release_stagger_s, clock)
         c.tiers.update({k: s.flex_tier for k, s in saved.items() if s.flex_tier is not None})
-        c.times.update(store.job_times())
+        for job_id, saved_set in store.job_overrides().items():  # what the API set, before a restart
+            if "load_floor" in saved_set:
+                c.set_load_floor(job_id, saved_set.pop("load_floor"))
+            if saved_set:
+                c.times[job_id] = saved_set
         c.carried.update({k: (s.window_start_s, s.window_end_s, s.delivered_s, s.elapsed_s) for k, s in saved.items()})
         for rec in store.events(status="active"):
             c.add_event(rec.event, rec.known_from_s)
@@ -303,9 +307,9 @@ class LiveService:
     def change_job(self, job_id: str, flex_tier: int | None = None, deadline: datetime | None = None,
                    begin: datetime | None = None, load_floor: float | None = None) -> dict:
         """Change a running job's flex tier (its budget account over the current window carries
-        on) and load floor (`Controller.set_load_floor`; the coordinator sends it every tick, not
-        stored), and/or a running or queued job's deadline and earliest start (time shifting reads
-        them from the next tick; stored, they outlast a restart). Everything is checked before
+        on) and load floor (`Controller.set_load_floor`, sent by a fleet coordinator), and/or a
+        running or queued job's deadline and earliest start (time shifting reads them from the
+        next tick). All are stored and outlast a restart. Everything is checked before
         anything is applied. Returns the job's row (`jobs()`), or a queued job's. KeyError: no such job."""
         if flex_tier is not None and flex_tier not in FLEX_FACTOR:
             raise InputError(f"flex_tier: {flex_tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
@@ -334,8 +338,9 @@ class LiveService:
                 states[job_id] = JobState(**{**states[job_id].__dict__, "flex_tier": flex_tier})
                 self.store.save_job_states(list(states.values()))
                 c.set_tier(job_id, flex_tier)
+            if times or load_floor is not None:
+                self.store.save_job_override(job_id, times, load_floor)  # stored, then applied
             if times:
-                self.store.save_job_times(job_id, times)
                 c.set_times(job_id, times)
             if load_floor is not None:
                 c.set_load_floor(job_id, load_floor)

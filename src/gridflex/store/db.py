@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridflex.errors import InputError
 from gridflex.model.events import GridEvent
-from gridflex.store.models import DecisionRow, EventRow, JobStateRow, JobTimesRow, MetaRow, PriceRow, TelemetryRow
+from gridflex.store.models import DecisionRow, EventRow, JobOverridesRow, JobStateRow, MetaRow, PriceRow, TelemetryRow
 
 
 @dataclass(frozen=True)
@@ -185,21 +185,25 @@ class Store:
                 for r in s.scalars(select(JobStateRow))
             }
 
-    def save_job_times(self, job_id: str, times: dict[str, datetime]) -> None:
-        """Record a job's `deadline` and/or `begin` as the operator set them (others kept)."""
+    def save_job_override(self, job_id: str, times: dict[str, datetime] | None = None,
+                          load_floor: float | None = None) -> None:
+        """Record what was set on a job: its `deadline` and/or `begin`, its load floor (others kept)."""
         with self._session.begin() as s:
-            row = s.get(JobTimesRow, job_id) or JobTimesRow(job_id=job_id)
-            for name, t in times.items():
+            row = s.get(JobOverridesRow, job_id) or JobOverridesRow(job_id=job_id)
+            for name, t in (times or {}).items():
                 setattr(row, f"{name}_s", t.timestamp())
+            if load_floor is not None:
+                row.load_floor = float(load_floor)
             row.updated_s = time.time()
             s.merge(row)
 
-    def job_times(self) -> dict[str, dict[str, datetime]]:
-        """job id -> the `deadline` and `begin` the operator set (UTC)."""
+    def job_overrides(self) -> dict[str, dict]:
+        """job id -> what was set on it: `deadline` and `begin` (UTC datetimes), `load_floor`."""
         with self._session() as s:
             return {r.job_id: {name: datetime.fromtimestamp(t_s, timezone.utc) for name, t_s in
                                (("deadline", r.deadline_s), ("begin", r.begin_s)) if t_s is not None}
-                    for r in s.scalars(select(JobTimesRow))}
+                    | ({"load_floor": r.load_floor} if r.load_floor is not None else {})
+                    for r in s.scalars(select(JobOverridesRow))}
 
     # --- prices and settings ------------------------------------------------------------------
     def add_price(self, event_id: str, start_s: float, end_s: float, price: float, source: str) -> None:

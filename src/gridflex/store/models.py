@@ -73,14 +73,16 @@ class JobStateRow(Base):
     updated_s: Mapped[float] = mapped_column(Float)
 
 
-class JobTimesRow(Base):
-    """A job's deadline and earliest start as the operator set them (`PATCH /api/v1/jobs/{id}`)."""
+class JobOverridesRow(Base):
+    """What was set on a job through `PATCH /api/v1/jobs/{id}`: its deadline and earliest start
+    (the operator), its load floor (a fleet coordinator); None: not set."""
 
-    __tablename__ = "job_times"
+    __tablename__ = "job_overrides"
 
     job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     deadline_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     begin_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    load_floor: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_s: Mapped[float] = mapped_column(Float)
 
 

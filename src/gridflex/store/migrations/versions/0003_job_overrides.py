@@ -1,4 +1,4 @@
-"""Deadlines and earliest starts the operator set through the API survive a restart.
+"""What was set on a job through the API (deadline, earliest start, load floor) survives a restart.
 
 Revision ID: 0003
 Revises: 0002
@@ -15,13 +15,14 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "job_times",
+        "job_overrides",
         sa.Column("job_id", sa.String(200), primary_key=True),
         sa.Column("deadline_s", sa.Float(), nullable=True),
         sa.Column("begin_s", sa.Float(), nullable=True),
+        sa.Column("load_floor", sa.Float(), nullable=True),
         sa.Column("updated_s", sa.Float(), nullable=False),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("job_times")
+    op.drop_table("job_overrides")
