@@ -76,14 +76,17 @@ def test_impossible_changes_get_a_clear_400_or_404_and_are_never_half_applied(en
     assert client.patch("/api/v1/jobs/nope", json={"deadline": "2026-05-04T06:00:00Z"}, headers=AUTH).status_code == 404
 
 
-def test_a_running_jobs_load_floor_is_set_through_the_api_and_reaches_the_controller(env):
+def test_a_running_jobs_load_floor_is_set_through_the_api_and_reaches_the_controller(env, caplog):
     """The fleet coordinator's PATCH: a running job's load floor (0 to 1) goes to the controller,
-    whose next tick keeps the job at or above it; a queued job or a value out of range is refused."""
+    whose next tick keeps the job at or above it; a queued job or a value out of range is refused.
+    The same floor again (the coordinator sends it every tick) is neither stored again nor logged."""
     client, svc, clock = env
     running = svc.fleet.ids[0]
-    r = client.patch(f"/api/v1/jobs/{running}", json={"load_floor": 0.8}, headers=AUTH)
-    assert r.status_code == 200, r.text
+    for _ in range(3):
+        r = client.patch(f"/api/v1/jobs/{running}", json={"load_floor": 0.8}, headers=AUTH)
+        assert r.status_code == 200, r.text
     assert svc.controller.load_floors == {running: 0.8}
+    assert sum("load_floor set to 0.8" in m for m in caplog.messages) == 1
     run_ticks(svc, clock, 1)
     assert client.patch(f"/api/v1/jobs/{running}", json={"load_floor": 1.5}, headers=AUTH).status_code == 422
     assert client.patch("/api/v1/jobs/batch-1", json={"load_floor": 0.5}, headers=AUTH).status_code == 400

@@ -338,6 +338,8 @@ class LiveService:
                 states[job_id] = JobState(**{**states[job_id].__dict__, "flex_tier": flex_tier})
                 self.store.save_job_states(list(states.values()))
                 c.set_tier(job_id, flex_tier)
+            if load_floor is not None and c.load_floors.get(job_id, 0.0) == load_floor:
+                load_floor = None  # the coordinator says it again every tick: nothing to store or log
             if times or load_floor is not None:
                 self.store.save_job_override(job_id, times, load_floor)  # stored, then applied
             if times:
@@ -348,9 +350,10 @@ class LiveService:
             row = next((r for r in self._jobs_view if r["id"] == job_id), None)
             if row is None:
                 row = self._queued(c.as_set(job))
-        log.info("job %s: %s", job_id, ", ".join(f"{k} set to {v}" for k, v in
-                                                 ({"flex_tier": flex_tier, "load_floor": load_floor} | times).items()
-                                                 if v is not None))
+        changed = [f"{k} set to {v}" for k, v in ({"flex_tier": flex_tier, "load_floor": load_floor} | times).items()
+                   if v is not None]
+        if changed:
+            log.info("job %s: %s", job_id, ", ".join(changed))
         return row
 
     # --- internals ----------------------------------------------------------------------------
