@@ -33,7 +33,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gridflex.drivers.router_base import RouterDriver, shift_traffic
 from gridflex.errors import DriverError, InputError
-from gridflex.fleet.config import FleetConfig, ModelConfig
+from gridflex.fleet.config import FleetConfig, ModelConfig, SiteConfig
 from gridflex.fleet.coordinator import FleetCosts, FleetDecision, FleetSites, RequestClasses, decide
 from gridflex.fleet.latency import RttTable
 from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place, windows_of
@@ -214,23 +214,8 @@ class FleetCoordinator:
                          gpus=np.array([q["gpus"] for _, q in rows]), power_w=np.array([q["power_w"] for _, q in rows]),
                          run_s=np.array([q["work_s"] for _, q in rows]),
                          data_gb=np.full(len(rows), self.cfg.placement.data_gb))
-        rep = [reports[n] for n in names]
-        limit = [r.target_w if r.target_w is not None else s.limit_w for s, r in zip(self.cfg.sites, rep)]
-        events = [windows_of(r.event_windows) if r.event_windows is not None else
-                  (np.array([[-np.inf, np.inf]] if r.active_events else np.zeros((0, 2))),) * 2 for r in rep]
-        sites = PlacementSites(
-            names=tuple(names), reachable=np.array([r.reachable for r in rep]),
-            free_gpus=np.array([np.nan if r.free_gpus is None else max(r.free_gpus - sum(q["gpus"] for q in r.queue), 0)
-                                for r in rep], float),
-            headroom_w=np.array([np.inf if lim is None or not r.reachable else lim - r.site_power_w
-                                 for lim, r in zip(limit, rep)], float),
-            carbon_g_per_kwh=np.array([_finite(r.carbon_g_per_kwh, s.carbon_g_per_kwh) for s, r in
-                                       zip(self.cfg.sites, rep)]),
-            price_usd_per_mwh=np.array([_finite(r.price_usd_per_mwh, s.price_usd_per_mwh) for s, r in
-                                        zip(self.cfg.sites, rep)]),
-            event_windows_s=tuple(q for q, _ in events), cut_windows_s=tuple(c for _, c in events),
-            pue=np.ones(len(names)),  # a queued job's power_w is site power already
-            slow_usd_per_mwh=np.array([s.slow_usd_per_mwh for s in self.cfg.sites]))
+        sites = placement_sites(self.cfg.sites, [reports[n] for n in names],
+                                np.ones(len(names)))  # a queued job's power_w is site power already
         placement = place(jobs, sites, self.clock(), PlacementCosts(self.costs.carbon_usd_per_t,
                                                                    self.cfg.placement.data_usd_per_gb))
         return [{"job": jobs.ids[k], "from": names[jobs.origin[k]], "to": names[placement.site[k]],
@@ -329,6 +314,28 @@ class FleetCoordinator:
         return RequestClasses(tuple(c.name for c in model.classes), tuple(c.origin for c in model.classes),
                               np.array([rates_rps.get(c.name, c.rate_rps) for c in model.classes], float),
                               np.array([c.latency_budget_ms for c in model.classes], float))
+
+
+def placement_sites(sites: Sequence[SiteConfig], reports: Sequence[SiteReport], pue: np.ndarray) -> PlacementSites:
+    """What batch placement knows of each site (`fleet/placement.py`), from its report as its
+    `/api/v1/status` gives it (the twin of a fleet reports the same), fleet.yaml's values where it
+    reports none: free GPUs less its queue's; headroom under its target (else its `limit_w`); its
+    events' quiet and cut windows (a site that does not report them: an event in force keeps all
+    new batch out and cuts a whole run there); carbon and price now. `pue`: per site, to turn the
+    jobs' power into site power (1 where it is site power already)."""
+    limit = [r.target_w if r.target_w is not None else s.limit_w for s, r in zip(sites, reports)]
+    events = [windows_of(r.event_windows) if r.event_windows is not None else
+              (np.array([[-np.inf, np.inf]] if r.active_events else np.zeros((0, 2))),) * 2 for r in reports]
+    return PlacementSites(
+        names=tuple(s.name for s in sites), reachable=np.array([r.reachable for r in reports]),
+        free_gpus=np.array([np.nan if r.free_gpus is None else max(r.free_gpus - sum(q["gpus"] for q in r.queue), 0)
+                            for r in reports], float),
+        headroom_w=np.array([np.inf if lim is None or not r.reachable else lim - r.site_power_w
+                             for lim, r in zip(limit, reports)], float),
+        carbon_g_per_kwh=np.array([_finite(r.carbon_g_per_kwh, s.carbon_g_per_kwh) for s, r in zip(sites, reports)]),
+        price_usd_per_mwh=np.array([_finite(r.price_usd_per_mwh, s.price_usd_per_mwh) for s, r in zip(sites, reports)]),
+        event_windows_s=tuple(q for q, _ in events), cut_windows_s=tuple(c for _, c in events), pue=pue,
+        slow_usd_per_mwh=np.array([s.slow_usd_per_mwh for s in sites]))
 
 
 def _finite(value: float | None, fallback: float) -> float:

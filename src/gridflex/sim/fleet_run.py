@@ -28,8 +28,8 @@ import numpy as np
 from gridflex.assembly import Site
 from gridflex.drivers.router_twin import TwinRouter
 from gridflex.fleet.latency import RttTable
-from gridflex.fleet.loop import FleetCoordinator, SiteReport, serving_share
-from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place, windows_of
+from gridflex.fleet.loop import FleetCoordinator, SiteReport, placement_sites, serving_share
+from gridflex.fleet.placement import BatchJobs, PlacementCosts, PlacementSites, place
 from gridflex.fleet.scenario import LoadedFleet
 from gridflex.report.metrics import weighted_performance
 from gridflex.report.summary import job_performance, summarize
@@ -124,6 +124,7 @@ class BatchPlacer:
         self.power_w = np.array([j.gpus * (c.full_power_w - c.idle_w) for j, c in zip(jobs, curves)])
         self.data_gb = np.full(len(jobs), data_gb)
         self.pue = np.array([fleet.sites[n].scenario.site.pue for n in self.names])
+        self.site_configs = fleet.fleet_config().sites
         self.moves: list[dict] = []
 
     def place(self, t0_s: float, t_s: float, decisions: dict) -> None:
@@ -145,24 +146,20 @@ class BatchPlacer:
                                "data_gb": float(jobs.data_gb[k]), "why": placement.why[k]})
 
     def _report(self, t_s: float, decisions: dict) -> PlacementSites:
-        free, headroom, windows, cuts = [], [], [], []
-        for name in self.names:
-            site = self.sites[name][0]
-            twin, ctl = site.driver, site.controller
-            free.append(max(0, int(twin.pool_gpus.sum() - twin.pool_used.sum()) - sum(j.gpus for j in twin.queue())))
-            d = decisions.get(name)
-            headroom.append(d.target_w - d.site_power_w if d is not None and np.isfinite(d.target_w) else np.inf)
-            quiet, cut = windows_of(ctl.event_windows(t_s))  # as its status reports them
-            windows.append(quiet)
-            cuts.append(cut)
-        price = [float(p.at(t_s)) if p is not None else s.price_usd_per_mwh
-                 for s, p in ((s, self.fleet.prices[s.name]) for s in self.fleet.spec.sites)]
-        return PlacementSites(
-            names=tuple(self.names), reachable=np.ones(len(self.names), bool), free_gpus=np.array(free),
-            headroom_w=np.array(headroom, float),
-            carbon_g_per_kwh=np.array([float(self.fleet.carbon[n].at(t_s)) for n in self.names]),
-            price_usd_per_mwh=np.array(price), event_windows_s=tuple(windows), pue=self.pue,
-            cut_windows_s=tuple(cuts), slow_usd_per_mwh=np.array([s.slow_usd_per_mwh for s in self.fleet.spec.sites]))
+        """The sites as their API would report them now (`fleet.loop.placement_sites`)."""
+        reports = []
+        for s in self.fleet.spec.sites:
+            site, prices, d = self.sites[s.name][0], self.fleet.prices[s.name], decisions.get(s.name)
+            twin = site.driver
+            reports.append(SiteReport(
+                True, d.site_power_w if d is not None else float("nan"),
+                d.target_w if d is not None and np.isfinite(d.target_w) else None,
+                free_gpus=int(twin.pool_gpus.sum() - twin.pool_used.sum()),
+                queue=tuple({"gpus": j.gpus} for j in twin.queue()),
+                carbon_g_per_kwh=float(self.fleet.carbon[s.name].at(t_s)),
+                price_usd_per_mwh=float(prices.at(t_s)) if prices is not None else s.price_usd_per_mwh,
+                event_windows=tuple(site.controller.event_windows(t_s))))
+        return placement_sites(self.site_configs, reports, self.pue)
 
 
 @dataclass
