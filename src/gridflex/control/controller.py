@@ -72,6 +72,12 @@ class Journal(Protocol):
     def decision(self, decision: Decision) -> None: ...
 
 
+def check_load_floor(throughput: float) -> None:
+    """A load floor is a throughput share: 0 (none) to 1 (normal)."""
+    if not 0.0 <= throughput <= 1.0:
+        raise InputError(f"load_floor: {throughput}; allowed: 0 to 1 (throughput, normal = 1)")
+
+
 class Controller:
     """Each tick: find which jobs run and wait (the plant says), keep their flex budgets, plan,
     hold or release queued work, act. Jobs that start, end or change tier update the fleet in
@@ -157,8 +163,7 @@ class Controller:
         (`site.priority: grid`). The job is also modelled as carrying that load (`JobFleet.under_load`:
         power above idle in proportion), so that the planner sees how little slowing a lightly
         loaded server saves. Safe from another thread, as `add_event`."""
-        if not 0.0 <= throughput <= 1.0:
-            raise InputError(f"load_floor: {throughput}; allowed: 0 to 1 (throughput, normal = 1)")
+        check_load_floor(throughput)
         self.load_floors = {**{k: v for k, v in self.load_floors.items() if k != job_id},
                             **({job_id: float(throughput)} if throughput > 0 else {})}
 

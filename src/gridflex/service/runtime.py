@@ -13,7 +13,7 @@ from datetime import datetime
 import numpy as np
 from pydantic import ValidationError
 
-from gridflex.control.controller import Controller, Decision, WindowRule
+from gridflex.control.controller import Controller, Decision, WindowRule, check_load_floor
 from gridflex.control.shifting import Shifter
 from gridflex.drivers.base import Telemetry
 from gridflex.drivers.dry_run import DryRunDriver
@@ -313,8 +313,8 @@ class LiveService:
         anything is applied. Returns the job's row (`jobs()`), or a queued job's. KeyError: no such job."""
         if flex_tier is not None and flex_tier not in FLEX_FACTOR:
             raise InputError(f"flex_tier: {flex_tier}; allowed: {', '.join(map(str, FLEX_FACTOR))}")
-        if load_floor is not None and not 0.0 <= load_floor <= 1.0:
-            raise InputError(f"load_floor: {load_floor}; allowed: 0 to 1 (throughput, normal = 1)")
+        if load_floor is not None:
+            check_load_floor(load_floor)
         times = {k: v for k, v in (("deadline", deadline), ("begin", begin)) if v is not None}
         if deadline is not None and deadline.timestamp() <= self.clock():
             raise InputError(f"deadline: {deadline.isoformat()} has passed")

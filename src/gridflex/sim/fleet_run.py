@@ -147,18 +147,8 @@ class BatchPlacer:
 
     def _report(self, t_s: float, decisions: dict) -> PlacementSites:
         """The sites as their API would report them now (`fleet.loop.placement_sites`)."""
-        reports = []
-        for s in self.fleet.spec.sites:
-            site, prices, d = self.sites[s.name][0], self.fleet.prices[s.name], decisions.get(s.name)
-            twin = site.driver
-            reports.append(SiteReport(
-                True, d.site_power_w if d is not None else float("nan"),
-                d.target_w if d is not None and np.isfinite(d.target_w) else None,
-                free_gpus=int(twin.pool_gpus.sum() - twin.pool_used.sum()),
-                queue=tuple({"gpus": j.gpus} for j in twin.queue()),
-                carbon_g_per_kwh=float(self.fleet.carbon[s.name].at(t_s)),
-                price_usd_per_mwh=float(prices.at(t_s)) if prices is not None else s.price_usd_per_mwh,
-                event_windows=tuple(site.controller.event_windows(t_s))))
+        reports = [_report(self.sites[s.name][0], decisions.get(s.name), self.fleet, s.name, t_s)
+                   for s in self.fleet.spec.sites]
         return placement_sites(self.site_configs, reports, self.pue)
 
 
@@ -191,7 +181,8 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
     rtt_ms = rtt.between([c.origin for c in spec.classes], [s.region for s in spec.sites])
     router = TwinRouter({c.name: {s: int(h > 0) for s, h in zip(traffic.sites, traffic.home[i])}
                          for i, c in enumerate(spec.classes)})
-    coordinator = FleetCoordinator(cfg, router, rtt) if mode == "fleet" else None
+    # the coordinator routes; batch jobs are placed as they are submitted (`BatchPlacer`), not advised
+    coordinator = FleetCoordinator(cfg.model_copy(update={"placement": None}), router, rtt) if mode == "fleet" else None
     sites: dict[str, tuple[Site, _ServingJournal]] = {}
     for i, s in enumerate(spec.sites):
         journal = _ServingJournal(s.serves, fleet.sites[s.name])
@@ -232,8 +223,8 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
         if k % every == 0:
             if coordinator is not None and (coordinator_stops_s is None or t - start_s < coordinator_stops_s):
                 router.t_s = t
-                reports = {name: _report(decisions[name], fleet, name, t, journal.shares)
-                           for name, (_, journal) in sites.items()}
+                reports = {name: _report(site, decisions[name], fleet, name, t, journal.shares)
+                           for name, (site, journal) in sites.items()}
                 line = coordinator.tick_with(reports, dict(zip(traffic.names, rates.tolist())))
                 for (name, job), floor in coordinator.load_floors(line, reports).items():  # as PATCH /jobs/{id}
                     sites[name][0].controller.set_load_floor(job, floor)
@@ -257,15 +248,20 @@ def run_fleet(fleet: LoadedFleet, planner: str = "optimal", seed: int = 0, mode:
                     np.array(series_rates), work_gpu_h, placement_g / 1e3, lines, placer.moves if placer else [])
 
 
-def _report(decision, fleet: LoadedFleet, name: str, t_s: float, shares: dict[str, float]) -> SiteReport:
-    """What the site's API would say now (`/api/v1/status`), with its carbon and price now and
+def _report(site: Site, decision, fleet: LoadedFleet, name: str, t_s: float,
+            shares: dict[str, float] | None = None) -> SiteReport:
+    """What the site's API would say now (`/api/v1/status`; None: no decision yet): its power,
+    target and events (with their times), its free GPUs and queue, its carbon and price now, and
     the share of its inference capacity it vouches for (`_ServingJournal.shares`)."""
-    prices = fleet.prices[name]
+    prices, twin = fleet.prices[name], site.driver
     return SiteReport(
-        reachable=True, site_power_w=decision.site_power_w,
-        target_w=decision.target_w if np.isfinite(decision.target_w) else None,
-        active_events=decision.active_events, carbon_g_per_kwh=float(fleet.carbon[name].at(t_s)),
-        price_usd_per_mwh=float(prices.at(t_s)) if prices is not None else None, serving_share=shares)
+        reachable=True, site_power_w=decision.site_power_w if decision is not None else float("nan"),
+        target_w=decision.target_w if decision is not None and np.isfinite(decision.target_w) else None,
+        active_events=decision.active_events if decision is not None else (),
+        carbon_g_per_kwh=float(fleet.carbon[name].at(t_s)),
+        price_usd_per_mwh=float(prices.at(t_s)) if prices is not None else None,
+        free_gpus=int(twin.pool_gpus.sum() - twin.pool_used.sum()), queue=tuple({"gpus": j.gpus} for j in twin.queue()),
+        serving_share=shares or {}, event_windows=tuple(site.controller.event_windows(t_s)))
 
 
 def fleet_summary(run: FleetRun) -> dict:
